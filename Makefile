@@ -1,0 +1,50 @@
+# mindhier — `make demo` runs the main job, `make test` runs the test suite; both install into .venv first.
+# Prerequisite: Python 3.10+ with venv (3.11 preferred: the pinned torch wheels target it), and make.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+TORCH  := torch==2.14.1 torchvision==0.29.1
+STAMP  := $(VENV)/.installed
+PYTEST_FLAGS ?=
+
+.PHONY: install demo demo-tiny test test-slow lint format bench clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "mindhier needs Python 3.10+ (found " + sys.version.split()[0] + ")")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/mindhier demo
+
+demo-tiny: install
+	$(BIN)/mindhier demo --preset tiny --out runs/demo-tiny
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow and not gpu" $(PYTEST_FLAGS)
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m "slow" $(PYTEST_FLAGS)
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: install
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+bench: install
+	@mkdir -p bench-results
+	$(BIN)/mindhier bench simulate --out bench-results/simulate.json
+
+clean:
+	rm -rf $(VENV) runs bench-results

@@ -1,0 +1,8 @@
+"""mindhier: fMRI-to-image reconstruction with hierarchy-to-hierarchy autoregression.
+
+Implements MindHier (Zhang, Quan, Wang, Yang; arXiv 2510.22335, ICLR 2026) as tested software:
+a hierarchical fMRI encoder aligned level by level to a frozen vision network, and a scale-wise
+autoregressive generator guided coarse-to-fine by the brain hierarchy.
+"""
+
+__version__ = "0.1.0.dev0"

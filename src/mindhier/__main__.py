@@ -1,0 +1,3 @@
+from mindhier.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Frozen pretrained image networks that the package can load offline."""

@@ -1,0 +1,362 @@
+"""Typed, frozen configuration: one dataclass per component, named presets, overrides, provenance.
+
+A run's configuration is resolved in three layers, each on top of the last:
+
+1. a named preset (`tiny`, `demo`; later `nsd-paper`) — plain Python functions below;
+2. an optional YAML or JSON file (`--config FILE`), holding any subset of the fields;
+3. `--set a.b=value` overrides, coerced to the field's declared type.
+
+Unknown keys are an error that lists the valid ones. The resolved config is written beside every output
+together with the package version and git revision (`save_resolved`), and a saved `config.json` can be
+passed back as `--config` to reproduce a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mindhier.errors import ConfigError
+
+ROI_NAMES = ("V1", "V2", "V3", "hV4", "LO", "higher")
+
+
+@dataclass(frozen=True)
+class StimulusConfig:
+    """Which images the synthetic subject sees."""
+
+    source: str = "scenes"  # "scenes" | "photos" | "folder:PATH"
+    size: int = 64  # side of the square stimulus images, pixels
+
+    def __post_init__(self) -> None:
+        if not (self.source in ("scenes", "photos") or self.source.startswith("folder:")):
+            raise ConfigError(f"stimuli.source must be scenes, photos or folder:PATH, got {self.source!r}")
+        if self.source == "folder:":
+            raise ConfigError("stimuli.source folder: needs a path, e.g. folder:/data/nsd_stimuli")
+        _check_range("stimuli.size", self.size, 8, 4096)
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """The synthetic brain: a voxel-wise encoding model with an NSD-like design (method.md §2)."""
+
+    subjects: tuple[int, ...] = (1,)  # subject ids (1..99); each gets its own voxels and weights
+    n_train: int = 4000  # unique training images, each shown once
+    n_test: int = 100  # unique test images, each shown `test_repeats` times
+    test_repeats: int = 3  # presentations of every test image (NSD: 3)
+    session_trials: int = 750  # trials per scan session (NSD: 750); betas are z-scored per session
+    voxels_min: int = 2000  # each subject's voxel count is drawn uniformly from [voxels_min, voxels_max]
+    voxels_max: int = 4000
+    roi_fractions: tuple[float, ...] = (0.20, 0.16, 0.14, 0.12, 0.12, 0.26)  # share of V1 V2 V3 hV4 LO higher
+    ncsnr_min: float = 0.2  # per-voxel noise-ceiling SNR (signal sd / noise sd), drawn uniformly
+    ncsnr_max: float = 1.0
+    drift_sd: float = 0.3  # slow drift per session and voxel (offset + linear trend), in noise-sd units
+    retina_px: int = 64  # images are resampled to this side before the early-visual filter bank
+    feature_grid: int = 32  # receptive fields are evaluated on this grid of the visual field
+    compressive_exponent: float = 0.5  # CSS nonlinearity of early and mid voxels: response = drive ** n
+    semantic_px: int = 128  # input side of EfficientNet-Lite2 for the semantic voxels
+    category_weight: float = 0.5  # share of semantic-voxel variance driven by object categories (scenes)
+    image_store: str = "png"  # "png": images/image_000000.png ...; "hdf5": one float16 array like MindEye2
+    seed: int = 0  # everything (stimuli, subjects, noise) follows from this seed
+
+    def __post_init__(self) -> None:
+        if not self.subjects:
+            raise ConfigError("simulator.subjects must name at least one subject, e.g. 1 or 1,2")
+        for s in self.subjects:
+            _check_range("simulator.subjects", s, 1, 99)
+        if len(set(self.subjects)) != len(self.subjects):
+            raise ConfigError(f"simulator.subjects has duplicates: {list(self.subjects)}")
+        _check_range("simulator.n_train", self.n_train, 1, 10_000_000)
+        _check_range("simulator.n_test", self.n_test, 2, 1_000_000)
+        _check_range("simulator.test_repeats", self.test_repeats, 1, 100)
+        _check_range("simulator.session_trials", self.session_trials, 10, 100_000)
+        _check_range("simulator.voxels_min", self.voxels_min, len(ROI_NAMES) * 4, 1_000_000)
+        _check_range("simulator.voxels_max", self.voxels_max, self.voxels_min, 1_000_000)
+        if len(self.roi_fractions) != len(ROI_NAMES) or any(f <= 0 for f in self.roi_fractions):
+            raise ConfigError(
+                f"simulator.roi_fractions needs {len(ROI_NAMES)} positive shares for {', '.join(ROI_NAMES)}"
+            )
+        if abs(sum(self.roi_fractions) - 1.0) > 1e-6:
+            raise ConfigError(f"simulator.roi_fractions must sum to 1, got {sum(self.roi_fractions):.4f}")
+        if not 0 < self.ncsnr_min <= self.ncsnr_max:
+            raise ConfigError("simulator.ncsnr_min/ncsnr_max must satisfy 0 < ncsnr_min <= ncsnr_max")
+        _check_range("simulator.drift_sd", self.drift_sd, 0.0, 100.0)
+        _check_range("simulator.retina_px", self.retina_px, 16, 1024)
+        _check_range("simulator.feature_grid", self.feature_grid, 4, self.retina_px)
+        if self.retina_px % self.feature_grid:
+            raise ConfigError("simulator.retina_px must be a multiple of simulator.feature_grid")
+        _check_range("simulator.compressive_exponent", self.compressive_exponent, 0.05, 1.0)
+        _check_range("simulator.semantic_px", self.semantic_px, 32, 1024)
+        _check_range("simulator.category_weight", self.category_weight, 0.0, 1.0)
+        if self.image_store not in ("png", "hdf5"):
+            raise ConfigError(f"simulator.image_store must be png or hdf5, got {self.image_store!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How a dataset in the MindEye2 layout is split and averaged when read."""
+
+    val_fraction: float = 0.05  # share of unique training images held out as `val`
+    split_seed: int = 0  # seeds the choice of the `val` images
+    test_repeats: int = 3  # test trials per image after MindEye2's duplication of missing repeats
+
+    def __post_init__(self) -> None:
+        _check_range("data.val_fraction", self.val_fraction, 0.0, 0.5)
+        _check_range("data.test_repeats", self.test_repeats, 1, 100)
+
+
+@dataclass(frozen=True)
+class MindhierConfig:
+    """Everything a run needs, composed from the component configs."""
+
+    preset: str = "demo"  # the preset this config started from (informational)
+    stimuli: StimulusConfig = field(default_factory=StimulusConfig)
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+# ---------------------------------------------------------------------------------------------- presets
+
+
+def tiny() -> MindhierConfig:
+    """Seconds-scale settings for tests: the same code paths as `demo`, far smaller."""
+    return MindhierConfig(
+        preset="tiny",
+        stimuli=StimulusConfig(size=32),
+        simulator=SimulatorConfig(
+            n_train=240,
+            n_test=24,
+            session_trials=100,
+            voxels_min=300,
+            voxels_max=400,
+            retina_px=32,
+            feature_grid=16,
+            semantic_px=64,
+        ),
+    )
+
+
+def demo() -> MindhierConfig:
+    """The embedded default: one simulated subject on procedural scenes, sized for 2 CPU cores."""
+    return MindhierConfig(preset="demo")
+
+
+PRESETS: dict[str, Callable[[], MindhierConfig]] = {"tiny": tiny, "demo": demo}
+
+
+def preset(name: str) -> MindhierConfig:
+    """The named preset; an unknown name lists the valid ones."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+# ------------------------------------------------------------------------------------- dict conversion
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple | list):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(cfg)
+
+
+def from_dict(cls: type, data: Mapping[str, Any], base: Any | None = None, where: str = "") -> Any:
+    """Build `cls` from a (partial) mapping, on top of `base` (default: the class defaults).
+
+    Unknown keys raise `ConfigError` naming them and listing the valid keys.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'} must be a mapping of keys to values, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        scope = f" of {where}" if where else ""
+        raise ConfigError(f"unknown config key {key}; valid keys{scope}: {', '.join(names)}")
+    base = base if base is not None else cls()
+    changes = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        current = getattr(base, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = from_dict(type(current), value, base=current, where=path)
+        else:
+            changes[key] = _coerce(value, hints[key], path)
+    try:
+        return dataclasses.replace(base, **changes)
+    except TypeError as err:  # pragma: no cover - guarded by the key check above
+        raise ConfigError(f"cannot build {cls.__name__}: {err}") from err
+
+
+# ------------------------------------------------------------------------------------------- overrides
+
+
+def apply_overrides(cfg: MindhierConfig, overrides: Iterable[str]) -> MindhierConfig:
+    """Apply `a.b=value` strings in order; each value is coerced to the field's type."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value (e.g. simulator.n_train=200), got {item!r}")
+        nested: dict[str, Any] = {}
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _RawString(raw.strip())
+        cfg = from_dict(type(cfg), nested, base=cfg)
+    return cfg
+
+
+class _RawString(str):
+    """A value typed on the command line: parsed according to the target field's type."""
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    raw = isinstance(value, _RawString)
+
+    if origin in (typing.Union, types.UnionType):
+        is_none = value is None or (raw and value.lower() in ("none", "null", ""))
+        if is_none and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is tuple:
+        if raw:
+            text = value.strip()
+            if text.startswith("["):
+                value = _yaml_scalar(text, where)
+            else:
+                value = [_RawString(v.strip()) for v in text.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} expects a list, got {value!r}")
+        element = args[0] if args else str
+        return tuple(_coerce(v if not isinstance(v, str) else _RawString(v), element, where) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{where} expects true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} expects an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} expects an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} expects a number, got {value!r}")
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} expects a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return str(value)
+        raise ConfigError(f"{where} expects a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported config type {hint!r}")  # pragma: no cover
+
+
+def _yaml_scalar(text: str, where: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: cannot parse {text!r} ({err})") from err
+
+
+# ----------------------------------------------------------------------------------------- files, hash
+
+
+def load_file(path: str | Path, base: MindhierConfig) -> MindhierConfig:
+    """Apply a YAML or JSON config file on top of `base`.
+
+    A `config.json` written by `save_resolved` (keys `config` and `provenance`) is accepted as is.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except (json.JSONDecodeError, ValueError) as err:
+        raise ConfigError(f"config file {p} cannot be parsed ({err}); fix its syntax") from err
+    except Exception as err:  # yaml.YAMLError and friends
+        raise ConfigError(f"config file {p} cannot be parsed ({err}); fix its syntax") from err
+    if data is None:
+        return base
+    if isinstance(data, Mapping) and "config" in data and "provenance" in data:
+        data = data["config"]
+    return from_dict(type(base), data, base=base)
+
+
+def resolve(
+    preset_name: str = "demo", config_file: str | Path | None = None, overrides: Iterable[str] = ()
+) -> MindhierConfig:
+    """Preset, then file, then overrides."""
+    cfg = preset(preset_name)
+    if config_file is not None:
+        cfg = load_file(config_file, cfg)
+    return apply_overrides(cfg, overrides)
+
+
+def config_hash(cfg: Any) -> str:
+    """A short stable hash of a config (or any sub-config): keys finished stages in caches."""
+    canonical = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def resolved_record(cfg: MindhierConfig) -> dict[str, Any]:
+    """The config plus the provenance that produced an output."""
+    from mindhier.provenance import provenance
+
+    return {"config": to_dict(cfg), "provenance": provenance()}
+
+
+def save_resolved(cfg: MindhierConfig, path: str | Path) -> None:
+    """Write the resolved config with package version and git revision, atomically."""
+    from mindhier.fileio import write_json
+
+    write_json(path, resolved_record(cfg))
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")

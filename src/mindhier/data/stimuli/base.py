@@ -1,0 +1,49 @@
+"""The stimulus-source interface shared by `scenes`, `photos` and `folder`.
+
+A source turns (split, count, size, seed) into a `StimulusSet`: square RGB images, one English caption
+each, and structured labels. The same arguments always give the same images; `train` and `test` never
+share an image.
+
+Shape letters: N images, H = W = side in pixels, K object categories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from mindhier.progress import ProgressFn
+
+Split = Literal["train", "test"]
+SPLITS: tuple[Split, ...] = ("train", "test")
+
+
+@dataclass(frozen=True)
+class StimulusSet:
+    """Images with captions and labels, in a fixed order."""
+
+    images_NHWC: np.ndarray  # uint8 [N, H, W, 3]
+    captions: tuple[str, ...]  # one English caption per image
+    labels: tuple[dict[str, Any], ...]  # JSON-serialisable, source-specific (objects, photo name, file name)
+    source: str  # "scenes" | "photos" | "folder"
+    category_names: tuple[str, ...] | None = None  # the K object categories, when the source knows them
+    categories_NK: np.ndarray | None = None  # float32 multi-hot [N, K]: which categories each image shows
+
+    def __len__(self) -> int:
+        return int(self.images_NHWC.shape[0])
+
+
+class StimulusSource(Protocol):
+    """Anything that can produce deterministic, split-disjoint stimulus sets."""
+
+    name: str
+
+    def generate(
+        self, split: Split, count: int, size: int, seed: int, progress: ProgressFn | None = None
+    ) -> StimulusSet: ...
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable description recorded in the dataset manifest."""
+        ...

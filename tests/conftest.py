@@ -1,0 +1,40 @@
+"""Shared fixtures: deterministic threads, a tiny simulated dataset built once per session."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from mindhier.config import MindhierConfig, tiny
+
+torch.set_num_threads(2)
+
+
+def tiny_config(**simulator_changes) -> MindhierConfig:
+    """The `tiny` preset with simulator fields changed."""
+    cfg = tiny()
+    return dataclasses.replace(cfg, simulator=dataclasses.replace(cfg.simulator, **simulator_changes))
+
+
+@pytest.fixture
+def make_config():
+    """`make_config(**simulator_changes)` -> the tiny preset with those simulator fields changed."""
+    return tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A two-subject tiny dataset (PNG store) and the in-memory simulation result."""
+    from mindhier.data.simulator import simulate
+
+    cfg = tiny_config(subjects=(1, 2))
+    out = tmp_path_factory.mktemp("sim") / "tiny"
+    result = simulate(cfg, out)
+    return cfg, result
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)
