@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from mindhier.errors import ConfigError
 from mindhier.progress import ProgressFn
 
 Split = Literal["train", "test"]
@@ -47,3 +48,15 @@ class StimulusSource(Protocol):
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable description recorded in the dataset manifest."""
         ...
+
+
+def check_request(split: str, count: int, size: int, seed: int) -> None:
+    """Reject a `generate` request no source can serve, with one clear line."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if count < 0:
+        raise ConfigError(f"image count must be >= 0, got {count}")
+    if size < 8:
+        raise ConfigError(f"image size must be >= 8 pixels, got {size}")
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {seed}")

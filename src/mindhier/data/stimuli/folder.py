@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from mindhier.data.stimuli.base import SPLITS, Split, StimulusSet
+from mindhier.data.stimuli.base import Split, StimulusSet, check_request
 from mindhier.errors import ConfigError, DataError
 from mindhier.progress import ProgressFn, report
 
@@ -154,14 +154,7 @@ class FolderSource:
     def generate(
         self, split: Split, count: int, size: int, seed: int, progress: ProgressFn | None = None
     ) -> StimulusSet:
-        if split not in SPLITS:
-            raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-        if count < 0:
-            raise ConfigError(f"image count must be >= 0, got {count}")
-        if size < 8:
-            raise ConfigError(f"image size must be >= 8 pixels, got {size}")
-        if seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {seed}")
+        check_request(split, count, size, seed)
         pool = self.pools(seed)[split]
         if count > len(pool):
             raise DataError(

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mindhier.data.stimuli.base import SPLITS, Split, StimulusSet
+from mindhier.data.stimuli.base import SPLITS, Split, StimulusSet, check_request
 from mindhier.errors import ConfigError, DataError
 from mindhier.progress import ProgressFn, report
 
@@ -132,17 +132,6 @@ def photo_caption(labels: dict[str, Any]) -> str:
     return f"a crop of the photograph '{labels['photo']}'"
 
 
-def _check_request(split: str, count: int, size: int, seed: int) -> None:
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    if count < 0:
-        raise ConfigError(f"image count must be >= 0, got {count}")
-    if size < 8:
-        raise ConfigError(f"image size must be >= 8 pixels, got {size}")
-    if seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {seed}")
-
-
 class PhotosSource:
     """Crops of bundled real photographs; train and test crops come from disjoint photographs."""
 
@@ -156,7 +145,7 @@ class PhotosSource:
     def generate(
         self, split: Split, count: int, size: int, seed: int, progress: ProgressFn | None = None
     ) -> StimulusSet:
-        _check_request(split, count, size, seed)
+        check_request(split, count, size, seed)
         images_NHWC = np.empty((count, size, size, 3), dtype=np.uint8)
         labels, captions = [], []
         for index in range(count):

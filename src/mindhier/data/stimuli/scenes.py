@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mindhier.data.stimuli.base import SPLITS, Split, StimulusSet
+from mindhier.data.stimuli.base import SPLITS, Split, StimulusSet, check_request
 from mindhier.data.stimuli.captions import POSITION_PHRASES, scene_caption
 from mindhier.errors import ConfigError
 from mindhier.progress import ProgressFn, report
@@ -366,17 +366,6 @@ def render_scene(labels: dict[str, Any], size: int) -> np.ndarray:
 # --- the source ------------------------------------------------------------------------------------------
 
 
-def _check_request(split: str, count: int, size: int, seed: int) -> None:
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    if count < 0:
-        raise ConfigError(f"image count must be >= 0, got {count}")
-    if size < 8:
-        raise ConfigError(f"image size must be >= 8 pixels, got {size}")
-    if seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {seed}")
-
-
 class ScenesSource:
     """Procedural scenes of 1–3 named shapes on a patterned background; unlimited distinct images."""
 
@@ -399,7 +388,7 @@ class ScenesSource:
     def generate(
         self, split: Split, count: int, size: int, seed: int, progress: ProgressFn | None = None
     ) -> StimulusSet:
-        _check_request(split, count, size, seed)
+        check_request(split, count, size, seed)
         images_NHWC = np.empty((count, size, size, 3), dtype=np.uint8)
         categories_NK = np.zeros((count, len(CATEGORIES)), dtype=np.float32)
         labels, captions = [], []
