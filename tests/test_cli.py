@@ -207,21 +207,31 @@ def test_demo_reuses_finished_stages_and_fresh_recomputes(tmp_path, capsys):
     out = tmp_path / "demo"
     code, stdout, _ = run_cli(capsys, "demo", "--preset", "tiny", "--out", out, "--quiet")
     assert code == 0
-    assert stdout.splitlines()[0].startswith("simulated dataset")
-    assert stdout.strip().splitlines()[-1] == f"summary: {out / 'data_info.json'}"
+    lines = stdout.strip().splitlines()
+    assert lines[0].startswith("simulated dataset")
+    assert any(line.startswith("trained encoder") for line in lines)
+    assert lines[-1] == f"summary: {out / 'encoder' / 'encoder_eval.json'}"
+    evaluation = json.loads((out / "encoder" / "encoder_eval.json").read_text())
+    assert evaluation["subjects"]["1"]["n_items"] == 24
     betas = layout.betas_path(out / "data", 1)
-    stamp = betas.stat().st_mtime_ns
+    weights = out / "encoder" / "encoder.safetensors"
+    stamps = betas.stat().st_mtime_ns, weights.stat().st_mtime_ns
 
     code, stdout, _ = run_cli(capsys, "demo", "--preset", "tiny", "--out", out, "--quiet")
-    assert code == 0 and stdout.startswith("reused dataset")
-    assert betas.stat().st_mtime_ns == stamp
+    assert code == 0 and stdout.startswith("reused dataset") and "reused encoder" in stdout
+    assert (betas.stat().st_mtime_ns, weights.stat().st_mtime_ns) == stamps
 
+    # a changed encoder setting retrains the encoder only
+    code, stdout, _ = run_cli(
+        capsys, "demo", "--preset", "tiny", "--out", out, "--quiet", "--set", "train_encoder.seed=1"
+    )
+    assert stdout.startswith("reused dataset") and "trained encoder" in stdout
+    # a changed simulator setting re-simulates; --fresh recomputes everything
     code, stdout, _ = run_cli(capsys, "demo", "--preset", "tiny", "--out", out, "--quiet", "--set", "simulator.seed=1")
-    assert stdout.startswith("simulated dataset")  # a changed config is not reused
-
+    assert stdout.startswith("simulated dataset")
     code, stdout, _ = run_cli(
         capsys, "demo", "--preset", "tiny", "--out", out, "--quiet", "--set", "simulator.seed=1", "--fresh"
     )
-    assert code == 0 and stdout.startswith("simulated dataset")
+    assert code == 0 and stdout.startswith("simulated dataset") and "trained encoder" in stdout
     summary = json.loads((out / "data_info.json").read_text())
     assert summary["subjects"]["1"]["splits"]["test"]["images"] == 24

@@ -143,6 +143,103 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _distributed(args: argparse.Namespace):
+    """(device, rank, world_size); under torchrun, initialise the process group from its variables."""
+    import os
+
+    import torch
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    wanted = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if world_size > 1:
+        backend = "nccl" if wanted == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+        device = f"cuda:{local_rank}" if wanted == "cuda" else "cpu"
+        if wanted == "cuda":
+            torch.cuda.set_device(local_rank)
+        return device, rank, world_size
+    return wanted, 0, 1
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from mindhier.data.feature_cache import build_feature_cache
+    from mindhier.teachers import build_teacher
+
+    extra = []
+    if args.teacher:
+        extra.append(f"teacher.name={args.teacher}")
+    if args.layers:
+        extra.append("teacher.layers=" + ",".join(map(str, args.layers)))
+    cfg = _resolve(args, extra)
+    _apply_threads(args)
+    progress = _progress(args)
+    try:
+        cache = build_feature_cache(
+            args.data, build_teacher(cfg.teacher), out=args.out, overwrite=args.overwrite, progress=progress
+        )
+    finally:
+        progress.close()
+    levels = ", ".join(f"{lvl.name} [{lvl.tokens}×{lvl.dim}]" for lvl in cache.levels)
+    print(f"{'reused' if cache.reused else 'wrote'} {cache.path}: {cache.n_images} images; levels {levels}")
+    return 0
+
+
+def cmd_train_encoder(args: argparse.Namespace) -> int:
+    from mindhier.train.encoder import train_encoder
+
+    cfg = _resolve(args)
+    _apply_threads(args)
+    device, rank, world_size = _distributed(args)
+    progress = _progress(args) if rank == 0 else None
+    try:
+        run = train_encoder(
+            cfg,
+            args.data,
+            args.out,
+            subjects=tuple(args.subjects) if args.subjects else None,
+            features=args.features,
+            resume=args.resume,
+            device=device,
+            rank=rank,
+            world_size=world_size,
+            progress=progress,
+        )
+    finally:
+        if progress is not None:
+            progress.close()
+    if rank == 0:
+        print(
+            f"trained {run.steps} steps in {run.seconds:.1f} s; best val retrieval top-1 {run.best_val:.3f} "
+            f"at step {run.best_step}; run: {run.run_dir}"
+        )
+    return 0
+
+
+def cmd_eval_encoder(args: argparse.Namespace) -> int:
+    from mindhier.fileio import write_json
+    from mindhier.metrics.encoder_eval import evaluate_encoder, format_encoder_eval
+
+    _apply_threads(args)
+    progress = _progress(args)
+    try:
+        result = evaluate_encoder(
+            args.run,
+            args.data,
+            subjects=tuple(args.subjects) if args.subjects else None,
+            split=args.split,
+            features=args.features,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    out = (args.out or args.run) / "encoder_eval.json"
+    write_json(out, result)
+    print(format_encoder_eval(result))
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_config_show(args: argparse.Namespace) -> int:
     from mindhier.config import to_dict
 
@@ -195,6 +292,41 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     _add_runtime_options(p)
     p.set_defaults(func=cmd_demo)
+
+    p = commands.add_parser("features", help="cache a teacher's feature hierarchy for a dataset's stimuli")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (MindEye2 layout)")
+    p.add_argument("--teacher", help="efficientnet-lite0 | clip (default: the preset's)")
+    p.add_argument("--layers", type=int, nargs="+", help="1-based teacher layers, shallow to deep")
+    p.add_argument("--out", type=Path, help="cache folder (default: DATA/features/<teacher>-<key>)")
+    p.add_argument("--overwrite", action="store_true", help="replace a cache made with another configuration")
+    _add_config_options(p)
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_features)
+
+    train = commands.add_parser("train", help="train a stage").add_subparsers(dest="train_command", required=True)
+    p = train.add_parser("encoder", help="Stage 1: the hierarchical fMRI encoder")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (MindEye2 layout)")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--subjects", type=int, nargs="+", help="subjects to train on (default: all in the dataset)")
+    p.add_argument("--features", type=Path, help="feature cache folder (default: built or reused under DATA)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
+    _add_config_options(p)
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_train_encoder)
+
+    evaluate = commands.add_parser("eval", help="evaluate a trained stage").add_subparsers(
+        dest="eval_command", required=True
+    )
+    p = evaluate.add_parser("encoder", help="retrieval, identification and alignment per level on held-out data")
+    p.add_argument("--run", type=Path, required=True, help="encoder run folder")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder")
+    p.add_argument("--subjects", "--subject", type=int, nargs="+", help="subjects (default: the run's)")
+    p.add_argument("--split", default="test", choices=["test", "val", "test_old"])
+    p.add_argument("--features", type=Path, help="feature cache folder (default: built or reused under DATA)")
+    p.add_argument("--out", type=Path, help="folder for encoder_eval.json (default: the run folder)")
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_eval_encoder)
 
     config = commands.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
     p = config.add_parser("show", help="print the resolved configuration")

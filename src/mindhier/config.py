@@ -99,6 +99,39 @@ class SimulatorConfig:
             raise ConfigError(f"simulator.image_store must be png or hdf5, got {self.image_store!r}")
 
 
+TEACHER_NAMES = ("efficientnet-lite0", "clip")
+LAYER_MAPPINGS = ("balanced", "early", "late")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """The frozen vision network whose feature hierarchy the brain encoder is aligned to (method.md §3.2).
+
+    Layer ℓ is the output of block ℓ counted from 1 (CLIP: transformer block; EfficientNet: MBConv block).
+    """
+
+    name: str = "efficientnet-lite0"  # "efficientnet-lite0" (embedded, real weights) | "clip" (open_clip)
+    mapping: str = "balanced"  # named layer mapping g_m: balanced | early | late (ignored when `layers` is set)
+    layers: tuple[int, ...] = ()  # explicit 1-based layers, shallow to deep; the last is the terminal level
+    grid: int = 4  # EfficientNet: every level pooled to grid×grid tokens plus one global token (Q = grid² + 1)
+    input_px: int = 128  # EfficientNet input side (images are resized to it); CLIP uses its own preprocessing
+    clip_model: str = "ViT-L-14"  # open_clip architecture name
+    clip_weights: str = "openai"  # open_clip pretrained tag (resolved in the local cache) or a local weights file
+    text: bool = False  # also compute caption features with CLIP's text tower (clip only)
+
+    def __post_init__(self) -> None:
+        if self.name not in TEACHER_NAMES:
+            raise ConfigError(f"teacher.name must be one of {', '.join(TEACHER_NAMES)}, got {self.name!r}")
+        if self.mapping not in LAYER_MAPPINGS:
+            raise ConfigError(f"teacher.mapping must be one of {', '.join(LAYER_MAPPINGS)}, got {self.mapping!r}")
+        if any(layer < 1 for layer in self.layers) or list(self.layers) != sorted(set(self.layers)):
+            raise ConfigError(f"teacher.layers must be increasing 1-based layer numbers, got {list(self.layers)}")
+        _check_range("teacher.grid", self.grid, 1, 64)
+        _check_range("teacher.input_px", self.input_px, 32, 1024)
+        if self.text and self.name != "clip":
+            raise ConfigError("teacher.text needs teacher.name=clip (only CLIP has a text tower here)")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """How a dataset in the MindEye2 layout is split and averaged when read."""
@@ -112,6 +145,96 @@ class DataConfig:
         _check_range("data.test_repeats", self.test_repeats, 1, 100)
 
 
+SUPERVISION_MODES = ("cascaded", "terminal_only", "single")
+NAMED_MAPPING_LEVELS = 4  # every named layer mapping picks four layers
+
+
+@dataclass(frozen=True)
+class BrainEncoderConfig:
+    """The hierarchical fMRI encoder (method.md §3.1); the query count Q comes from the teacher's tokens.
+
+    voxels → per-subject Linear(V_s → hidden[0]) → GELU → shared [Linear → GELU]… → Linear(→ T·D)
+    → T latent tokens + position embedding → `depth` cascaded post-norm decoder layers over Q queries
+    → levels e_1..e_M (M = depth) → token-wise heads to the teacher dims, and a projected terminal output.
+    """
+
+    hidden_dims: tuple[int, ...] = (512, 512)  # widths of the voxel MLP (the first is the per-subject layer's)
+    latent_tokens: int = 16  # T: tokens the MLP output is split into (the decoder's memory)
+    width: int = 64  # D: token width of the decoder and of every level e_m
+    depth: int = 4  # M: cascaded decoder layers = levels, one per teacher layer
+    heads: int = 4
+    ffn_dim: int = 128
+    # The paper uses 0.1 (nsd-paper keeps it). The demo default is 0: on 2 CPU cores drawing dropout masks
+    # costs a third of a training step, and at the demo's size it did not change test retrieval (measured).
+    dropout: float = 0.0
+    text_queries: int = 0  # queries of the optional text branch (paper: 77); 0 = no text branch
+
+    def __post_init__(self) -> None:
+        if not self.hidden_dims:
+            raise ConfigError("encoder.hidden_dims needs at least one width (the per-subject input layer)")
+        for width in self.hidden_dims:
+            _check_range("encoder.hidden_dims", width, 1, 1_000_000)
+        _check_range("encoder.latent_tokens", self.latent_tokens, 1, 4096)
+        _check_range("encoder.width", self.width, 4, 16384)
+        _check_range("encoder.depth", self.depth, 1, 64)
+        _check_range("encoder.heads", self.heads, 1, 256)
+        if self.width % self.heads:
+            raise ConfigError(f"encoder.width {self.width} must be divisible by encoder.heads {self.heads}")
+        _check_range("encoder.ffn_dim", self.ffn_dim, 1, 1_000_000)
+        _check_range("encoder.dropout", self.dropout, 0.0, 0.9)
+        _check_range("encoder.text_queries", self.text_queries, 0, 4096)
+
+
+@dataclass(frozen=True)
+class AlignmentConfig:
+    """Hierarchy-to-hierarchy alignment (method.md §3.3–4): which levels are supervised, and how.
+
+    Each alignment term is ‖n(a) − n(b)‖² for L2-normalised flattened token sequences: the paper's MSE
+    times the sequence's element count (its scale 2·10⁵ is that count for CLIP-L, 257·768 ≈ 197,376).
+    """
+
+    supervision: str = "cascaded"  # cascaded | terminal_only | single (see losses.py)
+    mse_weight: float = 1.0
+    softclip_weight: float = 1.0
+    temperature: float = 0.005  # SoftCLIP τ (paper: 0.005)
+    text_weight: float = 1.0  # weight of the text terms, when the teacher has a text side
+
+    def __post_init__(self) -> None:
+        if self.supervision not in SUPERVISION_MODES:
+            raise ConfigError(
+                f"alignment.supervision must be one of {', '.join(SUPERVISION_MODES)}, got {self.supervision!r}"
+            )
+        _check_range("alignment.mse_weight", self.mse_weight, 0.0, 1e6)
+        _check_range("alignment.softclip_weight", self.softclip_weight, 0.0, 1e6)
+        _check_range("alignment.temperature", self.temperature, 1e-5, 10.0)
+        _check_range("alignment.text_weight", self.text_weight, 0.0, 1e6)
+
+
+@dataclass(frozen=True)
+class EncoderTrainConfig:
+    """Stage-1 optimisation: AdamW + OneCycle over a fixed number of steps (method.md §3.4)."""
+
+    steps: int = 1500  # optimizer steps; the OneCycle schedule spans them
+    batch_size: int = 128  # global batch (split evenly across ranks)
+    lr: float = 1e-3  # OneCycle peak learning rate
+    weight_decay: float = 0.01  # on weight matrices; biases and norms are not decayed
+    pct_start: float = 0.1  # share of steps spent warming up
+    grad_clip: float = 1.0  # max global grad norm (0 = off)
+    eval_every: int = 250  # steps between val evaluations (the best val checkpoint is kept)
+    checkpoint_every: int = 500  # steps between resumable checkpoints
+    seed: int = 0  # initialisation, batch order and dropout
+
+    def __post_init__(self) -> None:
+        _check_range("train_encoder.steps", self.steps, 1, 10_000_000)
+        _check_range("train_encoder.batch_size", self.batch_size, 2, 1_000_000)
+        _check_range("train_encoder.lr", self.lr, 1e-8, 1.0)
+        _check_range("train_encoder.weight_decay", self.weight_decay, 0.0, 10.0)
+        _check_range("train_encoder.pct_start", self.pct_start, 0.0, 0.99)
+        _check_range("train_encoder.grad_clip", self.grad_clip, 0.0, 1e6)
+        _check_range("train_encoder.eval_every", self.eval_every, 1, 10_000_000)
+        _check_range("train_encoder.checkpoint_every", self.checkpoint_every, 1, 10_000_000)
+
+
 @dataclass(frozen=True)
 class MindhierConfig:
     """Everything a run needs, composed from the component configs."""
@@ -120,6 +243,18 @@ class MindhierConfig:
     stimuli: StimulusConfig = field(default_factory=StimulusConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    encoder: BrainEncoderConfig = field(default_factory=BrainEncoderConfig)
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    train_encoder: EncoderTrainConfig = field(default_factory=EncoderTrainConfig)
+
+    def __post_init__(self) -> None:
+        n_levels = len(self.teacher.layers) or NAMED_MAPPING_LEVELS
+        if n_levels != self.encoder.depth:
+            raise ConfigError(
+                f"encoder.depth ({self.encoder.depth}) must equal the number of teacher layers ({n_levels}): "
+                "one encoder level per teacher level"
+            )
 
 
 # ---------------------------------------------------------------------------------------------- presets
@@ -130,6 +265,9 @@ def tiny() -> MindhierConfig:
     return MindhierConfig(
         preset="tiny",
         stimuli=StimulusConfig(size=32),
+        teacher=TeacherConfig(grid=2, input_px=64),
+        encoder=BrainEncoderConfig(hidden_dims=(64,), latent_tokens=4, width=32, heads=2, ffn_dim=64),
+        train_encoder=EncoderTrainConfig(steps=60, batch_size=32, lr=2e-3, eval_every=30, checkpoint_every=30),
         simulator=SimulatorConfig(
             n_train=240,
             n_test=24,
@@ -148,7 +286,41 @@ def demo() -> MindhierConfig:
     return MindhierConfig(preset="demo")
 
 
-PRESETS: dict[str, Callable[[], MindhierConfig]] = {"tiny": tiny, "demo": demo}
+def nsd_paper() -> MindhierConfig:
+    """The paper's sizes and schedule on real NSD (method.md §3): CLIP ViT-L/14 layers 12/16/20/24.
+
+    Stage 1: V → 4096 → 2048 → 100×768, 4 decoder layers over 257 queries, 8 heads, FFN 3072,
+    dropout 0.1, a 77-query text branch; AdamW lr 1e-4, wd 0.01, OneCycle with pct_start 2/300, global
+    batch 512 for 300 epochs of 30,000 trials (300 · 30,000 / 512 ≈ 17,578 steps).
+    """
+    return MindhierConfig(
+        preset="nsd-paper",
+        teacher=TeacherConfig(name="clip", layers=(12, 16, 20, 24), clip_model="ViT-L-14", text=True),
+        encoder=BrainEncoderConfig(
+            hidden_dims=(4096, 2048),
+            latent_tokens=100,
+            width=768,
+            depth=4,
+            heads=8,
+            ffn_dim=3072,
+            dropout=0.1,
+            text_queries=77,
+        ),
+        alignment=AlignmentConfig(supervision="cascaded", temperature=0.005),
+        train_encoder=EncoderTrainConfig(
+            steps=17_578,
+            batch_size=512,
+            lr=1e-4,
+            weight_decay=0.01,
+            pct_start=2 / 300,
+            grad_clip=1.0,
+            eval_every=1000,
+            checkpoint_every=1000,
+        ),
+    )
+
+
+PRESETS: dict[str, Callable[[], MindhierConfig]] = {"tiny": tiny, "demo": demo, "nsd-paper": nsd_paper}
 
 
 def preset(name: str) -> MindhierConfig:

@@ -1,12 +1,18 @@
 """`mindhier demo`: the main job on the embedded default world.
 
-Today it runs the stages that exist — simulate the default subject on `scenes` (or use `--data`),
-validate and summarise the dataset — and says which stages are still to come. Finished stages are
-reused when their config is unchanged (keyed by a config hash); `fresh=True` recomputes them.
+It runs the stages that exist, in order, and says which are still to come:
+
+1. data — simulate the default subject on `scenes` (or use `--data`), validate and summarise it;
+2. teacher features — EfficientNet-Lite0's hierarchy for every stimulus (cached beside the data);
+3. Stage 1 — train the hierarchical fMRI encoder, then evaluate it on the test split.
+
+A finished stage is reused when the config sections it depends on are unchanged (compared by hash);
+an interrupted encoder run is resumed; `fresh=True` recomputes everything.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,14 +23,14 @@ from mindhier.fileio import read_json, write_json
 from mindhier.progress import ProgressFn
 
 PENDING_STAGES = (
-    "teacher features",
-    "Stage 1 encoder",
     "tokenizer",
     "generators (coarse_to_fine, static_terminal)",
     "reconstruction",
-    "evaluation",
+    "image evaluation",
     "report",
 )
+DATA_SECTIONS = ("stimuli", "simulator")
+ENCODER_SECTIONS = ("stimuli", "simulator", "data", "teacher", "encoder", "alignment", "train_encoder")
 
 
 @dataclass(frozen=True)
@@ -32,20 +38,45 @@ class DemoResult:
     run_dir: Path
     data_dir: Path
     simulated: bool  # False when a finished dataset was reused or --data was given
+    encoder_trained: bool  # False when a finished encoder run was reused
     lines: list[str]  # what the CLI prints; the last line names the run's summary file
+
+
+def section_key(cfg: MindhierConfig | dict, sections: tuple[str, ...]) -> str:
+    """Hash of the named config sections (of a config or of a saved config dict)."""
+    as_dict = cfg if isinstance(cfg, dict) else to_dict(cfg)
+    return config_hash({name: as_dict.get(name) for name in sections})
 
 
 def data_key(cfg: MindhierConfig) -> str:
     """What the simulated dataset depends on."""
-    return config_hash({"stimuli": to_dict(cfg.stimuli), "simulator": to_dict(cfg.simulator)})
+    return section_key(cfg, DATA_SECTIONS)
 
 
-def _reusable(data_dir: Path, cfg: MindhierConfig) -> bool:
-    config_file = data_dir / layout.CONFIG
-    if not (data_dir / layout.MANIFEST).is_file() or not config_file.is_file():
-        return False
-    saved = read_json(config_file, "dataset config").get("config", {})
-    return config_hash({"stimuli": saved.get("stimuli"), "simulator": saved.get("simulator")}) == data_key(cfg)
+def _saved_config(folder: Path) -> dict | None:
+    config_file = folder / layout.CONFIG
+    return read_json(config_file, "stage config").get("config", {}) if config_file.is_file() else None
+
+
+def _data_reusable(data_dir: Path, cfg: MindhierConfig) -> bool:
+    saved = _saved_config(data_dir)
+    return (
+        saved is not None
+        and (data_dir / layout.MANIFEST).is_file()
+        and section_key(saved, DATA_SECTIONS) == data_key(cfg)
+    )
+
+
+def _encoder_state(run_dir: Path, cfg: MindhierConfig) -> str:
+    """'finished', 'partial' (resumable), or 'absent' (missing or made with another config)."""
+    from mindhier.train.encoder import SUMMARY_FILE, TRAIN_STATE
+
+    saved = _saved_config(run_dir)
+    if saved is None or section_key(saved, ENCODER_SECTIONS) != section_key(cfg, ENCODER_SECTIONS):
+        return "absent"
+    if (run_dir / SUMMARY_FILE).is_file():
+        return "finished"
+    return "partial" if (run_dir / TRAIN_STATE).is_file() else "absent"
 
 
 def run_demo(
@@ -55,26 +86,44 @@ def run_demo(
     fresh: bool = False,
     progress: ProgressFn | None = None,
 ) -> DemoResult:
+    from mindhier.data.feature_cache import build_feature_cache
     from mindhier.data.simulator import simulate
+    from mindhier.metrics.encoder_eval import evaluate_encoder, format_encoder_eval
+    from mindhier.teachers import build_teacher
+    from mindhier.train.encoder import train_encoder
 
     run_dir = Path(out)
+    lines = []
     simulated = False
     if data is None:
         data_dir = run_dir / "data"
-        if fresh or not _reusable(data_dir, cfg):
+        if fresh or not _data_reusable(data_dir, cfg):
             simulate(cfg, data_dir, overwrite=True, progress=progress)
             simulated = True
+        lines.append(("simulated" if simulated else "reused") + f" dataset {data_dir}")
     else:
         data_dir = Path(data)
+        lines.append(f"dataset {data_dir}")
     summary = describe_dataset(data_dir, cfg.data)
+    lines.append(format_summary(summary))
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir / layout.CONFIG)
-    summary_file = run_dir / "data_info.json"
-    write_json(summary_file, summary)
-    lines = [
-        ("simulated" if simulated else "reused") + f" dataset {data_dir}" if data is None else f"dataset {data_dir}",
-        format_summary(summary),
-        "the demo currently runs the data stages only; still to come: " + ", ".join(PENDING_STAGES),
-        f"summary: {summary_file}",
-    ]
-    return DemoResult(run_dir, data_dir, simulated, lines)
+    write_json(run_dir / "data_info.json", summary)
+
+    cache = build_feature_cache(data_dir, build_teacher(cfg.teacher), overwrite=fresh, progress=progress)
+    lines.append(f"{'reused' if cache.reused else 'computed'} teacher features {cache.path}")
+
+    encoder_dir = run_dir / "encoder"
+    state = "absent" if fresh else _encoder_state(encoder_dir, cfg)
+    if state == "absent" and encoder_dir.exists():
+        shutil.rmtree(encoder_dir)  # made with another config (or --fresh): retrain from scratch
+    if state != "finished":
+        train_encoder(cfg, data_dir, encoder_dir, resume=state == "partial", progress=progress)
+    lines.append(("reused" if state == "finished" else "trained") + f" encoder {encoder_dir}")
+    evaluation = evaluate_encoder(encoder_dir, data_dir, progress=progress)
+    write_json(encoder_dir / "encoder_eval.json", evaluation)
+    lines.append(format_encoder_eval(evaluation))
+
+    lines.append("still to come in the demo: " + ", ".join(PENDING_STAGES))
+    lines.append(f"summary: {encoder_dir / 'encoder_eval.json'}")
+    return DemoResult(run_dir, data_dir, simulated, state != "finished", lines)

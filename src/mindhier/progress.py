@@ -1,8 +1,9 @@
 """Progress reporting without printing.
 
 Library code never prints: a long loop takes an optional `progress` callback and calls it as
-`progress(task, done, total)`. The CLI passes `TqdmProgress()`, which turns the calls into one
-progress bar per task; tests pass nothing, or a list-collecting callback.
+`progress(task, done, total)`, or `progress(task, done, total, info)` with a small dict of live numbers
+(a loss, a learning rate). The CLI passes `TqdmProgress()`, which turns the calls into one progress
+bar per task; tests pass nothing, or a list-collecting callback.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-ProgressFn = Callable[[str, int, int], None]
+ProgressFn = Callable[..., None]  # (task: str, done: int, total: int[, info: dict]) -> None
 
 
-def report(progress: ProgressFn | None, task: str, done: int, total: int) -> None:
-    """Call `progress` if there is one."""
-    if progress is not None:
+def report(progress: ProgressFn | None, task: str, done: int, total: int, info: dict[str, Any] | None = None) -> None:
+    """Call `progress` if there is one (with `info` only when given)."""
+    if progress is None:
+        return
+    if info is None:
         progress(task, done, total)
+    else:
+        progress(task, done, total, info)
 
 
 class TqdmProgress:
@@ -26,7 +31,7 @@ class TqdmProgress:
         self.enabled = enabled
         self._bars: dict[str, Any] = {}
 
-    def __call__(self, task: str, done: int, total: int) -> None:
+    def __call__(self, task: str, done: int, total: int, info: dict[str, Any] | None = None) -> None:
         if not self.enabled:
             return
         from tqdm.auto import tqdm
@@ -36,6 +41,8 @@ class TqdmProgress:
             bar = tqdm(total=total, desc=task, unit="it", leave=True, dynamic_ncols=True)
             self._bars[task] = bar
         bar.total = total
+        if info:
+            bar.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in info.items()}, refresh=False)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()

@@ -51,7 +51,11 @@ def read_trials(folder: Path) -> TrialTable:
     rows = []
     for path in paths:
         try:
-            for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
+            # every rank and worker reads the whole trial table: no node or worker splitting
+            shard = wds.WebDataset(
+                str(path), shardshuffle=False, empty_check=False, nodesplitter=_all, workersplitter=_all
+            )
+            for sample in shard:
                 rows.append(_behav_row(sample, path))
         except DataError:
             raise
@@ -63,6 +67,10 @@ def read_trials(folder: Path) -> TrialTable:
         raise DataError(f"the shards in {folder} hold no samples; re-download or regenerate them")
     table = np.stack(rows)  # (T, 3): image, row, session
     return TrialTable(image_T=table[:, 0], row_T=table[:, 1], session_T=table[:, 2])
+
+
+def _all(urls):
+    return urls
 
 
 def _behav_row(sample: dict, path: Path) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Network primitives with plain arguments (no configs): attention, transformer blocks."""

@@ -1,0 +1,52 @@
+"""Brain↔image retrieval, MindEye's protocol: top-1 among random pools of 300 test items, 30 draws.
+
+In each draw a random subset of `pool` items (all N when N < pool) is taken; with cosine
+similarities s[i, j] between brain embedding i and image embedding j, forward (brain → image) top-1
+is the fraction of rows whose maximum is on the diagonal, backward (image → brain) the same over
+columns. Reported: mean and sd over draws, and chance = 1 / pool.
+
+Shape letters: N items, F features.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+MINDEYE_POOL = 300
+MINDEYE_DRAWS = 30
+
+
+def retrieval_top1(
+    brain_NF: torch.Tensor,
+    image_NF: torch.Tensor,
+    pool: int = MINDEYE_POOL,
+    draws: int = MINDEYE_DRAWS,
+    generator: torch.Generator | None = None,
+) -> dict[str, Any]:
+    n = brain_NF.shape[0]
+    if n < 2:
+        raise ValueError("retrieval needs at least 2 items")
+    size = min(pool, n)
+    generator = generator or torch.Generator().manual_seed(0)
+    brain = F.normalize(brain_NF.double().flatten(1), dim=-1)
+    image = F.normalize(image_NF.double().flatten(1), dim=-1)
+    forward, backward = [], []
+    for _ in range(draws):
+        chosen = torch.randperm(n, generator=generator)[:size]
+        sims = brain[chosen] @ image[chosen].T
+        target = torch.arange(size)
+        forward.append((sims.argmax(dim=1) == target).double().mean())
+        backward.append((sims.argmax(dim=0) == target).double().mean())
+    fwd, bwd = torch.stack(forward), torch.stack(backward)
+    return {
+        "brain_to_image_top1": float(fwd.mean()),
+        "brain_to_image_top1_sd": float(fwd.std(unbiased=False)),
+        "image_to_brain_top1": float(bwd.mean()),
+        "image_to_brain_top1_sd": float(bwd.std(unbiased=False)),
+        "pool": size,
+        "draws": draws,
+        "chance": 1.0 / size,
+    }

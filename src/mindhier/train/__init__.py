@@ -1,0 +1,1 @@
+"""Training loops, one explicit loop per stage, plus shared helpers (sampling, optimisation, distribution)."""

@@ -1,0 +1,29 @@
+"""AdamW with decoupled weight decay on weight matrices only, and the OneCycle schedule (method.md §3.4).
+
+Biases and normalisation weights (every parameter with fewer than 2 dimensions) are not decayed. (The
+authors' code meant to exempt LayerNorms, but matched names PyTorch's decoder layers do not use, so it
+decayed them; we exempt them.)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def adamw(model: nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.999)) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+def one_cycle(optimizer: torch.optim.Optimizer, max_lr: float, total_steps: int, pct_start: float):
+    """PyTorch's OneCycleLR as the authors configure it: cosine, div 25, final div 1000, β1 cycling."""
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=max_lr,
+        total_steps=total_steps,
+        pct_start=max(pct_start, 1.0 / total_steps),
+        final_div_factor=1000.0,
+    )
