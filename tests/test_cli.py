@@ -210,6 +210,8 @@ def test_demo_reuses_finished_stages_and_fresh_recomputes(tmp_path, capsys):
     lines = stdout.strip().splitlines()
     assert lines[0].startswith("simulated dataset")
     assert any(line.startswith("trained encoder") for line in lines)
+    assert any(line.startswith("trained tokenizer") for line in lines)
+    assert any(line.startswith("computed stimulus tokens") for line in lines)
     assert lines[-1] == f"summary: {out / 'encoder' / 'encoder_eval.json'}"
     evaluation = json.loads((out / "encoder" / "encoder_eval.json").read_text())
     assert evaluation["subjects"]["1"]["n_items"] == 24
@@ -219,13 +221,14 @@ def test_demo_reuses_finished_stages_and_fresh_recomputes(tmp_path, capsys):
 
     code, stdout, _ = run_cli(capsys, "demo", "--preset", "tiny", "--out", out, "--quiet")
     assert code == 0 and stdout.startswith("reused dataset") and "reused encoder" in stdout
+    assert "reused tokenizer" in stdout and "reused stimulus tokens" in stdout
     assert (betas.stat().st_mtime_ns, weights.stat().st_mtime_ns) == stamps
 
     # a changed encoder setting retrains the encoder only
     code, stdout, _ = run_cli(
         capsys, "demo", "--preset", "tiny", "--out", out, "--quiet", "--set", "train_encoder.seed=1"
     )
-    assert stdout.startswith("reused dataset") and "trained encoder" in stdout
+    assert stdout.startswith("reused dataset") and "trained encoder" in stdout and "reused tokenizer" in stdout
     # a changed simulator setting re-simulates; --fresh recomputes everything
     code, stdout, _ = run_cli(capsys, "demo", "--preset", "tiny", "--out", out, "--quiet", "--set", "simulator.seed=1")
     assert stdout.startswith("simulated dataset")

@@ -6,3 +6,10 @@ autoregressive generator guided coarse-to-fine by the brain hierarchy.
 """
 
 __version__ = "0.1.0.dev0"
+
+
+def load_tokenizer(path, cfg=None, expected=None):
+    """A tokenizer from a run folder or a VAR/Switti VQ-VAE weights file (see `mindhier.runs.load_tokenizer`)."""
+    from mindhier.runs import load_tokenizer as _load
+
+    return _load(path, cfg, expected)

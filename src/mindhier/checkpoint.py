@@ -52,6 +52,12 @@ def load_weights(path: str | Path, module: nn.Module) -> dict[str, str]:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError) as err:
         raise WeightsError(f"cannot read weights {path} ({err}); the file is corrupt, retrain or restore it") from err
+    load_state_strict(module, state, str(path))
+    return metadata
+
+
+def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a state dict strictly; missing, unexpected or wrong-shaped keys raise one line naming them."""
     expected = unwrap(module).state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -67,9 +73,68 @@ def load_weights(path: str | Path, module: nn.Module) -> dict[str, str]:
             parts.append(
                 f"shape of {k} is {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
             )
-        raise WeightsError(f"weights {path} do not fit the model: {'; '.join(parts)}")
+        raise WeightsError(f"weights {source} do not fit the model: {'; '.join(parts)}")
     unwrap(module).load_state_dict(state, strict=True)
-    return metadata
+
+
+SAFE_SUFFIXES = (".safetensors",)
+STATE_DICT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # read with torch.load(weights_only=True) only
+
+
+def read_state_dict(path: str | Path, what: str = "weights") -> dict[str, torch.Tensor]:
+    """Tensors of a third-party weights file, never unpickling code.
+
+    `.safetensors`, or a plain state dict saved with `torch.save` (read with `weights_only=True`; a
+    top-level `state_dict` entry is unwrapped, a `module.` prefix from DDP stripped). TorchScript archives
+    and pickled models are refused with a clear message.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if not p.is_file():
+        raise WeightsError(f"{what} file not found: {p}")
+    if suffix not in SAFE_SUFFIXES + STATE_DICT_SUFFIXES:
+        raise WeightsError(
+            f"{what} file {p} has suffix {suffix!r}; use .safetensors (preferred) or a .bin/.pt/.pth state dict"
+        )
+    try:
+        state = (
+            load_file(str(p), device="cpu")
+            if suffix in SAFE_SUFFIXES
+            else torch.load(p, map_location="cpu", weights_only=True)
+        )
+    except Exception as err:
+        reason = (str(err).splitlines() or [""])[0][:200]
+        raise WeightsError(
+            f"cannot load {what} {p} safely ({type(err).__name__}: {reason}); use a .safetensors file or a plain "
+            "state-dict file (TorchScript and pickled models are refused)"
+        ) from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{what} file {p} does not hold a state dict of tensors; export one with safetensors")
+    if next(iter(state)).startswith("module."):  # saved from a DistributedDataParallel wrapper
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state
+
+
+def check_run_folder(run_dir: Path, cfg_dict: dict, sections: tuple[str, ...], resume: bool) -> None:
+    """A fresh run needs an unused folder; a resumed one the same config sections as before."""
+    config_file = Path(run_dir) / "config.json"
+    if not resume:
+        if config_file.exists():
+            raise ConfigError(
+                f"run folder {run_dir} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        return
+    from mindhier.fileio import read_json
+
+    saved = read_json(config_file, "run config").get("config", {})
+    differences = config_differences({k: saved.get(k) for k in sections}, {k: cfg_dict.get(k) for k in sections})
+    if differences:
+        raise ConfigError(
+            f"cannot resume {run_dir}: it was trained with a different config ({', '.join(differences[:5])}); "
+            "resume with the same config or start a new --out"
+        )
 
 
 def save_train_state(path: str | Path, state: dict[str, Any]) -> None:

@@ -216,6 +216,50 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_tokenizer(args: argparse.Namespace) -> int:
+    from mindhier.fileio import read_json
+    from mindhier.train.tokenizer import SUMMARY_FILE, train_tokenizer
+
+    cfg = _resolve(args)
+    _apply_threads(args)
+    device, rank, world_size = _distributed(args)
+    progress = _progress(args) if rank == 0 else None
+    try:
+        run_dir = train_tokenizer(
+            cfg,
+            args.data,
+            args.out,
+            resume=args.resume,
+            device=device,
+            rank=rank,
+            world_size=world_size,
+            progress=progress,
+        )
+    finally:
+        if progress is not None:
+            progress.close()
+    if rank == 0:
+        summary = read_json(run_dir / SUMMARY_FILE, "training summary")
+        final = summary.get("final_val", {})
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in final.items())
+        print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s; val: {metrics}; run: {run_dir}")
+    return 0
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    from mindhier.data.token_cache import build_token_cache
+
+    _apply_threads(args)
+    progress = _progress(args)
+    try:
+        cache = build_token_cache(args.data, args.run, out=args.out, overwrite=args.overwrite, progress=progress)
+    finally:
+        progress.close()
+    scales = "×".join(str(s) for s in cache.scales)
+    print(f"{'reused' if cache.reused else 'wrote'} {cache.path}: {len(cache.indices)} images, scales {scales}")
+    return 0
+
+
 def cmd_eval_encoder(args: argparse.Namespace) -> int:
     from mindhier.fileio import write_json
     from mindhier.metrics.encoder_eval import evaluate_encoder, format_encoder_eval
@@ -314,6 +358,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     _add_runtime_options(p)
     p.set_defaults(func=cmd_train_encoder)
+
+    p = train.add_parser("tokenizer", help="Stage 2a: the multi-scale residual VQ tokenizer (images only)")
+    p.add_argument("--data", required=True, help="dataset folder (its train/val stimuli) or folder:PATH of images")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
+    _add_config_options(p)
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_train_tokenizer)
+
+    p = commands.add_parser("tokenize", help="cache every stimulus's multi-scale tokens under a trained tokenizer")
+    p.add_argument("--run", type=Path, required=True, help="tokenizer run folder")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder")
+    p.add_argument("--out", type=Path, help="cache folder (default: DATA/tokens/tokenizer-<key>)")
+    p.add_argument("--overwrite", action="store_true", help="replace a cache made with another tokenizer")
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_tokenize)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained stage").add_subparsers(
         dest="eval_command", required=True

@@ -236,6 +236,76 @@ class EncoderTrainConfig:
 
 
 @dataclass(frozen=True)
+class TokenizerConfig:
+    """The multi-scale residual VQ tokenizer (VAR's VQ-VAE, method.md §5.1); images in [-1, 1]."""
+
+    image_px: int = 32  # side of the images it encodes (stimuli are resized to it)
+    channels: int = 16  # base width of the conv encoder/decoder
+    channel_mult: tuple[int, ...] = (1, 2, 4)  # width multipliers per resolution; downsampling 2^(len − 1)
+    res_blocks: int = 1  # residual blocks per resolution (the decoder has one more)
+    attention: bool = False  # self-attention at the lowest resolution and in the middle (VAR: yes)
+    norm_groups: int = 8  # GroupNorm groups (VAR: 32)
+    latent_channels: int = 16  # C_vae: code dimension
+    vocab: int = 256  # codebook size V
+    scales: tuple[int, ...] = (1, 2, 4, 8)  # token-map sides, coarse to fine; the last is the latent side
+    phi_convs: int = 4  # φ convs shared across scales
+    phi_ratio: float = 0.5  # φ(h) = (1 − ρ)·h + ρ·conv(h)
+    beta: float = 0.25  # commitment weight
+
+    def __post_init__(self) -> None:
+        _check_range("tokenizer.image_px", self.image_px, 8, 4096)
+        if not self.channel_mult or any(m < 1 for m in self.channel_mult):
+            raise ConfigError("tokenizer.channel_mult needs positive multipliers, e.g. 1,2,2")
+        factor = 2 ** (len(self.channel_mult) - 1)
+        if self.image_px % factor or self.image_px // factor != self.scales[-1]:
+            raise ConfigError(
+                f"tokenizer.scales must end at the latent side image_px / {factor} = {self.image_px / factor:g}, "
+                f"got {list(self.scales)}"
+            )
+        if list(self.scales) != sorted(set(self.scales)) or self.scales[0] < 1:
+            raise ConfigError(f"tokenizer.scales must be strictly increasing sides, got {list(self.scales)}")
+        for name in ("channels", "res_blocks", "norm_groups", "latent_channels", "phi_convs"):
+            _check_range(f"tokenizer.{name}", getattr(self, name), 1, 100_000)
+        _check_range("tokenizer.vocab", self.vocab, 2, 1_000_000)
+        _check_range("tokenizer.phi_ratio", self.phi_ratio, 0.0, 1.0)
+        _check_range("tokenizer.beta", self.beta, 0.0, 100.0)
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.channel_mult) - 1)
+
+
+@dataclass(frozen=True)
+class TokenizerTrainConfig:
+    """Tokenizer optimisation: AdamW at a constant rate after a short warm-up."""
+
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    l1_weight: float = 1.0  # |x − x̂| on [-1, 1] images
+    l2_weight: float = 1.0  # (x − x̂)²
+    perceptual_weight: float = 0.1  # distance of EfficientNet-Lite0's first blocks' features (0 = off)
+    perceptual_blocks: int = 3  # Lite0 blocks used by the perceptual term, run at the images' native size
+    vq_weight: float = 1.0
+    dead_code_every: int = 50  # steps between dead-code restarts (0 = never)
+    dead_code_threshold: float = 0.03  # EMA hits per step below which a code counts as dead
+    grad_clip: float = 1.0
+    eval_every: int = 300  # steps between val reconstructions (figure + metrics; best val kept)
+    checkpoint_every: int = 300
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_range("train_tokenizer.steps", self.steps, 1, 10_000_000)
+        _check_range("train_tokenizer.batch_size", self.batch_size, 1, 100_000)
+        _check_range("train_tokenizer.lr", self.lr, 1e-8, 1.0)
+        _check_range("train_tokenizer.perceptual_blocks", self.perceptual_blocks, 1, 16)
+        for name in ("eval_every", "checkpoint_every"):
+            _check_range(f"train_tokenizer.{name}", getattr(self, name), 1, 10_000_000)
+
+
+@dataclass(frozen=True)
 class MindhierConfig:
     """Everything a run needs, composed from the component configs."""
 
@@ -247,6 +317,8 @@ class MindhierConfig:
     encoder: BrainEncoderConfig = field(default_factory=BrainEncoderConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     train_encoder: EncoderTrainConfig = field(default_factory=EncoderTrainConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    train_tokenizer: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
 
     def __post_init__(self) -> None:
         n_levels = len(self.teacher.layers) or NAMED_MAPPING_LEVELS
@@ -268,6 +340,12 @@ def tiny() -> MindhierConfig:
         teacher=TeacherConfig(grid=2, input_px=64),
         encoder=BrainEncoderConfig(hidden_dims=(64,), latent_tokens=4, width=32, heads=2, ffn_dim=64),
         train_encoder=EncoderTrainConfig(steps=60, batch_size=32, lr=2e-3, eval_every=30, checkpoint_every=30),
+        tokenizer=TokenizerConfig(
+            image_px=16, channels=16, channel_mult=(1, 2), latent_channels=8, vocab=64, scales=(1, 2, 4, 8)
+        ),
+        train_tokenizer=TokenizerTrainConfig(
+            steps=40, batch_size=16, eval_every=20, checkpoint_every=20, dead_code_every=20, warmup_steps=5
+        ),
         simulator=SimulatorConfig(
             n_train=240,
             n_test=24,
@@ -307,6 +385,21 @@ def nsd_paper() -> MindhierConfig:
             text_queries=77,
         ),
         alignment=AlignmentConfig(supervision="cascaded", temperature=0.005),
+        # the VQ-VAE VAR and Switti publish (108,948,355 parameters; loads with `mindhier.load_tokenizer`)
+        tokenizer=TokenizerConfig(
+            image_px=512,
+            channels=160,
+            channel_mult=(1, 1, 2, 2, 4),
+            res_blocks=2,
+            attention=True,
+            norm_groups=32,
+            latent_channels=32,
+            vocab=4096,
+            scales=(1, 2, 3, 4, 6, 9, 13, 18, 24, 32),
+            phi_convs=4,
+            phi_ratio=0.5,
+            beta=0.25,
+        ),
         train_encoder=EncoderTrainConfig(
             steps=17_578,
             batch_size=512,

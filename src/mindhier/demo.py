@@ -4,7 +4,8 @@ It runs the stages that exist, in order, and says which are still to come:
 
 1. data — simulate the default subject on `scenes` (or use `--data`), validate and summarise it;
 2. teacher features — EfficientNet-Lite0's hierarchy for every stimulus (cached beside the data);
-3. Stage 1 — train the hierarchical fMRI encoder, then evaluate it on the test split.
+3. Stage 1 — train the hierarchical fMRI encoder, then evaluate it on the test split;
+4. Stage 2a — train the multi-scale VQ tokenizer on the training stimuli and cache every stimulus's tokens.
 
 A finished stage is reused when the config sections it depends on are unchanged (compared by hash);
 an interrupted encoder run is resumed; `fresh=True` recomputes everything.
@@ -23,7 +24,6 @@ from mindhier.fileio import read_json, write_json
 from mindhier.progress import ProgressFn
 
 PENDING_STAGES = (
-    "tokenizer",
     "generators (coarse_to_fine, static_terminal)",
     "reconstruction",
     "image evaluation",
@@ -31,6 +31,7 @@ PENDING_STAGES = (
 )
 DATA_SECTIONS = ("stimuli", "simulator")
 ENCODER_SECTIONS = ("stimuli", "simulator", "data", "teacher", "encoder", "alignment", "train_encoder")
+TOKENIZER_SECTIONS = ("stimuli", "simulator", "data", "tokenizer", "train_tokenizer")
 
 
 @dataclass(frozen=True)
@@ -67,16 +68,24 @@ def _data_reusable(data_dir: Path, cfg: MindhierConfig) -> bool:
     )
 
 
-def _encoder_state(run_dir: Path, cfg: MindhierConfig) -> str:
+def _stage_state(run_dir: Path, cfg: MindhierConfig, sections: tuple[str, ...]) -> str:
     """'finished', 'partial' (resumable), or 'absent' (missing or made with another config)."""
-    from mindhier.train.encoder import SUMMARY_FILE, TRAIN_STATE
-
     saved = _saved_config(run_dir)
-    if saved is None or section_key(saved, ENCODER_SECTIONS) != section_key(cfg, ENCODER_SECTIONS):
+    if saved is None or section_key(saved, sections) != section_key(cfg, sections):
         return "absent"
-    if (run_dir / SUMMARY_FILE).is_file():
+    if (run_dir / "train_summary.json").is_file():
         return "finished"
-    return "partial" if (run_dir / TRAIN_STATE).is_file() else "absent"
+    return "partial" if (run_dir / "train_state.pt").is_file() else "absent"
+
+
+def _train_stage(run_dir: Path, cfg: MindhierConfig, sections: tuple[str, ...], fresh: bool, train) -> bool:
+    """Reuse, resume or (re)train one stage's run folder; True when training ran."""
+    state = "absent" if fresh else _stage_state(run_dir, cfg, sections)
+    if state == "absent" and run_dir.exists():
+        shutil.rmtree(run_dir)  # made with another config (or --fresh): retrain from scratch
+    if state != "finished":
+        train(resume=state == "partial")
+    return state != "finished"
 
 
 def run_demo(
@@ -88,9 +97,11 @@ def run_demo(
 ) -> DemoResult:
     from mindhier.data.feature_cache import build_feature_cache
     from mindhier.data.simulator import simulate
+    from mindhier.data.token_cache import build_token_cache
     from mindhier.metrics.encoder_eval import evaluate_encoder, format_encoder_eval
     from mindhier.teachers import build_teacher
     from mindhier.train.encoder import train_encoder
+    from mindhier.train.tokenizer import train_tokenizer
 
     run_dir = Path(out)
     lines = []
@@ -114,16 +125,32 @@ def run_demo(
     lines.append(f"{'reused' if cache.reused else 'computed'} teacher features {cache.path}")
 
     encoder_dir = run_dir / "encoder"
-    state = "absent" if fresh else _encoder_state(encoder_dir, cfg)
-    if state == "absent" and encoder_dir.exists():
-        shutil.rmtree(encoder_dir)  # made with another config (or --fresh): retrain from scratch
-    if state != "finished":
-        train_encoder(cfg, data_dir, encoder_dir, resume=state == "partial", progress=progress)
-    lines.append(("reused" if state == "finished" else "trained") + f" encoder {encoder_dir}")
+    encoder_trained = _train_stage(
+        encoder_dir,
+        cfg,
+        ENCODER_SECTIONS,
+        fresh,
+        lambda resume: train_encoder(cfg, data_dir, encoder_dir, resume=resume, progress=progress),
+    )
+    lines.append(("trained" if encoder_trained else "reused") + f" encoder {encoder_dir}")
     evaluation = evaluate_encoder(encoder_dir, data_dir, progress=progress)
     write_json(encoder_dir / "encoder_eval.json", evaluation)
     lines.append(format_encoder_eval(evaluation))
 
+    tokenizer_dir = run_dir / "tokenizer"
+    tokenizer_trained = _train_stage(
+        tokenizer_dir,
+        cfg,
+        TOKENIZER_SECTIONS,
+        fresh,
+        lambda resume: train_tokenizer(cfg, data_dir, tokenizer_dir, resume=resume, progress=progress),
+    )
+    tokenizer_summary = read_json(tokenizer_dir / "train_summary.json", "tokenizer summary")
+    final = ", ".join(f"{k} {v:.3f}" for k, v in tokenizer_summary.get("final_val", {}).items())
+    lines.append(("trained" if tokenizer_trained else "reused") + f" tokenizer {tokenizer_dir} (val: {final})")
+    tokens = build_token_cache(data_dir, tokenizer_dir, progress=progress)
+    lines.append(f"{'reused' if tokens.reused else 'computed'} stimulus tokens {tokens.path}")
+
     lines.append("still to come in the demo: " + ", ".join(PENDING_STAGES))
     lines.append(f"summary: {encoder_dir / 'encoder_eval.json'}")
-    return DemoResult(run_dir, data_dir, simulated, state != "finished", lines)
+    return DemoResult(run_dir, data_dir, simulated, encoder_trained, lines)

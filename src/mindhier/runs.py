@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mindhier.checkpoint import load_weights
-from mindhier.config import MindhierConfig, from_dict
+from mindhier.checkpoint import config_differences, load_state_strict, load_weights, read_state_dict
+from mindhier.config import MindhierConfig, TokenizerConfig, from_dict, nsd_paper, to_dict
 from mindhier.errors import ConfigError
 from mindhier.fileio import read_json
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes
+from mindhier.models.tokenizer import Tokenizer
 
 
 def load_run_config(run_dir: str | Path) -> MindhierConfig:
@@ -42,3 +43,37 @@ def load_encoder(run_dir: str | Path, weights: str = "encoder.safetensors") -> E
     load_weights(run_dir / weights, model)
     model.eval()
     return EncoderRunFiles(run_dir, cfg, shapes, model, read_json(run_dir / FEATURES_FILE, "feature-cache record"))
+
+
+def load_tokenizer(
+    path: str | Path, cfg: TokenizerConfig | None = None, expected: TokenizerConfig | None = None
+) -> Tokenizer:
+    """A tokenizer in eval mode, from a run folder or from a VQ-VAE weights file.
+
+    A run folder brings its own config; `expected`, when given, must equal it (a checkpoint of another
+    config is refused, naming the differing fields). A file (`.safetensors`, or a `.pth` state dict read
+    with `weights_only=True`) is loaded strictly into `cfg` — by default the `nsd-paper` tokenizer, i.e.
+    the VQ-VAE VAR and Switti publish (`vae_ch160v4096z32.pth`, `VQVAE-Switti/vqvae.safetensors`).
+    """
+    from mindhier.train.tokenizer import TOKENIZER_WEIGHTS
+
+    p = Path(path)
+    if p.is_dir():
+        run_cfg = load_run_config(p).tokenizer
+        if expected is not None and expected != run_cfg:
+            differences = config_differences(to_dict(run_cfg), to_dict(expected), "tokenizer.")
+            raise ConfigError(
+                f"tokenizer {p} was trained with another config ({', '.join(differences[:5])}); "
+                "use a matching run or retrain"
+            )
+        model = Tokenizer(run_cfg)
+        load_weights(p / TOKENIZER_WEIGHTS, model)
+    else:
+        model = Tokenizer(cfg or nsd_paper().tokenizer)
+        state = read_state_dict(p, "tokenizer weights")
+        hits = "quantize.ema_vocab_hit_SV"
+        if hits in state and state[hits].shape != model.quantize.ema_vocab_hit_SV.shape:
+            # usage statistics for another scale list (VAR's 256-px checkpoint): not weights, keep ours
+            state[hits] = model.quantize.ema_vocab_hit_SV.clone()
+        load_state_strict(model, state, str(p))
+    return model.eval()

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mindhier.checkpoint import read_state_dict
 from mindhier.config import TeacherConfig
 from mindhier.errors import ConfigError, WeightsError
 from mindhier.teachers.base import TeacherLevel, file_identity, resolve_layers, state_dict_sha256
@@ -52,8 +53,6 @@ PAPER_MAPPINGS: dict[str, tuple[int, ...]] = {
     "late": (18, 20, 22, 24),  # g_m = 16 + 2m, ablation
 }
 PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
-_SAFE_SUFFIXES = (".safetensors",)
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 
 def mappings_for_depth(n_layers: int) -> dict[str, tuple[int, ...]]:
@@ -180,33 +179,8 @@ def _hub_candidates(filename: str) -> list[str]:
 
 
 def load_state_dict_safely(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Tensors of a weights file, never unpickling code: safetensors, or torch.load(weights_only=True)."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in _SAFE_SUFFIXES + _PICKLE_SUFFIXES:
-        raise WeightsError(
-            f"CLIP weights file {p} has suffix {suffix!r}; use .safetensors (preferred) or a .bin/.pt/.pth state dict"
-        )
-    try:
-        if suffix in _SAFE_SUFFIXES:
-            from safetensors.torch import load_file
-
-            state = load_file(str(p), device="cpu")
-        else:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:
-        reason = (str(err).splitlines() or [""])[0][:200]
-        raise WeightsError(
-            f"cannot load CLIP weights {p} safely ({type(err).__name__}: {reason}); use open_clip's "
-            "open_clip_model.safetensors or a plain state-dict file (TorchScript and pickled models are refused)"
-        ) from err
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"CLIP weights file {p} does not hold a state dict of tensors; export one with safetensors")
-    if next(iter(state)).startswith("module."):  # saved from a DistributedDataParallel wrapper
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-    return state
+    """Tensors of a CLIP weights file, never unpickling code (see `mindhier.checkpoint.read_state_dict`)."""
+    return read_state_dict(path, "CLIP weights")
 
 
 def _load_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

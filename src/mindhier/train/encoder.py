@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from mindhier.checkpoint import (
-    config_differences,
+    check_run_folder,
     load_train_state,
     load_weights,
     save_train_state,
@@ -51,6 +51,7 @@ TRAIN_STATE = "train_state.pt"
 LOG_FILE = "log.jsonl"
 SUMMARY_FILE = "train_summary.json"
 FEATURES_FILE = "features.json"  # where the teacher targets came from (path + key)
+RUN_SECTIONS = ("data", "teacher", "encoder", "alignment", "train_encoder")  # what a resumed run must share
 
 
 @dataclass(frozen=True)
@@ -78,23 +79,6 @@ def encoder_shapes(dataset, subjects: tuple[int, ...], cache: FeatureCache, cfg:
         text_tokens=text_tokens,
         text_dim=text_dim,
     )
-
-
-def _check_run_folder(run_dir: Path, cfg: MindhierConfig, resume: bool) -> None:
-    config_file = run_dir / "config.json"
-    if not resume:
-        if config_file.exists():
-            raise ConfigError(
-                f"run folder {run_dir} already holds a run; pass --resume to continue it or choose another --out"
-            )
-        return
-    saved = read_json(config_file, "run config").get("config", {})
-    differences = config_differences(saved, to_dict(cfg))
-    if differences:
-        raise ConfigError(
-            f"cannot resume {run_dir}: it was trained with a different config ({', '.join(differences[:5])}); "
-            "resume with the same config or start a new --out"
-        )
 
 
 @torch.no_grad()
@@ -127,7 +111,7 @@ def train_encoder(
     """Train (or resume) an encoder on `data_dir`; writes the run folder `out` (rank 0 only)."""
     run_dir, tc, device = Path(out), cfg.train_encoder, torch.device(device)
     is_main = rank == 0
-    _check_run_folder(run_dir, cfg, resume)
+    check_run_folder(run_dir, to_dict(cfg), RUN_SECTIONS, resume)
 
     dataset = open_dataset(data_dir, cfg.data, subjects=list(subjects) if subjects else None)
     subjects = tuple(dataset.subjects)
