@@ -45,6 +45,7 @@ format: install
 bench: install
 	@mkdir -p bench-results
 	$(BIN)/mindhier bench simulate --out bench-results/simulate.json
+	$(BIN)/mindhier bench sampler --out bench-results/sampler.json
 
 clean:
 	rm -rf $(VENV) runs bench-results

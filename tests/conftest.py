@@ -38,3 +38,16 @@ def tiny_dataset(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_stage_runs(tiny_dataset, tmp_path_factory):
+    """A tiny encoder (subjects 1 and 2) and a tiny tokenizer trained on the tiny dataset."""
+    from mindhier.train.encoder import train_encoder
+    from mindhier.train.tokenizer import train_tokenizer
+
+    cfg, result = tiny_dataset
+    root = tmp_path_factory.mktemp("stages")
+    encoder = train_encoder(cfg, result.root, root / "encoder").run_dir
+    tokenizer = train_tokenizer(cfg, result.root, root / "tokenizer")
+    return cfg, result, encoder, tokenizer

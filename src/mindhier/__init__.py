@@ -13,3 +13,10 @@ def load_tokenizer(path, cfg=None, expected=None):
     from mindhier.runs import load_tokenizer as _load
 
     return _load(path, cfg, expected)
+
+
+def load_generator_init(model, path):
+    """Shape-filtered start from a local Switti checkpoint (see `mindhier.runs.load_generator_init`)."""
+    from mindhier.runs import load_generator_init as _load
+
+    return _load(model, path)

@@ -260,6 +260,53 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_generator(args: argparse.Namespace) -> int:
+    from mindhier.fileio import read_json
+    from mindhier.train.generator import SUMMARY_FILE, train_generator
+
+    cfg = _resolve(args)
+    _apply_threads(args)
+    device, rank, world_size = _distributed(args)
+    progress = _progress(args) if rank == 0 else None
+    try:
+        run_dir = train_generator(
+            cfg,
+            args.data,
+            args.encoder,
+            args.tokenizer,
+            args.out,
+            subjects=tuple(args.subjects) if args.subjects else None,
+            resume=args.resume,
+            device=device,
+            rank=rank,
+            world_size=world_size,
+            progress=progress,
+        )
+    finally:
+        if progress is not None:
+            progress.close()
+    if rank == 0:
+        summary = read_json(run_dir / SUMMARY_FILE, "training summary")
+        print(
+            f"trained a {summary['routing']} generator ({summary['parameters']:,} parameters) for {summary['steps']} "
+            f"steps in {summary['seconds']:.1f} s; best val loss {summary['best_val_loss']:.3f}; run: {run_dir}"
+        )
+    return 0
+
+
+def cmd_bench_sampler(args: argparse.Namespace) -> int:
+    from mindhier.bench.sampler import bench_sampler
+    from mindhier.fileio import write_json
+
+    cfg = _resolve(args)
+    _apply_threads(args)
+    record = bench_sampler(cfg)
+    write_json(args.out, record)
+    ratio = record["ratio_sampling_to_teacher_forced"]
+    print(f"sampler: {record['images_per_second']} images/s; sampling / teacher-forced = {ratio}; wrote {args.out}")
+    return 0
+
+
 def cmd_eval_encoder(args: argparse.Namespace) -> int:
     from mindhier.fileio import write_json
     from mindhier.metrics.encoder_eval import evaluate_encoder, format_encoder_eval
@@ -328,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     _add_runtime_options(p)
     p.set_defaults(func=cmd_bench_simulate)
+    p = bench.add_parser("sampler", help="time scale-wise sampling against one teacher-forced forward")
+    p.add_argument("--out", type=Path, required=True, help="result file (.json)")
+    _add_config_options(p)
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_bench_sampler)
 
     p = commands.add_parser("demo", help="the main job on the embedded default world")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default: runs/demo)")
@@ -367,6 +419,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     _add_runtime_options(p)
     p.set_defaults(func=cmd_train_tokenizer)
+
+    p = train.add_parser("generator", help="Stage 2b: the scale-wise generator on a frozen encoder and tokenizer")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder")
+    p.add_argument("--encoder", type=Path, required=True, help="encoder run folder")
+    p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer run folder")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--subjects", "--subject", type=int, nargs="+", help="subjects (default: the encoder's first)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
+    _add_config_options(p)
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_train_generator)
 
     p = commands.add_parser("tokenize", help="cache every stimulus's multi-scale tokens under a trained tokenizer")
     p.add_argument("--run", type=Path, required=True, help="tokenizer run folder")

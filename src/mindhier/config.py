@@ -305,6 +305,85 @@ class TokenizerTrainConfig:
             _check_range(f"train_tokenizer.{name}", getattr(self, name), 1, 10_000_000)
 
 
+ROUTING_MODES = ("coarse_to_fine", "fine_to_coarse", "all_levels", "static_terminal")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The scale-wise autoregressive generator (Switti-style, method.md §5); vocabulary and scales come from
+    the tokenizer, context width and levels from the encoder."""
+
+    depth: int = 3  # transformer blocks
+    width: int = 96  # C
+    heads: int = 4  # head dim = width / heads (2-D RoPE needs it divisible by 4)
+    ffn_mult: float = 8 / 3  # SwiGLU hidden = int(width · ffn_mult)
+    routing: str = "coarse_to_fine"  # coarse_to_fine | fine_to_coarse | all_levels | static_terminal
+    block_causal: bool = False  # self-attention across scales (False: within each scale, Switti's default)
+    positions: str = "rope"  # rope (2-D axial) | learned (absolute embedding per token)
+    rope_theta: float = 10_000.0
+    rope_size: float = 128.0  # every scale's grid is stretched over [0, rope_size]
+    norm_eps: float = 1e-6
+    cfg_dropout: float = 0.1  # training: share of samples whose voxels are zeroed (the null condition)
+
+    def __post_init__(self) -> None:
+        _check_range("generator.depth", self.depth, 1, 1000)
+        _check_range("generator.width", self.width, 4, 100_000)
+        _check_range("generator.heads", self.heads, 1, 1000)
+        if self.width % self.heads or (self.width // self.heads) % 4:
+            raise ConfigError(
+                f"generator.width / generator.heads must be a whole number divisible by 4 (2-D RoPE), "
+                f"got {self.width} / {self.heads}"
+            )
+        if self.routing not in ROUTING_MODES:
+            raise ConfigError(f"generator.routing must be one of {', '.join(ROUTING_MODES)}, got {self.routing!r}")
+        if self.positions not in ("rope", "learned"):
+            raise ConfigError(f"generator.positions must be rope or learned, got {self.positions!r}")
+        _check_range("generator.cfg_dropout", self.cfg_dropout, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class GeneratorTrainConfig:
+    """Stage-2 optimisation: AdamW(0.9, 0.95), constant rate after warm-up, clipping (method.md §5.5)."""
+
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 40
+    grad_clip: float = 1.0
+    eval_every: int = 200  # steps between val per-scale token accuracy (best val loss kept)
+    checkpoint_every: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_range("train_generator.steps", self.steps, 1, 10_000_000)
+        _check_range("train_generator.batch_size", self.batch_size, 1, 1_000_000)
+        _check_range("train_generator.lr", self.lr, 1e-8, 1.0)
+        for name in ("eval_every", "checkpoint_every"):
+            _check_range(f"train_generator.{name}", getattr(self, name), 1, 10_000_000)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Scale-by-scale sampling (method.md §6.3)."""
+
+    cfg_scale: float = 3.0  # guidance t_k = cfg_scale · (k − 1)/(K − 1): off at scale 1, full at scale K
+    cfg_off_from: int = 0  # 1-based scale from which guidance is switched off (0 = never)
+    top_k: int = 0  # keep the k most likely tokens (0 = all)
+    top_p: float = 1.0  # nucleus: smallest set with this probability mass (1 = all)
+    temperature: float = 1.0
+    samples: int = 1  # N samples per brain input; the first is reported unless a brain-only rule selects
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_range("sampler.cfg_scale", self.cfg_scale, 0.0, 100.0)
+        _check_range("sampler.cfg_off_from", self.cfg_off_from, 0, 1000)
+        _check_range("sampler.top_k", self.top_k, 0, 1_000_000)
+        _check_range("sampler.top_p", self.top_p, 1e-6, 1.0)
+        _check_range("sampler.temperature", self.temperature, 1e-3, 100.0)
+        _check_range("sampler.samples", self.samples, 1, 1000)
+
+
 @dataclass(frozen=True)
 class MindhierConfig:
     """Everything a run needs, composed from the component configs."""
@@ -319,6 +398,9 @@ class MindhierConfig:
     train_encoder: EncoderTrainConfig = field(default_factory=EncoderTrainConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     train_tokenizer: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    train_generator: GeneratorTrainConfig = field(default_factory=GeneratorTrainConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self) -> None:
         n_levels = len(self.teacher.layers) or NAMED_MAPPING_LEVELS
@@ -342,6 +424,10 @@ def tiny() -> MindhierConfig:
         train_encoder=EncoderTrainConfig(steps=60, batch_size=32, lr=2e-3, eval_every=30, checkpoint_every=30),
         tokenizer=TokenizerConfig(
             image_px=16, channels=16, channel_mult=(1, 2), latent_channels=8, vocab=64, scales=(1, 2, 4, 8)
+        ),
+        generator=GeneratorConfig(depth=2, width=32, heads=2),
+        train_generator=GeneratorTrainConfig(
+            steps=40, batch_size=16, eval_every=20, checkpoint_every=20, warmup_steps=5
         ),
         train_tokenizer=TokenizerTrainConfig(
             steps=40, batch_size=16, eval_every=20, checkpoint_every=20, dead_code_every=20, warmup_steps=5
@@ -400,6 +486,22 @@ def nsd_paper() -> MindhierConfig:
             phi_ratio=0.5,
             beta=0.25,
         ),
+        # Switti-512 with MindHier's changes: 2,318,294,656 parameters (context and pooled width 768)
+        generator=GeneratorConfig(
+            depth=30,
+            width=1920,
+            heads=30,
+            routing="coarse_to_fine",
+            positions="rope",
+            rope_theta=10_000.0,
+            rope_size=128.0,
+            cfg_dropout=0.1,
+        ),
+        # paper: global batch 80, 9,000 iterations from pretrained Switti; AdamW(0.9, 0.95), lr 1e-4, clip 1
+        train_generator=GeneratorTrainConfig(
+            steps=9000, batch_size=80, lr=1e-4, warmup_steps=0, eval_every=500, checkpoint_every=500
+        ),
+        sampler=SamplerConfig(cfg_scale=6.0, top_k=400, top_p=0.95, samples=1, seed=59),
         train_encoder=EncoderTrainConfig(
             steps=17_578,
             batch_size=512,

@@ -77,3 +77,52 @@ def load_tokenizer(
             state[hits] = model.quantize.ema_vocab_hit_SV.clone()
         load_state_strict(model, state, str(p))
     return model.eval()
+
+
+@dataclass(frozen=True)
+class GeneratorRunFiles:
+    run_dir: Path
+    cfg: MindhierConfig
+    shapes: Any  # GeneratorShapes
+    model: Any  # ScaleAR, eval mode, CPU
+    inputs: dict[str, Any]  # encoder run, tokenizer run, token cache, routing
+
+
+def load_generator(run_dir: str | Path, routing: str | None = None) -> GeneratorRunFiles:
+    """A trained generator; `routing`, when given, must be the one it was trained with."""
+    from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
+    from mindhier.train.generator import GENERATOR_WEIGHTS, INPUTS_FILE, SHAPES_FILE
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder not found: {run_dir}; train one with `mindhier train generator --out {run_dir}`")
+    cfg = load_run_config(run_dir)
+    if routing is not None and routing != cfg.generator.routing:
+        raise ConfigError(
+            f"generator {run_dir} was trained with routing {cfg.generator.routing}, not {routing}: routing is part "
+            "of what a generator learns — train one with that routing"
+        )
+    shapes = GeneratorShapes.from_json(read_json(run_dir / SHAPES_FILE, "generator shapes"))
+    model = ScaleAR(cfg.generator, shapes)
+    load_weights(run_dir / GENERATOR_WEIGHTS, model)
+    return GeneratorRunFiles(run_dir, cfg, shapes, model.eval(), read_json(run_dir / INPUTS_FILE, "generator inputs"))
+
+
+@dataclass(frozen=True)
+class InitReport:
+    loaded: list[str]  # keys taken from the checkpoint
+    new: list[str]  # our keys left at their fresh initialisation (absent or of another shape there)
+    ignored: list[str]  # checkpoint keys we have no use for (text pooler, crop conditioning, buffers)
+
+
+def load_generator_init(model, path: str | Path) -> InitReport:
+    """Start a generator from a local Switti checkpoint the way the paper does: every key whose name and
+    shape match is loaded; the modules MindHier adds (fMRI pooler, cross-attention key/value projections
+    and context norms of another width) keep their fresh initialisation. Returns what was (not) loaded."""
+    state = read_state_dict(path, "Switti checkpoint")
+    ours = model.state_dict()
+    loaded = sorted(k for k in ours if k in state and state[k].shape == ours[k].shape)
+    new = sorted(set(ours) - set(loaded))
+    ignored = sorted(k for k in state if k not in ours or state[k].shape != ours[k].shape)
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    return InitReport(loaded, new, ignored)

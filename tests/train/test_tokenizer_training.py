@@ -31,10 +31,12 @@ def test_cli_trains_logs_figures_and_tokenizes(tiny_dataset, tmp_path, capsys):
     figure = Image.open(run / "val_recon_step40.png")
     assert figure.height == 2 * 16 * (2 + 4)  # originals, reconstructions, one row per scale; ×2 zoom
 
-    assert main(["tokenize", "--run", str(run), "--data", str(result.root), "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("wrote ")
-    cache = TokenCache.open(out.split()[1].rstrip(":"))
+    assert (
+        main(["tokenize", "--run", str(run), "--data", str(result.root), "--out", str(tmp_path / "tokens"), "--quiet"])
+        == 0
+    )
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'tokens'}")
+    cache = TokenCache.open(tmp_path / "tokens")
     assert cache.scales == (1, 2, 4, 8)
     # the cached tokens are the tokenizer's tokens of the stimulus at its size
     tokenizer = mindhier.load_tokenizer(run)
@@ -44,7 +46,7 @@ def test_cli_trains_logs_figures_and_tokenizes(tiny_dataset, tmp_path, capsys):
     expected = tokenizer.encode(to_model_input(images))
     for cached, direct in zip(cache.get(some), expected, strict=True):
         assert torch.equal(cached, direct)
-    again = build_token_cache(result.root, run)
+    again = build_token_cache(result.root, run, out=tmp_path / "tokens")
     assert again.reused
     with pytest.raises(DataError, match="lacks some requested stimuli"):
         cache.get(np.array([10**6]))

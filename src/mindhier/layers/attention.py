@@ -29,7 +29,7 @@ class Attention(nn.Module):
     def project_kv(self, context_BSD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values [B, H, S, E] of a context (cacheable when the context is fixed)."""
         k, v = self.to_kv(context_BSD).chunk(2, dim=-1)
-        return (rearrange(t, "b s (h e) -> b h s e", h=self.heads) for t in (k, v))
+        return tuple(rearrange(t, "b s (h e) -> b h s e", h=self.heads) for t in (k, v))
 
     def forward(
         self,

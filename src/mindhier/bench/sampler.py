@@ -1,0 +1,115 @@
+"""`mindhier bench sampler`: scale-wise sampling speed, and its cost against one teacher-forced forward.
+
+Built from the preset's shapes with random weights (speed does not depend on training). Measured, on
+this machine, for batches of 1 and 32 brain inputs:
+
+* images per second of `sample` (N = 1, guidance on: both streams in one batch, final VQ decode);
+* the time of every scale (and of the final decode);
+* the ratio (sampling time) / (one teacher-forced forward over all L tokens for both guidance streams,
+  plus one VQ decode) — the overhead of generating scale by scale instead of in one pass. The encoder
+  and coarse-to-fine strip decodes are excluded on both sides.
+
+Each measurement is the median of `repeats` alternating runs after a warm-up.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from mindhier.config import MindhierConfig, SamplerConfig, to_dict
+from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
+from mindhier.models.tokenizer import Tokenizer
+from mindhier.provenance import machine, provenance
+from mindhier.sampling.scale_ar import sample
+
+
+def bench_shapes(cfg: MindhierConfig) -> GeneratorShapes:
+    from mindhier.teachers import build_teacher
+
+    teacher = build_teacher(cfg.teacher)
+    return GeneratorShapes(
+        vocab=cfg.tokenizer.vocab,
+        latent_channels=cfg.tokenizer.latent_channels,
+        scales=tuple(cfg.tokenizer.scales),
+        n_levels=cfg.encoder.depth,
+        level_tokens=teacher.levels[0].tokens,
+        context_width=cfg.encoder.width,
+        pooled_width=teacher.levels[-1].dim,
+    )
+
+
+@torch.no_grad()
+def measure_batch(model: ScaleAR, tokenizer: Tokenizer, sampler_cfg: SamplerConfig, batch: int, repeats: int):
+    """Median sampling and teacher-forced times for `batch` brain inputs, and the median time per scale."""
+    shapes = model.shapes
+    null_levels = torch.zeros(1, shapes.n_levels, shapes.level_tokens, shapes.context_width)
+    null_pooled = torch.zeros(1, shapes.pooled_width)
+    levels = torch.randn(batch, shapes.n_levels, shapes.level_tokens, shapes.context_width)
+    pooled = torch.randn(batch, shapes.pooled_width)
+    tokens = [torch.randint(0, shapes.vocab, (batch, s * s)) for s in shapes.scales]
+    next_inputs = tokenizer.quantize.teacher_forcing_inputs(tokens).repeat(2, 1, 1)
+    both_levels = torch.cat([levels, null_levels.expand(batch, -1, -1, -1)])
+    both_pooled = torch.cat([pooled, null_pooled.expand(batch, -1)])
+    f_hat = tokenizer.quantize.decode(tokens)
+    per_scale: list[list[float]] = []
+
+    def teacher_forced():
+        model(next_inputs, both_levels, both_pooled)
+        tokenizer.decode_latent(f_hat)
+
+    def sampled():
+        seconds: list[float] = []
+        generator = torch.Generator().manual_seed(0)
+        sample(
+            model, tokenizer, levels, pooled, null_levels, null_pooled, sampler_cfg, generator, scale_seconds=seconds
+        )
+        per_scale.append(seconds)
+
+    teacher_forced(), sampled()  # warm-up
+    per_scale.clear()
+    forward_times, sample_times = [], []
+    for _ in range(repeats):  # alternate, so drifts in machine load hit both sides alike
+        for fn, times in ((teacher_forced, forward_times), (sampled, sample_times)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    scale_median = [statistics.median(column) for column in zip(*per_scale, strict=True)]
+    return statistics.median(sample_times), statistics.median(forward_times), scale_median
+
+
+def bench_sampler(cfg: MindhierConfig, batches=(1, 32), repeats: int = 5) -> dict[str, Any]:
+    torch.manual_seed(0)
+    shapes = bench_shapes(cfg)
+    model, tokenizer = ScaleAR(cfg.generator, shapes).eval(), Tokenizer(cfg.tokenizer).eval()
+    sampler_cfg = SamplerConfig(**{**to_dict(cfg.sampler), "samples": 1, "cfg_off_from": 0})
+    if sampler_cfg.cfg_scale == 0:
+        sampler_cfg = SamplerConfig(**{**to_dict(sampler_cfg), "cfg_scale": 3.0})
+    results = {}
+    for batch in batches:
+        sampling, forward, scale_median = measure_batch(model, tokenizer, sampler_cfg, batch, repeats)
+        results[str(batch)] = {
+            "sampling_seconds": round(sampling, 5),
+            "teacher_forced_seconds": round(forward, 5),
+            "ratio_sampling_to_teacher_forced": round(sampling / forward, 3),
+            "images_per_second": round(batch / sampling, 2),
+            "seconds_per_scale": {str(s): round(t, 5) for s, t in zip(shapes.scales, scale_median, strict=False)},
+            "final_decode_seconds": round(scale_median[-1], 5),
+        }
+    return {
+        "benchmark": "sampler",
+        "preset": cfg.preset,
+        "generator_parameters": sum(p.numel() for p in model.parameters()),
+        "tokens_per_image": shapes.n_tokens,
+        "scales": list(shapes.scales),
+        "sampler": to_dict(sampler_cfg),
+        "batches": results,
+        "images_per_second": {b: r["images_per_second"] for b, r in results.items()},
+        "ratio_sampling_to_teacher_forced": {b: r["ratio_sampling_to_teacher_forced"] for b, r in results.items()},
+        "machine": machine(),
+        "provenance": provenance(),
+        "config": to_dict(cfg),
+    }

@@ -1,0 +1,36 @@
+"""2-D axial rotary position embedding for scale-wise token maps (Switti's variant).
+
+For a token at column x and row y of an s × s map and a head of E dims, the first E/4 complex pairs rotate
+by x·ω_j·c_s and the next E/4 by y·ω_j·c_s, with ω_j = θ^(−4j/E) and c_s = size / max(s − 1, 1): every
+scale's grid is stretched over the same span [0, size], so coarse and fine maps share a coordinate frame.
+Pairs are consecutive elements (x[2i], x[2i+1]).
+
+Shape letters: B batch, H heads, l tokens of a scale, L all tokens, E head dim, P = E/2 complex pairs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def scale_frequencies(side: int, head_dim: int, theta: float, size: float) -> torch.Tensor:
+    """Unit complex rotations [s², E/2] for one scale (row-major tokens)."""
+    if head_dim % 4:
+        raise ValueError(f"2-D RoPE needs a head dim divisible by 4, got {head_dim}")
+    quarter = head_dim // 4
+    omega = theta ** (-torch.arange(0, head_dim, 4)[:quarter].float() / head_dim) * (size / max(side - 1, 1))
+    index = torch.arange(side * side)
+    x, y = (index % side).float(), (index // side).float()
+    angles = torch.cat([torch.outer(x, omega), torch.outer(y, omega)], dim=-1)
+    return torch.polar(torch.ones_like(angles), angles)
+
+
+def sequence_frequencies(scales: tuple[int, ...], head_dim: int, theta: float, size: float) -> torch.Tensor:
+    """Rotations [L, E/2] for all scales, coarse to fine."""
+    return torch.cat([scale_frequencies(s, head_dim, theta, size) for s in scales])
+
+
+def apply_rotary(x_BHlE: torch.Tensor, freqs_lP: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive pairs of the last dim by the given unit complex numbers (float32 maths)."""
+    pairs = torch.view_as_complex(x_BHlE.float().reshape(*x_BHlE.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * freqs_lP).flatten(-2).type_as(x_BHlE)

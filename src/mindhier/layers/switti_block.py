@@ -1,0 +1,111 @@
+"""The Switti transformer block with AdaLN, as MindHier fine-tunes it (method.md §5.1–5.2).
+
+    (γ1, γ2, α1, α2, β1, β2) = Linear(SiLU(c))                                     AdaLN from the condition c
+    x ← x + RMS_sa2( SelfAttn( RMS_sa1(x)·(1 + α1) + β1 ) ) · γ1                   RoPE on q, k
+    x ← x + RMS_ca2( CrossAttn( q = RMS_ca1(x), kv = RMS_y(context), routing mask ) )
+    x ← x + RMS_f2( SwiGLU( RMS_f1(x)·(1 + α2) + β2 ) ) · γ2
+
+QK-normalisation is a non-affine LayerNorm over the full width of q and k before the heads are split.
+Attribute names follow Switti's checkpoints (`attn.to_qkv`, `cross_attn.to_kv`, `ada_lin.1`, ...).
+
+Shape letters: B batch, l query tokens, S context tokens, C width, H heads, E head dim, D condition width,
+Y context width.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from mindhier.layers.norms import RMSNorm
+from mindhier.layers.rope import apply_rotary
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, width: int, heads: int, eps: float = 1e-6):
+        super().__init__()
+        self.heads = heads
+        self.to_qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.q_norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
+        self.k_norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
+
+    def qkv(self, x_BlC: torch.Tensor, freqs_lP: torch.Tensor | None):
+        q, k, v = self.to_qkv(x_BlC).chunk(3, dim=-1)
+        q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = (rearrange(t, "b l (h e) -> b h l e", h=self.heads) for t in (q, k, v))
+        if freqs_lP is not None:
+            q, k = apply_rotary(q, freqs_lP), apply_rotary(k, freqs_lP)
+        return q, k, v
+
+    def forward(self, x_BlC, freqs_lP=None, mask_lL=None, past_kv=None):
+        """`past_kv` (block-causal sampling) holds earlier scales' keys/values; returns output and new k, v."""
+        q, k, v = self.qkv(x_BlC, freqs_lP)
+        if past_kv is not None:
+            k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask_lL)
+        return self.proj(rearrange(out, "b h l e -> b l (h e)")), (k, v)
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, width: int, context_width: int, heads: int, eps: float = 1e-6):
+        super().__init__()
+        self.heads = heads
+        self.to_q = nn.Linear(width, width)
+        self.to_kv = nn.Linear(context_width, 2 * width)
+        self.proj = nn.Linear(width, width)
+        self.q_norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
+        self.k_norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
+
+    def context_kv(self, context_BSY: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of the (normed) context, [B, H, S, E] each: computed once per sample in sampling."""
+        k, v = self.to_kv(context_BSY).chunk(2, dim=-1)
+        k = self.k_norm(k)
+        return tuple(rearrange(t, "b s (h e) -> b h s e", h=self.heads) for t in (k, v))
+
+    def forward(self, x_BlC, kv, mask_lS=None):
+        q = rearrange(self.q_norm(self.to_q(x_BlC)), "b l (h e) -> b h l e", h=self.heads)
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask_lS)
+        return self.proj(rearrange(out, "b h l e -> b l (h e)"))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.up_proj = nn.Linear(width, hidden, bias=False)
+        self.gate_proj = nn.Linear(width, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, width, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class AdaLNSelfCrossBlock(nn.Module):
+    def __init__(self, width: int, heads: int, context_width: int, cond_width: int, ffn_hidden: int, eps: float):
+        super().__init__()
+        self.width = width
+        self.attn = SelfAttention(width, heads, eps)
+        self.cross_attn = CrossAttention(width, context_width, heads, eps)
+        self.ffn = SwiGLU(width, ffn_hidden)
+        self.self_attention_norm1, self.self_attention_norm2 = RMSNorm(width, eps), RMSNorm(width, eps)
+        self.cross_attention_norm1, self.cross_attention_norm2 = RMSNorm(width, eps), RMSNorm(width, eps)
+        self.ffn_norm1, self.ffn_norm2 = RMSNorm(width, eps), RMSNorm(width, eps)
+        self.attention_y_norm = RMSNorm(context_width, eps)
+        self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(cond_width, 6 * width))
+
+    def modulation(self, cond_BD: torch.Tensor) -> torch.Tensor:
+        """AdaLN parameters [B, 1, 6, C] (γ1, γ2, α1, α2, β1, β2): computed once per sample in sampling."""
+        return rearrange(self.ada_lin(cond_BD), "b (six c) -> b 1 six c", six=6)
+
+    def context_kv(self, context_BSY: torch.Tensor):
+        return self.cross_attn.context_kv(self.attention_y_norm(context_BSY))
+
+    def forward(self, x_BlC, modulation, context_kv, freqs_lP=None, self_mask=None, cross_mask=None, past_kv=None):
+        gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation.unbind(2)
+        h, new_kv = self.attn(self.self_attention_norm1(x_BlC) * (1 + scale1) + shift1, freqs_lP, self_mask, past_kv)
+        x = x_BlC + self.self_attention_norm2(h) * gamma1
+        x = x + self.cross_attention_norm2(self.cross_attn(self.cross_attention_norm1(x), context_kv, cross_mask))
+        x = x + self.ffn_norm2(self.ffn(self.ffn_norm1(x) * (1 + scale2) + shift2)) * gamma2
+        return x, new_kv

@@ -1,0 +1,225 @@
+"""The scale-wise autoregressive generator with scale-aware neural guidance (MindHier Stage 2, method.md §5).
+
+    c      = fmri_pooler(p)                      p: the encoder's pooled terminal feature (mean of ê)
+    x_1    = c + pos_start + lvl_embed[1]        the start token: "seeding the forest" with e_M
+    x_k    = word_embed(f̂_{<k} at s_k) + lvl_embed[k]        teacher forcing / the sampler's next input
+    blocks = Switti AdaLN blocks (condition c): self-attention (within a scale, or block-causal), RoPE,
+             cross-attention to the brain levels e_1..e_M routed per scale (`models/routing.py`), SwiGLU
+    logits = head(LN(x)·(1 + scale) + shift),    (scale, shift) = head_nm.ada_lin(c)
+
+`forward` is the teacher-forced pass over all L tokens (training); `prepare` + `step` run one scale at a
+time for the sampler, reusing the per-sample work (AdaLN modulations, context keys/values) across scales.
+Both build their routing mask with the same function from the scale index. Names follow Switti's
+checkpoints; the modules MindHier adds are `fmri_pooler`, every block's `cross_attn.to_kv` and
+`attention_y_norm` (other context width), see `SWITTI_NEW_MODULES`.
+
+Shape letters: B batch, L all tokens, l tokens of one scale, C width, V vocabulary, c_v latent channels,
+M levels, Q tokens per level, Y context width, P pooled width, S = M·Q context tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from mindhier.config import GeneratorConfig
+from mindhier.layers.rope import sequence_frequencies
+from mindhier.layers.switti_block import AdaLNSelfCrossBlock
+from mindhier.models.routing import sequence_cross_mask, sequence_self_mask
+
+SWITTI_NEW_MODULES = ("fmri_pooler.", "cross_attn.to_kv.", "attention_y_norm.")
+
+
+@dataclass(frozen=True)
+class GeneratorShapes:
+    """Sizes taken from the tokenizer and the encoder (not from the generator config)."""
+
+    vocab: int  # V
+    latent_channels: int  # c_v, the tokenizer's code dimension
+    scales: tuple[int, ...]  # token-map sides, coarse to fine
+    n_levels: int  # M
+    level_tokens: int  # Q
+    context_width: int  # Y: width of the encoder levels e_m
+    pooled_width: int  # P: width of the pooled terminal feature
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GeneratorShapes:
+        return cls(**{**data, "scales": tuple(data["scales"])})
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(s * s for s in self.scales)
+
+
+@dataclass
+class StepState:
+    """Per-sample work reused by every scale while sampling."""
+
+    cond_BC: torch.Tensor
+    modulations: list[torch.Tensor]  # per block [B, 1, 6, C]
+    context_kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block keys/values of the context
+    head_modulation: tuple[torch.Tensor, torch.Tensor]  # (scale, shift) [B, 1, C]
+    past_kv: list[tuple[torch.Tensor, torch.Tensor] | None]  # block-causal: earlier scales' keys/values
+
+    def keep(self, batch: int) -> None:
+        """Drop all but the first `batch` rows (the conditional stream, when guidance switches off)."""
+        self.cond_BC = self.cond_BC[:batch]
+        self.modulations = [m[:batch] for m in self.modulations]
+        self.context_kv = [(k[:batch], v[:batch]) for k, v in self.context_kv]
+        self.head_modulation = tuple(t[:batch] for t in self.head_modulation)
+        self.past_kv = [None if kv is None else (kv[0][:batch], kv[1][:batch]) for kv in self.past_kv]
+
+
+class ScaleAR(nn.Module):
+    def __init__(self, cfg: GeneratorConfig, shapes: GeneratorShapes):
+        super().__init__()
+        self.cfg, self.shapes = cfg, shapes
+        width, scales = cfg.width, shapes.scales
+        self.first_l = scales[0] ** 2
+        self.word_embed = nn.Linear(shapes.latent_channels, width)
+        self.fmri_pooler = nn.Linear(shapes.pooled_width, width)
+        self.pos_start = nn.Parameter(torch.empty(1, self.first_l, width))
+        self.lvl_embed = nn.Embedding(len(scales), width)
+        if cfg.positions == "learned":
+            self.pos_1LC = nn.Parameter(torch.empty(1, shapes.n_tokens, width))
+        self.blocks = nn.ModuleList(
+            AdaLNSelfCrossBlock(width, cfg.heads, shapes.context_width, width, int(width * cfg.ffn_mult), cfg.norm_eps)
+            for _ in range(cfg.depth)
+        )
+        self.head_nm = _AdaLNBeforeHead(width, cfg.norm_eps)
+        self.head = nn.Linear(width, shapes.vocab)
+
+        # derived tensors: not part of any checkpoint
+        scale_of = torch.cat([torch.full((s * s,), k) for k, s in enumerate(scales)])
+        self.register_buffer("scale_of_L", scale_of, persistent=False)
+        self.register_buffer("self_mask_LL", sequence_self_mask(scales, cfg.block_causal), persistent=False)
+        self.register_buffer(
+            "cross_mask_LS",
+            sequence_cross_mask(cfg.routing, scales, shapes.n_levels, shapes.level_tokens),
+            persistent=False,
+        )
+        if cfg.positions == "rope":
+            freqs = sequence_frequencies(scales, width // cfg.heads, cfg.rope_theta, cfg.rope_size)
+            self.register_buffer("freqs_LP", freqs, persistent=False)
+        else:
+            self.freqs_LP = None
+        self.offsets = [0]
+        for s in scales:
+            self.offsets.append(self.offsets[-1] + s * s)
+        self.init_weights()
+
+    def init_weights(self, adaln: float = 0.5, adaln_gamma: float = 1e-5, head: float = 0.02) -> None:
+        """Switti's initialisation: every Linear and embedding truncated-normal with sd √(1/(3C)), biases 0;
+        the head ×0.02; AdaLN weights ×0.5 with their γ rows ×1e-5 (blocks start near the identity); the
+        attention output projections ÷ √(2·depth)."""
+        std = math.sqrt(1 / self.cfg.width / 3)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.trunc_normal_(module.weight, std=std)
+        nn.init.trunc_normal_(self.pos_start, std=std)
+        if self.cfg.positions == "learned":
+            nn.init.trunc_normal_(self.pos_1LC, std=std)
+        with torch.no_grad():
+            self.head.weight.mul_(head)
+            self.head_nm.ada_lin[-1].weight.mul_(adaln)
+            width = self.cfg.width
+            for block in self.blocks:
+                block.attn.proj.weight.div_(math.sqrt(2 * self.cfg.depth))
+                block.cross_attn.proj.weight.div_(math.sqrt(2 * self.cfg.depth))
+                block.ada_lin[-1].weight[2 * width :].mul_(adaln)
+                block.ada_lin[-1].weight[: 2 * width].mul_(adaln_gamma)
+
+    # ------------------------------------------------------------------------------------ helpers
+
+    def context(self, levels_BMQY: torch.Tensor) -> torch.Tensor:
+        """Levels e_1..e_M concatenated along tokens: [B, M·Q, Y]."""
+        return rearrange(levels_BMQY, "b m q y -> b (m q) y")
+
+    def start_tokens(self, cond_BC: torch.Tensor) -> torch.Tensor:
+        return cond_BC[:, None].expand(-1, self.first_l, -1) + self.pos_start
+
+    def scale_embedding(self, k: int) -> torch.Tensor:
+        """Level (scale) embedding, plus learned positions when used, for scale k (0-based): [1, l, C]."""
+        a, b = self.offsets[k], self.offsets[k + 1]
+        embedding = self.lvl_embed(self.scale_of_L[a:b])[None]
+        if self.cfg.positions == "learned":
+            embedding = embedding + self.pos_1LC[:, a:b]
+        return embedding
+
+    def logits(self, x_BlC: torch.Tensor, head_modulation) -> torch.Tensor:
+        scale, shift = head_modulation
+        return self.head(self.head_nm.norm(x_BlC) * (1 + scale) + shift)
+
+    # ------------------------------------------------------------------------- teacher forcing
+
+    def forward(self, next_inputs_BLc: torch.Tensor, levels_BMQY: torch.Tensor, pooled_BP: torch.Tensor):
+        """Logits [B, L, V] for all scales from the teacher-forcing inputs [B, L − first_l, c_v]."""
+        cond = self.fmri_pooler(pooled_BP.float())
+        x = torch.cat([self.start_tokens(cond), self.word_embed(next_inputs_BLc.float())], dim=1)
+        x = x + self.lvl_embed(self.scale_of_L)[None]
+        if self.cfg.positions == "learned":
+            x = x + self.pos_1LC
+        context = self.context(levels_BMQY)
+        for block in self.blocks:
+            x, _ = block(
+                x,
+                block.modulation(cond),
+                block.context_kv(context),
+                self.freqs_LP,
+                self.self_mask_LL,
+                self.cross_mask_LS,
+            )
+        return self.logits(x, self.head_nm.modulation(cond))
+
+    # --------------------------------------------------------------------------- scale by scale
+
+    def prepare(self, levels_BMQY: torch.Tensor, pooled_BP: torch.Tensor) -> StepState:
+        cond = self.fmri_pooler(pooled_BP.float())
+        context = self.context(levels_BMQY)
+        return StepState(
+            cond_BC=cond,
+            modulations=[block.modulation(cond) for block in self.blocks],
+            context_kv=[tuple(block.context_kv(context)) for block in self.blocks],
+            head_modulation=self.head_nm.modulation(cond),
+            past_kv=[None] * len(self.blocks),
+        )
+
+    def step(self, state: StepState, k: int, next_input_Blc: torch.Tensor | None) -> torch.Tensor:
+        """Logits [B, s_k², V] of scale k (0-based); `next_input` is f̂ at s_k (None for the first scale)."""
+        x = self.start_tokens(state.cond_BC) if k == 0 else self.word_embed(next_input_Blc.float())
+        x = x + self.scale_embedding(k)
+        a, b = self.offsets[k], self.offsets[k + 1]
+        freqs = None if self.freqs_LP is None else self.freqs_LP[a:b]
+        cross_mask = self.cross_mask_LS[a:b]
+        for i, block in enumerate(self.blocks):
+            past = state.past_kv[i] if self.cfg.block_causal else None
+            x, new_kv = block(x, state.modulations[i], state.context_kv[i], freqs, None, cross_mask, past)
+            if self.cfg.block_causal:
+                state.past_kv[i] = new_kv
+        return self.logits(x, state.head_modulation)
+
+
+class _AdaLNBeforeHead(nn.Module):
+    """Non-affine LayerNorm modulated by (1 + scale, shift) from the condition (Switti's `head_nm`)."""
+
+    def __init__(self, width: int, eps: float):
+        super().__init__()
+        self.width = width
+        self.norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
+        self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+
+    def modulation(self, cond_BC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale, shift = rearrange(self.ada_lin(cond_BC), "b (two c) -> two b 1 c", two=2)
+        return scale, shift

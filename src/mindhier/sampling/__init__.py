@@ -1,0 +1,1 @@
+"""Samplers and pipelines: scale-wise sampling with classifier-free guidance, brain-only selection."""

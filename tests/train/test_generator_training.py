@@ -1,0 +1,85 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from mindhier.checkpoint import load_weights
+from mindhier.cli import main
+from mindhier.config import tiny
+from mindhier.errors import ConfigError
+from mindhier.models.scale_ar import ScaleAR
+from mindhier.runs import load_generator
+from mindhier.sampling.selection import select_by_brain
+from mindhier.teachers import build_teacher
+from mindhier.train.generator import LAST_WEIGHTS, train_generator
+
+
+def test_cli_trains_a_generator_with_per_scale_val_accuracy(tiny_stage_runs, tmp_path, capsys):
+    cfg, result, encoder, tokenizer = tiny_stage_runs
+    run = tmp_path / "gen"
+    code = main(
+        [
+            "train",
+            "generator",
+            "--data",
+            str(result.root),
+            "--encoder",
+            str(encoder),
+            "--tokenizer",
+            str(tokenizer),
+            "--out",
+            str(run),
+            "--preset",
+            "tiny",
+            "--subject",
+            "2",
+            "--quiet",
+        ]
+    )
+    assert code == 0 and "trained a coarse_to_fine generator" in capsys.readouterr().out
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in log if "val_loss" in r]
+    assert [r["step"] for r in evals] == [20, 40]
+    assert len(evals[-1]["val_token_accuracy"]) == len(cfg.tokenizer.scales)
+    assert log[-1]["loss"] < log[0]["loss"]
+    inputs = json.loads((run / "inputs.json").read_text())
+    assert inputs["routing"] == "coarse_to_fine" and inputs["subjects"] == [2]
+
+    loaded = load_generator(run, routing="coarse_to_fine")
+    with pytest.raises(ConfigError, match="trained with routing coarse_to_fine, not static_terminal"):
+        load_generator(run, routing="static_terminal")
+    assert loaded.shapes.n_levels == cfg.encoder.depth
+
+
+def test_resume_continues_exactly(tiny_stage_runs, tmp_path):
+    cfg, result, encoder, tokenizer = tiny_stage_runs
+    cfg = dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, routing="static_terminal"))
+    straight = train_generator(cfg, result.root, encoder, tokenizer, tmp_path / "a")
+
+    class Crash(Exception):
+        pass
+
+    def crash(task, done, total, info=None):
+        if task == "train generator" and done == 21:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_generator(cfg, result.root, encoder, tokenizer, tmp_path / "b", progress=crash)
+    resumed = train_generator(cfg, result.root, encoder, tokenizer, tmp_path / "b", resume=True)
+    weights = []
+    for run in (straight, resumed):
+        model = load_generator(run).model
+        load_weights(run / LAST_WEIGHTS, model)
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert isinstance(load_generator(resumed).model, ScaleAR)
+
+
+def test_brain_selection_uses_only_the_predicted_embedding():
+    teacher = build_teacher(tiny().teacher)
+    g = torch.Generator().manual_seed(0)
+    candidates = torch.rand(2, 3, 3, 16, 16, generator=g)
+    # the "prediction" is the teacher's embedding of candidate 2 of input 0 and candidate 1 of input 1
+    predicted = torch.stack([teacher(candidates[0, 2:3])[-1][0], teacher(candidates[1, 1:2])[-1][0]])
+    assert select_by_brain(candidates, predicted, teacher).tolist() == [2, 1]
