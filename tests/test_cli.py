@@ -203,38 +203,57 @@ def test_bad_config_value_is_one_line(capsys):
     assert code == 0 and json.loads(out)["simulator"]["seed"] == 9
 
 
-def test_demo_reuses_finished_stages_and_fresh_recomputes(tmp_path, capsys):
+def test_demo_runs_end_to_end_reuses_stages_and_fresh_recomputes(tmp_path, capsys):
     out = tmp_path / "demo"
-    code, stdout, _ = run_cli(capsys, "demo", "--preset", "tiny", "--out", out, "--quiet")
+    args = ["demo", "--preset", "tiny", "--out", out, "--quiet", "--no-judge"]
+    code, stdout, _ = run_cli(capsys, *args)
     assert code == 0
     lines = stdout.strip().splitlines()
     assert lines[0].startswith("simulated dataset")
-    assert any(line.startswith("trained encoder") for line in lines)
-    assert any(line.startswith("trained tokenizer") for line in lines)
-    assert any(line.startswith("computed stimulus tokens") for line in lines)
-    assert lines[-1] == f"summary: {out / 'encoder' / 'encoder_eval.json'}"
-    evaluation = json.loads((out / "encoder" / "encoder_eval.json").read_text())
-    assert evaluation["subjects"]["1"]["n_items"] == 24
-    betas = layout.betas_path(out / "data", 1)
-    weights = out / "encoder" / "encoder.safetensors"
-    stamps = betas.stat().st_mtime_ns, weights.stat().st_mtime_ns
-
-    code, stdout, _ = run_cli(capsys, "demo", "--preset", "tiny", "--out", out, "--quiet")
-    assert code == 0 and stdout.startswith("reused dataset") and "reused encoder" in stdout
-    assert "reused tokenizer" in stdout and "reused stimulus tokens" in stdout
-    assert (betas.stat().st_mtime_ns, weights.stat().st_mtime_ns) == stamps
-
-    # a changed encoder setting retrains the encoder only
-    code, stdout, _ = run_cli(
-        capsys, "demo", "--preset", "tiny", "--out", out, "--quiet", "--set", "train_encoder.seed=1"
+    assert lines[-1] == f"report: {out / 'report' / 'index.html'}"
+    n_test = 24
+    for name in ("coarse_to_fine", "static_terminal", "shuffled_brain", "tokenizer_ceiling"):
+        assert len(list((out / "recons" / name).glob("image_*.png"))) == n_test
+        record = json.loads((out / "eval" / name / "metrics.json").read_text())
+        protocol = record["protocol"]
+        assert protocol["split"] == "test" and protocol["n_images"] == n_test and protocol["subject"] == 1
+        assert {"pixcorr", "ssim", "lite0_late.two_way"} <= set(record["metrics"])
+        assert record["metrics"]["alexnet_2"]["kind"] in ("absent", "real")
+    routed = json.loads((out / "eval" / "coarse_to_fine" / "metrics.json").read_text())["protocol"]
+    assert (
+        routed["routing"] == "coarse_to_fine" and routed["samples"] == 1 and "averaged as voxels" in routed["averaging"]
     )
-    assert stdout.startswith("reused dataset") and "trained encoder" in stdout and "reused tokenizer" in stdout
-    # a changed simulator setting re-simulates; --fresh recomputes everything
-    code, stdout, _ = run_cli(capsys, "demo", "--preset", "tiny", "--out", out, "--quiet", "--set", "simulator.seed=1")
-    assert stdout.startswith("simulated dataset")
-    code, stdout, _ = run_cli(
-        capsys, "demo", "--preset", "tiny", "--out", out, "--quiet", "--set", "simulator.seed=1", "--fresh"
+    control = json.loads((out / "eval" / "shuffled_brain" / "metrics.json").read_text())["protocol"]
+    assert control["control"].startswith("shuffled brain")
+    assert len(list((out / "recons" / "coarse_to_fine" / "strips").glob("*.png"))) == n_test
+    report = (out / "report" / "index.html").read_text()
+    assert "coarse_to_fine" in report and "static_terminal" in report and "shuffled_brain" in report
+    stages = json.loads((out / "stage_times.json").read_text())
+    assert not any(stage["reused"] for stage in stages.values())
+    weights = out / "generators" / "coarse_to_fine" / "generator.safetensors"
+    stamp = weights.stat().st_mtime_ns
+
+    code, stdout, _ = run_cli(capsys, *args)
+    assert code == 0 and stdout.startswith("reused dataset")
+    stages = json.loads((out / "stage_times.json").read_text())
+    assert all(
+        stages[name]["reused"]
+        for name in (
+            "simulate",
+            "encoder",
+            "tokenizer",
+            "generator coarse_to_fine",
+            "reconstruct coarse_to_fine",
+            "evaluate static_terminal",
+        )
     )
-    assert code == 0 and stdout.startswith("simulated dataset") and "trained encoder" in stdout
-    summary = json.loads((out / "data_info.json").read_text())
-    assert summary["subjects"]["1"]["splits"]["test"]["images"] == 24
+    assert weights.stat().st_mtime_ns == stamp
+
+    code, stdout, _ = run_cli(capsys, *args, "--set", "generator.depth=1")
+    stages = json.loads((out / "stage_times.json").read_text())
+    assert stages["encoder"]["reused"] and not stages["generator coarse_to_fine"]["reused"]
+
+    code, stdout, _ = run_cli(capsys, *args, "--set", "generator.depth=1", "--fresh")
+    assert code == 0 and stdout.startswith("simulated dataset")
+    stages = json.loads((out / "stage_times.json").read_text())
+    assert not any(stage.get("reused") for stage in stages.values())

@@ -20,3 +20,13 @@ def load_generator_init(model, path):
     from mindhier.runs import load_generator_init as _load
 
     return _load(model, path)
+
+
+def load(generator_run, encoder_run=None, tokenizer_run=None):
+    """A reconstruction pipeline from a trained generator run (and the encoder and tokenizer it names).
+
+    `mindhier.load(RUN).reconstruct(voxels, subject=1, samples=1, seed=0)` → `Reconstruction` with uint8 images.
+    """
+    from mindhier.sampling.reconstruct import Reconstructor
+
+    return Reconstructor.from_runs(generator_run, encoder_run, tokenizer_run)

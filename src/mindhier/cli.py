@@ -135,7 +135,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _apply_threads(args)
     progress = _progress(args)
     try:
-        result = run_demo(cfg, args.out, data=args.data, fresh=args.fresh, progress=progress)
+        result = run_demo(
+            cfg,
+            args.out,
+            data=args.data,
+            fresh=args.fresh,
+            progress=progress,
+            judge_cache=None if args.no_judge else (args.cache or default_cache_dir()),
+        )
     finally:
         progress.close()
     for line in result.lines:
@@ -307,6 +314,108 @@ def cmd_bench_sampler(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights_option(pairs: list[str]) -> dict[str, str]:
+    from mindhier.errors import ConfigError
+
+    weights = {}
+    for item in pairs:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--weights expects name=PATH (e.g. alexnet=/models/alexnet.pth), got {item!r}")
+        weights[name] = path
+    return weights
+
+
+def default_cache_dir() -> Path:
+    """The user's cache for trained helper networks (the judge); the CLI's choice, not the library's."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mindhier"
+
+
+def cmd_eval_recons(args: argparse.Namespace) -> int:
+    from mindhier.metrics.extractors import build_extractors
+    from mindhier.metrics.judge import get_judge
+    from mindhier.metrics.recons_eval import evaluate_reconstructions, format_metrics
+
+    _apply_threads(args)
+    progress = _progress(args)
+    try:
+        extractors = build_extractors(weights=_weights_option(args.weights), torch_hub_dir=args.torch_hub)
+        judge = None if args.no_judge else get_judge(args.cache or default_cache_dir(), progress=progress)
+        record = evaluate_reconstructions(
+            args.recons,
+            args.data,
+            args.out,
+            subject=args.subject,
+            split=args.split,
+            extractors=extractors,
+            judge=judge,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    print(format_metrics(record))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_eval_compare(args: argparse.Namespace) -> int:
+    from mindhier.metrics.recons_eval import compare, format_comparison
+
+    print(format_comparison(compare(args.metrics)))
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from mindhier.config import apply_overrides
+    from mindhier.runs import load_generator, load_run_config
+    from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions
+
+    _apply_threads(args)
+    load_generator(args.generator, routing=args.routing)  # refuses a routing it was not trained with
+    sampler = apply_overrides(load_run_config(args.generator), args.overrides).sampler
+    reconstructor = Reconstructor.from_runs(args.generator, args.encoder, args.tokenizer, sampler)
+    subject = args.subject or next(iter(reconstructor.encoder.shapes.voxels))
+    progress = _progress(args)
+    try:
+        out = write_reconstructions(
+            reconstructor,
+            args.data,
+            args.out,
+            subject,
+            args.split,
+            args.samples,
+            args.select,
+            args.average,
+            args.seed,
+            args.strips,
+            args.shuffle_brain,
+            args.determinism,
+            args.overwrite,
+            progress,
+        )
+    finally:
+        progress.close()
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_ceiling(args: argparse.Namespace) -> int:
+    from mindhier.sampling.reconstruct import write_tokenizer_ceiling
+
+    out = write_tokenizer_ceiling(args.tokenizer, args.data, args.out, args.subject, args.split, args.overwrite)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mindhier.report.html import build_report
+
+    print(f"report: {build_report(args.runs, args.out)}")
+    return 0
+
+
 def cmd_eval_encoder(args: argparse.Namespace) -> int:
     from mindhier.fileio import write_json
     from mindhier.metrics.encoder_eval import evaluate_encoder, format_encoder_eval
@@ -385,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default: runs/demo)")
     p.add_argument("--data", type=Path, help="use this dataset folder instead of simulating one")
     p.add_argument("--fresh", action="store_true", help="recompute every stage instead of reusing finished ones")
+    p.add_argument("--cache", type=Path, help="cache for the scene judge (default: ~/.cache/mindhier)")
+    p.add_argument("--no-judge", action="store_true", help="skip the scene judge")
     _add_config_options(p)
     _add_runtime_options(p)
     p.set_defaults(func=cmd_demo)
@@ -440,9 +551,83 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_options(p)
     p.set_defaults(func=cmd_tokenize)
 
+    p = commands.add_parser("reconstruct", help="reconstruct every test image from brain activity")
+    p.add_argument("--generator", type=Path, required=True, help="generator run folder")
+    p.add_argument("--encoder", type=Path, help="encoder run (default: the one the generator was trained with)")
+    p.add_argument("--tokenizer", type=Path, help="tokenizer run (default: the one the generator was trained with)")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder")
+    p.add_argument("--subject", type=int, help="default: the encoder's first subject")
+    p.add_argument("--split", default="test", choices=["test", "val", "test_old"])
+    p.add_argument("--samples", type=int, default=1, help="N candidates per image (default 1: single shot)")
+    p.add_argument(
+        "--select",
+        default="first",
+        choices=["first", "brain"],
+        help="keep the first sample, or the one agreeing best with the brain's predicted embedding",
+    )
+    p.add_argument(
+        "--average",
+        default="voxels",
+        choices=["voxels", "outputs"],
+        help="average test repetitions as voxels or as encoder outputs",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strips", action="store_true", help="also write the coarse-to-fine strip of every image")
+    p.add_argument("--shuffle-brain", action="store_true", help="control: permute brain inputs across images")
+    p.add_argument("--determinism", type=int, default=0, metavar="R", help="also reconstruct under R − 1 more seeds")
+    p.add_argument("--routing", help="refuse unless the generator was trained with this routing")
+    p.add_argument("--out", type=Path, required=True, help="output folder (image_XXXXXX.png + manifest.json)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="sampler settings, e.g. --set sampler.cfg_scale=4",
+    )
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = commands.add_parser("ceiling", help="the tokenizer's reconstructions of the true test images (a reference)")
+    p.add_argument("--tokenizer", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--subject", type=int, default=1)
+    p.add_argument("--split", default="test", choices=["test", "val", "test_old"])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_ceiling)
+
+    p = commands.add_parser("report", help="a static HTML report of pipeline runs (opens from disk)")
+    p.add_argument("runs", type=Path, nargs="+", help="pipeline run folders (as `mindhier demo` writes them)")
+    p.add_argument("--out", type=Path, required=True, help="report folder (index.html + figures)")
+    p.set_defaults(func=cmd_report)
+
     evaluate = commands.add_parser("eval", help="evaluate a trained stage").add_subparsers(
         dest="eval_command", required=True
     )
+    p = evaluate.add_parser("recons", help="score a folder of reconstructions with the field's metrics")
+    p.add_argument("--recons", type=Path, required=True, help="folder of image_XXXXXX.png + manifest.json")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (for the true images)")
+    p.add_argument("--subject", type=int, help="default: the manifest's")
+    p.add_argument("--split", choices=["test", "val", "test_old"], help="default: the manifest's")
+    p.add_argument("--out", type=Path, required=True, help="folder for metrics.json and per_image.csv")
+    p.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="explicit weights file of a metric network, e.g. alexnet=/models/alexnet-owt-7be5be79.pth",
+    )
+    p.add_argument("--torch-hub", type=Path, help="torch hub directory to look in (default: torch's)")
+    p.add_argument("--cache", type=Path, help="cache for the judge network (default: ~/.cache/mindhier)")
+    p.add_argument("--no-judge", action="store_true", help="skip the scene judge")
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_eval_recons)
+    p = evaluate.add_parser("compare", help="paired comparison of several metrics.json on the same images")
+    p.add_argument("metrics", type=Path, nargs="+", help="metrics.json files; the first is the reference")
+    p.set_defaults(func=cmd_eval_compare)
+
     p = evaluate.add_parser("encoder", help="retrieval, identification and alignment per level on held-out data")
     p.add_argument("--run", type=Path, required=True, help="encoder run folder")
     p.add_argument("--data", type=Path, required=True, help="dataset folder")

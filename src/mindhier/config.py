@@ -385,6 +385,21 @@ class SamplerConfig:
 
 
 @dataclass(frozen=True)
+class DemoConfig:
+    """What `mindhier demo` runs beyond the stage configs."""
+
+    routings: tuple[str, ...] = ("coarse_to_fine", "static_terminal")  # one generator each, same budget
+    seeds: tuple[int, ...] = ()  # several: generators, reconstructions and evaluations repeat per seed
+
+    def __post_init__(self) -> None:
+        bad = [r for r in self.routings if r not in ROUTING_MODES]
+        if not self.routings or bad:
+            raise ConfigError(
+                f"demo.routings must name routings among {', '.join(ROUTING_MODES)}, got {list(self.routings)}"
+            )
+
+
+@dataclass(frozen=True)
 class MindhierConfig:
     """Everything a run needs, composed from the component configs."""
 
@@ -401,6 +416,7 @@ class MindhierConfig:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     train_generator: GeneratorTrainConfig = field(default_factory=GeneratorTrainConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
 
     def __post_init__(self) -> None:
         n_levels = len(self.teacher.layers) or NAMED_MAPPING_LEVELS
@@ -515,7 +531,24 @@ def nsd_paper() -> MindhierConfig:
     )
 
 
-PRESETS: dict[str, Callable[[], MindhierConfig]] = {"tiny": tiny, "demo": demo, "nsd-paper": nsd_paper}
+def demo_long() -> MindhierConfig:
+    """The demo trained longer, with the generators repeated over three seeds (≤ 30 minutes on 2 cores)."""
+    base = demo()
+    return dataclasses.replace(
+        base,
+        preset="demo-long",
+        train_tokenizer=dataclasses.replace(base.train_tokenizer, steps=1500, eval_every=500, checkpoint_every=500),
+        train_generator=dataclasses.replace(base.train_generator, steps=900, eval_every=300, checkpoint_every=300),
+        demo=DemoConfig(seeds=(0, 1, 2)),
+    )
+
+
+PRESETS: dict[str, Callable[[], MindhierConfig]] = {
+    "tiny": tiny,
+    "demo": demo,
+    "demo-long": demo_long,
+    "nsd-paper": nsd_paper,
+}
 
 
 def preset(name: str) -> MindhierConfig:

@@ -1,19 +1,23 @@
-"""`mindhier demo`: the main job on the embedded default world.
+"""`mindhier demo`: the main job on the embedded default world, end to end.
 
-It runs the stages that exist, in order, and says which are still to come:
+    data → teacher features → Stage 1 encoder → tokenizer (+ stimulus tokens) → generators, one per routing
+    (`coarse_to_fine` and `static_terminal` by default: same budget, seeds and hyper-parameters, differing only
+    in routing) → reconstruct the held-out test images with each, plus the shuffled-brain control and the
+    tokenizer ceiling → evaluate → report
 
-1. data — simulate the default subject on `scenes` (or use `--data`), validate and summarise it;
-2. teacher features — EfficientNet-Lite0's hierarchy for every stimulus (cached beside the data);
-3. Stage 1 — train the hierarchical fMRI encoder, then evaluate it on the test split;
-4. Stage 2a — train the multi-scale VQ tokenizer on the training stimuli and cache every stimulus's tokens.
-
-A finished stage is reused when the config sections it depends on are unchanged (compared by hash);
-an interrupted encoder run is resumed; `fresh=True` recomputes everything.
+Every stage is reused when the config sections it depends on are unchanged (compared by hash), an
+interrupted training is resumed, and `fresh=True` recomputes everything. Per-stage time and peak memory go
+to `stage_times.json`; the last line printed names the report. The folder layout is `report/run_layout.py`'s.
+`demo-long` trains longer and repeats the generators over several seeds (one run folder per seed).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import resource
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,25 +26,33 @@ from mindhier.data import layout
 from mindhier.data.info import describe_dataset, format_summary
 from mindhier.fileio import read_json, write_json
 from mindhier.progress import ProgressFn
-
-PENDING_STAGES = (
-    "generators (coarse_to_fine, static_terminal)",
-    "reconstruction",
-    "image evaluation",
-    "report",
+from mindhier.report.run_layout import (
+    CEILING,
+    CONTROL,
+    DATA,
+    ENCODER,
+    EVAL,
+    GENERATORS,
+    RECONS,
+    REPORT,
+    STAGE_TIMES,
+    TOKENIZER,
 )
+
 DATA_SECTIONS = ("stimuli", "simulator")
 ENCODER_SECTIONS = ("stimuli", "simulator", "data", "teacher", "encoder", "alignment", "train_encoder")
 TOKENIZER_SECTIONS = ("stimuli", "simulator", "data", "tokenizer", "train_tokenizer")
+GENERATOR_SECTIONS = (*ENCODER_SECTIONS, *TOKENIZER_SECTIONS[3:], "generator", "train_generator")
+RECON_SECTIONS = (*GENERATOR_SECTIONS, "sampler")
 
 
 @dataclass(frozen=True)
 class DemoResult:
     run_dir: Path
     data_dir: Path
-    simulated: bool  # False when a finished dataset was reused or --data was given
-    encoder_trained: bool  # False when a finished encoder run was reused
-    lines: list[str]  # what the CLI prints; the last line names the run's summary file
+    report: Path
+    stages: dict[str, dict]  # name → seconds, peak memory, reused
+    lines: list[str]  # what the CLI prints; the last line names the report
 
 
 def section_key(cfg: MindhierConfig | dict, sections: tuple[str, ...]) -> str:
@@ -49,43 +61,165 @@ def section_key(cfg: MindhierConfig | dict, sections: tuple[str, ...]) -> str:
     return config_hash({name: as_dict.get(name) for name in sections})
 
 
-def data_key(cfg: MindhierConfig) -> str:
-    """What the simulated dataset depends on."""
-    return section_key(cfg, DATA_SECTIONS)
-
-
 def _saved_config(folder: Path) -> dict | None:
     config_file = folder / layout.CONFIG
     return read_json(config_file, "stage config").get("config", {}) if config_file.is_file() else None
 
 
-def _data_reusable(data_dir: Path, cfg: MindhierConfig) -> bool:
-    saved = _saved_config(data_dir)
-    return (
-        saved is not None
-        and (data_dir / layout.MANIFEST).is_file()
-        and section_key(saved, DATA_SECTIONS) == data_key(cfg)
+def _matches(folder: Path, cfg: MindhierConfig, sections: tuple[str, ...]) -> bool:
+    saved = _saved_config(folder)
+    return saved is not None and section_key(saved, sections) == section_key(cfg, sections)
+
+
+class _Stages:
+    """Runs named stages, reusing finished ones, and records their time and peak memory."""
+
+    def __init__(self, cfg: MindhierConfig, fresh: bool):
+        self.cfg, self.fresh = cfg, fresh
+        self.record: dict[str, dict] = {}
+
+    def train(self, name: str, folder: Path, sections: tuple[str, ...], train: Callable[[bool], object]) -> bool:
+        """A training stage: reuse when finished with this config, resume when interrupted, else train."""
+        state = "absent"
+        if not self.fresh and _matches(folder, self.cfg, sections):
+            state = (
+                "finished"
+                if (folder / "train_summary.json").is_file()
+                else ("partial" if (folder / "train_state.pt").is_file() else "absent")
+            )
+        if state == "absent" and folder.exists():
+            shutil.rmtree(folder)  # another config (or --fresh): start over
+        return self.run(name, lambda: train(state == "partial"), reused=state == "finished")
+
+    def output(self, name: str, folder: Path, sections: tuple[str, ...], make: Callable[[], object]) -> bool:
+        """A derived output (reconstructions, evaluations): reuse when made with this config."""
+        marker = folder / ".stage.json"
+        key = section_key(self.cfg, sections)
+        reused = not self.fresh and marker.is_file() and read_json(marker, "stage marker").get("key") == key
+        if not reused:
+            self.run(name, make)
+            write_json(marker, {"key": key})
+            return True
+        self.record[name] = {"seconds": 0.0, "reused": True}
+        return False
+
+    def run(self, name: str, fn: Callable[[], object], reused: bool = False) -> bool:
+        started = time.perf_counter()
+        if not reused:
+            fn()
+        self.record[name] = {
+            "seconds": round(time.perf_counter() - started, 2),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "reused": reused,
+        }
+        return not reused
+
+
+def shared_stages(
+    cfg: MindhierConfig, root: Path, data_dir: Path, stages: _Stages, progress: ProgressFn | None
+) -> tuple[Path, Path, list[str]]:
+    """Teacher features, the encoder (trained and evaluated) and the tokenizer (with the stimulus tokens)."""
+    from mindhier.data.feature_cache import build_feature_cache
+    from mindhier.data.token_cache import build_token_cache
+    from mindhier.metrics.encoder_eval import evaluate_encoder, format_encoder_eval
+    from mindhier.teachers import build_teacher
+    from mindhier.train.encoder import train_encoder
+    from mindhier.train.tokenizer import train_tokenizer
+
+    stages.run("teacher features", lambda: build_feature_cache(data_dir, build_teacher(cfg.teacher), progress=progress))
+    encoder_dir = root / ENCODER
+    stages.train(
+        "encoder",
+        encoder_dir,
+        ENCODER_SECTIONS,
+        lambda resume: train_encoder(cfg, data_dir, encoder_dir, resume=resume, progress=progress),
+    )
+    evaluation = evaluate_encoder(encoder_dir, data_dir)
+    write_json(encoder_dir / "encoder_eval.json", evaluation)
+    tokenizer_dir = root / TOKENIZER
+    stages.train(
+        "tokenizer",
+        tokenizer_dir,
+        TOKENIZER_SECTIONS,
+        lambda resume: train_tokenizer(cfg, data_dir, tokenizer_dir, resume=resume, progress=progress),
+    )
+    stages.run("stimulus tokens", lambda: build_token_cache(data_dir, tokenizer_dir, progress=progress))
+    return encoder_dir, tokenizer_dir, [format_encoder_eval(evaluation)]
+
+
+def generator_stages(
+    cfg: MindhierConfig,
+    run_dir: Path,
+    data_dir: Path,
+    encoder_dir: Path,
+    tokenizer_dir: Path,
+    stages: _Stages,
+    routings: tuple[str, ...],
+    judge,
+    extractors: list,
+    progress: ProgressFn | None,
+    tag: str = "",
+) -> list[str]:
+    """One generator per routing, their reconstructions, the shuffled-brain control, the ceiling, evaluations."""
+    from mindhier.metrics.recons_eval import evaluate_reconstructions, format_metrics
+    from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions, write_tokenizer_ceiling
+    from mindhier.train.generator import train_generator
+
+    subject = read_json(encoder_dir / "encoder_shapes.json", "encoder shapes")["subject_voxels"][0][0]
+
+    def routed(routing: str) -> MindhierConfig:
+        return dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, routing=routing))
+
+    def reconstruct(out: Path, routing: str, shuffle: bool = False) -> None:
+        reconstructor = Reconstructor.from_runs(run_dir / GENERATORS / routing, encoder_dir, tokenizer_dir, cfg.sampler)
+        write_reconstructions(
+            reconstructor,
+            data_dir,
+            out,
+            subject,
+            strips=not shuffle,
+            shuffle_brain=shuffle,
+            seed=cfg.sampler.seed,
+            overwrite=True,
+            progress=progress,
+        )
+
+    sets: list[tuple[str, MindhierConfig, Callable[[Path], object]]] = []
+    for routing in routings:
+        generator_dir, routing_cfg = run_dir / GENERATORS / routing, routed(routing)
+        stages.cfg = routing_cfg
+        stages.train(
+            f"{tag}generator {routing}",
+            generator_dir,
+            GENERATOR_SECTIONS,
+            lambda resume, c=routing_cfg, g=generator_dir: train_generator(
+                c, data_dir, encoder_dir, tokenizer_dir, g, subjects=(subject,), resume=resume, progress=progress
+            ),
+        )
+        sets.append((routing, routed(routing), lambda out, r=routing: reconstruct(out, r)))
+    sets.append((CONTROL, routed(routings[0]), lambda out: reconstruct(out, routings[0], shuffle=True)))
+    sets.append(
+        (CEILING, cfg, lambda out: write_tokenizer_ceiling(tokenizer_dir, data_dir, out, subject, overwrite=True))
     )
 
-
-def _stage_state(run_dir: Path, cfg: MindhierConfig, sections: tuple[str, ...]) -> str:
-    """'finished', 'partial' (resumable), or 'absent' (missing or made with another config)."""
-    saved = _saved_config(run_dir)
-    if saved is None or section_key(saved, sections) != section_key(cfg, sections):
-        return "absent"
-    if (run_dir / "train_summary.json").is_file():
-        return "finished"
-    return "partial" if (run_dir / "train_state.pt").is_file() else "absent"
-
-
-def _train_stage(run_dir: Path, cfg: MindhierConfig, sections: tuple[str, ...], fresh: bool, train) -> bool:
-    """Reuse, resume or (re)train one stage's run folder; True when training ran."""
-    state = "absent" if fresh else _stage_state(run_dir, cfg, sections)
-    if state == "absent" and run_dir.exists():
-        shutil.rmtree(run_dir)  # made with another config (or --fresh): retrain from scratch
-    if state != "finished":
-        train(resume=state == "partial")
-    return state != "finished"
+    lines, truth_features = [], {}
+    for name, set_cfg, make in sets:
+        recon_dir, eval_dir = run_dir / RECONS / name, run_dir / EVAL / name
+        stages.cfg = set_cfg
+        stages.output(f"{tag}reconstruct {name}", recon_dir, RECON_SECTIONS, lambda m=make, d=recon_dir: m(d))
+        stages.output(
+            f"{tag}evaluate {name}",
+            eval_dir,
+            RECON_SECTIONS,
+            lambda r=recon_dir, e=eval_dir: evaluate_reconstructions(
+                r, data_dir, e, extractors=extractors, judge=judge, truth_features=truth_features
+            ),
+        )
+        if name in routings:
+            metrics = format_metrics(read_json(eval_dir / "metrics.json", "metrics record"), brief=True)
+            lines.append(f"{tag}{name}:\n" + metrics.split("\n", 1)[1])
+    stages.cfg = cfg
+    return lines
 
 
 def run_demo(
@@ -94,63 +228,58 @@ def run_demo(
     data: str | Path | None = None,
     fresh: bool = False,
     progress: ProgressFn | None = None,
+    judge_cache: str | Path | None = None,
 ) -> DemoResult:
-    from mindhier.data.feature_cache import build_feature_cache
+    """Run the demo into `out`. With several `seeds`, the data, encoder and tokenizer are shared and the
+    generators, reconstructions and evaluations repeat per seed under `out/seed{s}`."""
     from mindhier.data.simulator import simulate
-    from mindhier.data.token_cache import build_token_cache
-    from mindhier.metrics.encoder_eval import evaluate_encoder, format_encoder_eval
-    from mindhier.teachers import build_teacher
-    from mindhier.train.encoder import train_encoder
-    from mindhier.train.tokenizer import train_tokenizer
+    from mindhier.metrics.extractors import build_extractors
+    from mindhier.metrics.judge import get_judge
+    from mindhier.report.html import build_report
 
-    run_dir = Path(out)
-    lines = []
-    simulated = False
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    routings, seeds = cfg.demo.routings, cfg.demo.seeds
+    stages = _Stages(cfg, fresh)
     if data is None:
-        data_dir = run_dir / "data"
-        if fresh or not _data_reusable(data_dir, cfg):
-            simulate(cfg, data_dir, overwrite=True, progress=progress)
-            simulated = True
-        lines.append(("simulated" if simulated else "reused") + f" dataset {data_dir}")
+        data_dir = root / DATA
+        reuse = not fresh and (data_dir / layout.MANIFEST).is_file() and _matches(data_dir, cfg, DATA_SECTIONS)
+        stages.run("simulate", lambda: simulate(cfg, data_dir, overwrite=True, progress=progress), reused=reuse)
+        lines = [("reused" if reuse else "simulated") + f" dataset {data_dir}"]
     else:
         data_dir = Path(data)
-        lines.append(f"dataset {data_dir}")
-    summary = describe_dataset(data_dir, cfg.data)
+        lines = [f"dataset {data_dir}"]
+    summary = describe_dataset(data_dir, cfg.data, verify_images=False)
     lines.append(format_summary(summary))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(cfg, run_dir / layout.CONFIG)
-    write_json(run_dir / "data_info.json", summary)
+    save_resolved(cfg, root / layout.CONFIG)
+    write_json(root / "data_info.json", summary)
 
-    cache = build_feature_cache(data_dir, build_teacher(cfg.teacher), overwrite=fresh, progress=progress)
-    lines.append(f"{'reused' if cache.reused else 'computed'} teacher features {cache.path}")
-
-    encoder_dir = run_dir / "encoder"
-    encoder_trained = _train_stage(
-        encoder_dir,
-        cfg,
-        ENCODER_SECTIONS,
-        fresh,
-        lambda resume: train_encoder(cfg, data_dir, encoder_dir, resume=resume, progress=progress),
-    )
-    lines.append(("trained" if encoder_trained else "reused") + f" encoder {encoder_dir}")
-    evaluation = evaluate_encoder(encoder_dir, data_dir, progress=progress)
-    write_json(encoder_dir / "encoder_eval.json", evaluation)
-    lines.append(format_encoder_eval(evaluation))
-
-    tokenizer_dir = run_dir / "tokenizer"
-    tokenizer_trained = _train_stage(
-        tokenizer_dir,
-        cfg,
-        TOKENIZER_SECTIONS,
-        fresh,
-        lambda resume: train_tokenizer(cfg, data_dir, tokenizer_dir, resume=resume, progress=progress),
-    )
-    tokenizer_summary = read_json(tokenizer_dir / "train_summary.json", "tokenizer summary")
-    final = ", ".join(f"{k} {v:.3f}" for k, v in tokenizer_summary.get("final_val", {}).items())
-    lines.append(("trained" if tokenizer_trained else "reused") + f" tokenizer {tokenizer_dir} (val: {final})")
-    tokens = build_token_cache(data_dir, tokenizer_dir, progress=progress)
-    lines.append(f"{'reused' if tokens.reused else 'computed'} stimulus tokens {tokens.path}")
-
-    lines.append("still to come in the demo: " + ", ".join(PENDING_STAGES))
-    lines.append(f"summary: {encoder_dir / 'encoder_eval.json'}")
-    return DemoResult(run_dir, data_dir, simulated, encoder_trained, lines)
+    encoder_dir, tokenizer_dir, encoder_lines = shared_stages(cfg, root, data_dir, stages, progress)
+    lines += encoder_lines
+    judge = None
+    if judge_cache is not None:
+        started = time.perf_counter()
+        judge = get_judge(Path(judge_cache), progress=progress)
+        stages.record["judge"] = {"seconds": round(time.perf_counter() - started, 2)}
+    extractors = build_extractors()
+    runs = []
+    for seed in seeds or (None,):
+        run_dir, seeded, tag = root, cfg, ""
+        if seed is not None:
+            run_dir, tag = root / f"seed{seed}", f"[seed {seed}] "
+            seeded = dataclasses.replace(
+                cfg,
+                train_generator=dataclasses.replace(cfg.train_generator, seed=seed),
+                sampler=dataclasses.replace(cfg.sampler, seed=seed),
+            )
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_resolved(seeded, run_dir / layout.CONFIG)
+        stages.cfg = seeded
+        lines += generator_stages(
+            seeded, run_dir, data_dir, encoder_dir, tokenizer_dir, stages, routings, judge, extractors, progress, tag
+        )
+        runs.append(run_dir)
+    write_json(root / STAGE_TIMES, stages.record)
+    report = build_report(runs, root / REPORT)
+    lines.append(f"report: {report}")
+    return DemoResult(root, data_dir, report, dict(stages.record), lines)

@@ -14,6 +14,18 @@ from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes
 from mindhier.models.tokenizer import Tokenizer
 
 
+def resolve_input(run_dir: str | Path, stored: str) -> Path:
+    """A path recorded in a run folder: relative to that folder (so run folders can move together)."""
+    path = Path(stored)
+    return path if path.is_absolute() else (Path(run_dir) / path).resolve()
+
+
+def relative_input(run_dir: str | Path, path: str | Path) -> str:
+    import os
+
+    return os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())
+
+
 def load_run_config(run_dir: str | Path) -> MindhierConfig:
     record = read_json(Path(run_dir) / "config.json", "run config")
     if "config" not in record:

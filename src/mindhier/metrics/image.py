@@ -30,7 +30,8 @@ def to_float_NCHW(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 def resize_for_eval(images_NCHW: torch.Tensor, size: int = EVAL_PX) -> torch.Tensor:
     if images_NCHW.shape[-2:] == (size, size):
         return images_NCHW
-    return F.interpolate(images_NCHW, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+    # antialiased, as torchvision 0.17 (MindEye2's pinned version) resizes tensors by default
+    return F.interpolate(images_NCHW, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def pixcorr(recons, truths) -> np.ndarray:

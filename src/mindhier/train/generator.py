@@ -38,7 +38,7 @@ from mindhier.models.brain_encoder import BrainEncoder, guidance_levels
 from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.progress import ProgressFn, report
-from mindhier.runs import load_encoder, load_tokenizer
+from mindhier.runs import load_encoder, load_tokenizer, relative_input
 from mindhier.train.encoder_data import SubjectItems, subject_items
 from mindhier.train.sampling import rank_batch
 
@@ -202,9 +202,9 @@ def train_generator(
         write_json(
             run_dir / INPUTS_FILE,
             {
-                "encoder_run": str(encoder_run),
-                "tokenizer_run": str(tokenizer_run),
-                "token_cache": {"path": str(tokens.path), "key": tokens.key},
+                "encoder_run": relative_input(run_dir, encoder_run),
+                "tokenizer_run": relative_input(run_dir, tokenizer_run),
+                "token_cache": {"path": relative_input(run_dir, tokens.path), "key": tokens.key},
                 "subjects": list(subjects),
                 "routing": gc.routing,
                 "encoder_supervision": conditioner.supervision,

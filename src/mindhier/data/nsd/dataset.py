@@ -121,6 +121,7 @@ class NSDDataset:
         subjects: list[int] | tuple[int, ...] | None = None,
         expected_voxels: dict[int, int] | None = None,
         check_finite: bool = True,
+        check_images: bool = True,
     ) -> None:
         self.root = Path(root)
         self.cfg = data_cfg or DataConfig()
@@ -153,6 +154,7 @@ class NSDDataset:
         self.images: ImageStore = find_image_store(self.root, self.manifest)
         self._expected_voxels = expected_voxels or {}
         self._check_finite = check_finite
+        self._check_images = check_images  # False: brain data only (reconstruction never reads the stimuli)
         self._recordings: dict[int, SubjectRecording] = {}
         self._captions: np.ndarray | None = None
         for subject in self.subjects:
@@ -217,7 +219,8 @@ class NSDDataset:
                 f"{where}: image index {int(table.image_T.max())} is out of range "
                 f"(the manifest lists {n_images} images)"
             )
-        self.images.check_indices(table.image_T)
+        if self._check_images:
+            self.images.check_indices(table.image_T)
 
     # ----------------------------------------------------------------------------------- splits
 
@@ -340,6 +343,7 @@ def open_dataset(
     subjects: list[int] | tuple[int, ...] | None = None,
     expected_voxels: dict[int, int] | None = None,
     check_finite: bool = True,
+    check_images: bool = True,
 ) -> NSDDataset:
     """Open and validate a dataset folder (all subjects found, or the ones named)."""
-    return NSDDataset(root, data_cfg, subjects, expected_voxels, check_finite)
+    return NSDDataset(root, data_cfg, subjects, expected_voxels, check_finite, check_images)

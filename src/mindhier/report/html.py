@@ -1,0 +1,229 @@
+"""`mindhier report RUNS... --out DIR`: a static HTML report (opens from disk) of one or more pipeline runs.
+
+A pipeline run folder (what `mindhier demo` writes) holds:
+
+    data/ (or a dataset named in config)   encoder/   tokenizer/   generators/<routing>/
+    recons/<name>/   eval/<name>/metrics.json   stage_times.json   config.json
+
+where recons/eval names are the routings run, `shuffled_brain` (the control: brain inputs permuted across
+test images) and `tokenizer_ceiling` (the true images through the tokenizer). The report shows, per run:
+the metric table with 95 % CIs (methods, control and ceiling as rows), paired differences between the
+routings and against the control, ground truth beside every reconstruction, coarse-to-fine strips,
+training curves of every stage, and per-stage time and peak memory; with several runs, the spread of the
+means across runs.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mindhier.fileio import read_json, staged_directory
+from mindhier.metrics.recons_eval import METRICS_FILE, compare
+from mindhier.report import figures
+from mindhier.report.run_layout import CEILING, CONTROL, EVAL, GENERATORS, RECONS, STAGE_TIMES
+
+HEADLINE = (
+    "pixcorr",
+    "ssim",
+    "judge.category_f1",
+    "judge.colour_f1",
+    "lite0_late.two_way",
+    "lite2_late.two_way",
+    "lite0_early.two_way",
+    "lite2_early.two_way",
+    "alexnet_2.two_way",
+    "alexnet_5.two_way",
+    "inception.two_way",
+    "clip.two_way",
+    "effnet.corr_distance",
+    "swav.corr_distance",
+)
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; max-width: 1400px; color: #222 }
+table { border-collapse: collapse; font-size: 13px; margin: 0.6em 0 1.4em }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right }
+th:first-child, td:first-child { text-align: left }
+.note { color: #666; font-size: 12px }
+img { max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd }
+"""
+
+
+def _methods(run: Path) -> list[str]:
+    """Evaluated reconstruction sets: routings first, then the control and the ceiling."""
+    names = sorted(p.parent.name for p in (run / EVAL).glob(f"*/{METRICS_FILE}"))
+    return [n for n in names if n not in (CONTROL, CEILING)] + [n for n in (CONTROL, CEILING) if n in names]
+
+
+def _cell(entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return "—"
+    if entry.get("kind") == "absent":
+        return "absent"
+    lo, hi = entry["ci95"]
+    return f"{entry['mean']:.3f} <span class=note>[{lo:.3f}, {hi:.3f}]</span>"
+
+
+def metric_table(run: Path, methods: list[str]) -> tuple[str, list[str]]:
+    records = {m: read_json(run / EVAL / m / METRICS_FILE, "metrics record") for m in methods}
+    names = [n for n in HEADLINE if any(n in r["metrics"] for r in records.values())]
+    names += sorted({n for r in records.values() for n in r["metrics"]} - set(names))
+    head = "<tr><th>metric</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "<th>kind</th></tr>"
+    rows = []
+    for name in names:
+        kinds = {
+            r["metrics"].get(name, {}).get("note") or r["metrics"].get(name, {}).get("kind", "")
+            for r in records.values()
+        }
+        direction = next(
+            (r["metrics"][name].get("higher_is_better") for r in records.values() if name in r["metrics"]), None
+        )
+        arrow = {True: " ↑", False: " ↓"}.get(direction, "")
+        cells = "".join(f"<td>{_cell(records[m]['metrics'].get(name))}</td>" for m in methods)
+        kind = html.escape(", ".join(sorted(kinds - {""})))
+        rows.append(f"<tr><td>{html.escape(name)}{arrow}</td>{cells}<td>{kind}</td></tr>")
+    judge_note = ""
+    for record in records.values():
+        if record.get("judge"):
+            ceiling = ", ".join(f"{k} {v:.3f}" for k, v in record["judge"]["on_true_images"].items())
+            judge_note = f"<p class=note>The judge on the true test images: {html.escape(ceiling)}.</p>"
+            break
+    return f"<table>{head}{''.join(rows)}</table>{judge_note}", names
+
+
+def paired_table(run: Path, reference: str, others: list[str], names: list[str]) -> str:
+    files = [run / EVAL / m / METRICS_FILE for m in [reference, *others]]
+    table = compare(files, n_resamples=10_000, seed=0)
+    head = (
+        "<tr><th>metric</th>"
+        + "".join(f"<th>{html.escape(o)} − {html.escape(reference)}</th>" for o in others)
+        + "</tr>"
+    )
+    rows = []
+    for name in names:
+        entry = table["metrics"].get(name)
+        if entry is None:
+            continue
+        cells = []
+        for diff in entry["paired_vs_first"]:
+            lo, hi = diff["ci95"]
+            note = f"[{lo:+.4f}, {hi:+.4f}] p={diff['p_wilcoxon']:.2g}"
+            cells.append(f"<td>{diff['mean']:+.4f} <span class=note>{note}</span></td>")
+        rows.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _shared(run: Path, name: str) -> Path:
+    """A file or folder of this run, or of the run root above it (shared across seed runs)."""
+    return run / name if (run / name).exists() else run.parent / name
+
+
+def stage_table(run: Path) -> str:
+    path = _shared(run, STAGE_TIMES)
+    if not path.is_file():
+        return "<p class=note>no stage times recorded</p>"
+    stages = read_json(path, "stage times")
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{v.get('seconds', 0):.1f}</td>"
+        f"<td>{v.get('peak_rss_mib', float('nan')):.0f}</td><td>{'reused' if v.get('reused') else 'computed'}</td></tr>"
+        for name, v in stages.items()
+    )
+    return f"<table><tr><th>stage</th><th>seconds</th><th>peak RSS (MiB)</th><th></th></tr>{rows}</table>"
+
+
+def run_section(run: Path, out: Path, tag: str) -> tuple[str, dict[str, dict[str, float]]]:
+    from mindhier.data.nsd import open_dataset
+
+    methods = _methods(run)
+    if not methods:
+        return f"<h2>{html.escape(str(run))}</h2><p>no evaluations found under {EVAL}/</p>", {}
+    table, names = metric_table(run, methods)
+    parts = [f"<h2>{html.escape(str(run))}</h2>", "<h3>Metrics (mean, bootstrap 95 % CI over test images)</h3>", table]
+    routings = [m for m in methods if m not in (CONTROL, CEILING)]
+    if len(routings) > 1:
+        parts += [
+            f"<h3>Guidance modes, paired (against {html.escape(routings[0])})</h3>",
+            paired_table(run, routings[0], routings[1:], names),
+        ]
+    if CONTROL in methods and routings:
+        parts += ["<h3>Against the shuffled-brain control (paired)</h3>", paired_table(run, CONTROL, routings, names)]
+
+    manifest = read_json(run / RECONS / methods[0] / "manifest.json", "reconstruction manifest")
+    record = read_json(run / EVAL / methods[0] / METRICS_FILE, "metrics record")
+    protocol = json.dumps(record["protocol"], indent=1)
+    parts.append(f"<details><summary>protocol</summary><pre>{html.escape(protocol)}</pre></details>")
+    indices = np.asarray(manifest["stimulus_indices"])
+    with open_dataset(record["data"], subjects=[int(manifest["subject"])]) as dataset:
+        split = dataset.split(int(manifest["subject"]), manifest["split"])
+        truths = split.images()
+    columns = {m: run / RECONS / m for m in methods if (run / RECONS / m).is_dir()}
+    grid = out / f"{tag}_reconstructions.png"
+    figures.comparison_grid(truths, columns, indices, grid)
+    parts += [
+        f"<h3>Ground truth (top) and {html.escape(', '.join(columns))} (below), every test image</h3>",
+        f"<img src='{grid.name}'>",
+    ]
+    for m in routings:
+        strips = run / RECONS / m / "strips"
+        if strips.is_dir():
+            figure = out / f"{tag}_strips_{m}.png"
+            figures.strips_figure(strips, indices, figure)
+            parts += [
+                f"<h3>Coarse to fine: {html.escape(m)} (image after each scale)</h3>",
+                f"<img src='{figure.name}'>",
+            ]
+    logs = {"encoder": _shared(run, "encoder") / "log.jsonl", "tokenizer": _shared(run, "tokenizer") / "log.jsonl"}
+    logs.update({f"generator {p.name}": p / "log.jsonl" for p in sorted((run / GENERATORS).glob("*"))})
+    curves = out / f"{tag}_training.png"
+    figures.training_curves(logs, curves)
+    if curves.exists():
+        parts += ["<h3>Training curves</h3>", f"<img src='{curves.name}'>"]
+    parts += ["<h3>Per-stage time and peak memory</h3>", stage_table(run)]
+    means = {
+        m: {n: e["mean"] for n, e in read_json(run / EVAL / m / METRICS_FILE, "m")["metrics"].items() if "mean" in e}
+        for m in methods
+    }
+    return "\n".join(parts), means
+
+
+def across_runs(all_means: list[dict[str, dict[str, float]]]) -> str:
+    methods = sorted({m for means in all_means for m in means})
+    names = [n for n in HEADLINE if any(n in means.get(m, {}) for means in all_means for m in methods)]
+    head = "<tr><th>metric</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "</tr>"
+    rows = []
+    for name in names:
+        cells = []
+        for m in methods:
+            values = [means[m][name] for means in all_means if name in means.get(m, {})]
+            cells.append(f"<td>{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}</td>")
+        rows.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
+    return f"<h2>Across {len(all_means)} runs (mean ± sd of the per-run means)</h2><table>{head}{''.join(rows)}</table>"
+
+
+def build_report(runs: list[str | Path], out: str | Path) -> Path:
+    """Write `out/index.html` and its figures; returns the index path."""
+    out = Path(out)
+    with staged_directory(out, overwrite=True) as staging:
+        sections, all_means = [], []
+        for k, run in enumerate(runs):
+            section, means = run_section(Path(run), staging, f"run{k}")
+            sections.append(section)
+            if means:
+                all_means.append(means)
+        if len(all_means) > 1:
+            sections.insert(0, across_runs(all_means))
+        page = (
+            "<!doctype html><html><head><meta charset='utf-8'><title>mindhier report</title>"
+            f"<style>{STYLE}</style></head><body><h1>mindhier report</h1>"
+            "<p class=note>Single-shot reconstructions unless the protocol says otherwise; any selection uses only "
+            "brain-derived signals. Proxy metrics are offline stand-ins, labelled with what they are coupled to; "
+            "networks reported as absent were not available on this machine.</p>"
+            + "\n".join(sections)
+            + "</body></html>"
+        )
+        (staging / "index.html").write_text(page)
+    return out / "index.html"

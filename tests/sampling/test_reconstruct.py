@@ -1,0 +1,99 @@
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import mindhier
+from mindhier.cli import main
+from mindhier.data import layout
+from mindhier.errors import ConfigError
+from mindhier.sampling.reconstruct import derangement
+from mindhier.train.generator import train_generator
+
+
+@pytest.fixture(scope="module")
+def generator_run(tiny_stage_runs, tmp_path_factory):
+    cfg, result, encoder, tokenizer = tiny_stage_runs
+    run = train_generator(cfg, result.root, encoder, tokenizer, tmp_path_factory.mktemp("gen") / "gen")
+    return cfg, result, run
+
+
+def _digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("image_*.png"))}
+
+
+def test_reconstruction_never_reads_the_test_images(generator_run, tmp_path, capsys):
+    cfg, result, run = generator_run
+    data = tmp_path / "data"
+    shutil.copytree(result.root, data)
+    args = [
+        "reconstruct",
+        "--generator",
+        str(run),
+        "--data",
+        str(data),
+        "--samples",
+        "3",
+        "--select",
+        "brain",
+        "--seed",
+        "4",
+        "--quiet",
+    ]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    for index in result.test_images:
+        layout.image_png_path(data, int(index)).unlink()
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    first, second = _digests(tmp_path / "a"), _digests(tmp_path / "b")
+    assert len(first) == cfg.simulator.n_test and first == second
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["protocol"]["samples"] == 3 and "no ground truth" in manifest["protocol"]["selection"]
+    assert manifest["stimulus_indices"] == sorted(int(i) for i in result.test_images)
+
+
+def test_python_api_and_seeds(generator_run):
+    cfg, result, run = generator_run
+    pipeline = mindhier.load(run)
+    with mindhier.data.nsd.open_dataset(result.root) as dataset:
+        voxels = dataset.split(1, "test").voxels()[:5]
+    a = pipeline.reconstruct(voxels, subject=1, samples=2, seed=0)
+    b = pipeline.reconstruct(voxels, subject=1, samples=2, seed=0)
+    c = pipeline.reconstruct(voxels, subject=1, samples=2, seed=1)
+    assert a.images_BHW3.shape == (5, 16, 16, 3) and a.images_BHW3.dtype == np.uint8
+    assert np.array_equal(a.images_BHW3, b.images_BHW3) and not np.array_equal(a.images_BHW3, c.images_BHW3)
+    # an image does not depend on its batch: reconstructing item 3 alone gives the same picture
+    alone = pipeline.reconstruct(voxels[3:4], subject=1, samples=2, seed=0, keys=[3])
+    assert np.array_equal(alone.images_BHW3[0], a.images_BHW3[3])
+    repeats = np.stack([voxels, voxels + 0.1], axis=1)  # [B, R, V]
+    by_outputs = pipeline.reconstruct(repeats, subject=1, average="outputs", strips=True)
+    assert by_outputs.strips_BKHW3.shape == (5, len(cfg.tokenizer.scales), 16, 16, 3)
+    with pytest.raises(ConfigError, match="voxels must be"):
+        pipeline.reconstruct(voxels[0], subject=1)
+
+
+def test_refuses_a_routing_the_generator_was_not_trained_with(generator_run, tmp_path, capsys):
+    _, result, run = generator_run
+    code = main(
+        [
+            "reconstruct",
+            "--generator",
+            str(run),
+            "--data",
+            str(result.root),
+            "--routing",
+            "static_terminal",
+            "--out",
+            str(tmp_path / "x"),
+            "--quiet",
+        ]
+    )
+    assert code == 2 and "trained with routing coarse_to_fine, not static_terminal" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_shuffled_control_is_a_derangement():
+    order = derangement(50, seed=3)
+    assert sorted(order) == list(range(50)) and not np.any(order == np.arange(50))
+    assert np.array_equal(order, derangement(50, seed=3))
