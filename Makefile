@@ -35,17 +35,18 @@ test-slow: install
 	$(BIN)/python -m pytest -q -m "slow" $(PYTEST_FLAGS)
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 
 format: install
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests scripts
+	$(BIN)/ruff check --fix src tests scripts
 
 bench: install
 	@mkdir -p bench-results
 	$(BIN)/mindhier bench simulate --out bench-results/simulate.json
 	$(BIN)/mindhier bench sampler --out bench-results/sampler.json
+	$(BIN)/mindhier bench decoders --out bench-results/decoders.json
 
 clean:
 	rm -rf $(VENV) runs bench-results

@@ -23,7 +23,8 @@ def load_generator_init(model, path):
 
 
 def load(generator_run, encoder_run=None, tokenizer_run=None):
-    """A reconstruction pipeline from a trained generator run (and the encoder and tokenizer it names).
+    """A reconstruction pipeline from a trained generator run — or a diffusion-baseline run — and the encoder and
+    tokenizer it names.
 
     `mindhier.load(RUN).reconstruct(voxels, subject=1, samples=1, seed=0)` → `Reconstruction` with uint8 images.
     """

@@ -152,6 +152,50 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path} ({err}); it is corrupt — start fresh without --resume") from err
 
 
+def save_resume_point(
+    run_dir: Path,
+    weights_name: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    step: int,
+    best_loss: float,
+    generators: dict[str, torch.Generator],
+    state_name: str = "train_state.pt",
+) -> None:
+    """The last weights and everything a bit-exact resume needs (optimizer, scheduler, step, best val loss, the
+    global torch RNG and the named generators, stored as `<name>_rng`)."""
+    save_weights(run_dir / weights_name, model, {"step": str(step)})
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "best_loss": best_loss,
+        "torch_rng": torch.get_rng_state(),
+    }
+    save_train_state(run_dir / state_name, state | {f"{k}_rng": g.get_state() for k, g in generators.items()})
+
+
+def load_resume_point(
+    run_dir: Path,
+    weights_name: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generators: dict[str, torch.Generator],
+    state_name: str = "train_state.pt",
+) -> tuple[int, float]:
+    """Restore what `save_resume_point` wrote into the given objects; returns (step, best val loss)."""
+    load_weights(run_dir / weights_name, model)
+    state = load_train_state(run_dir / state_name)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    for name, generator in generators.items():
+        generator.set_state(state[f"{name}_rng"])
+    return int(state["step"]), float(state["best_loss"])
+
+
 def config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
     """Dotted names of the fields whose values differ between two config dicts."""
     if isinstance(saved, dict) and isinstance(current, dict):

@@ -142,6 +142,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             fresh=args.fresh,
             progress=progress,
             judge_cache=None if args.no_judge else (args.cache or default_cache_dir()),
+            with_diffusion=args.with_diffusion,
         )
     finally:
         progress.close()
@@ -267,16 +268,16 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_generator(args: argparse.Namespace) -> int:
+def _train_decoder(args: argparse.Namespace, train, summary_file: str) -> dict | None:
+    """Train a Stage-2 decoder (generator or diffusion baseline) on a frozen encoder and tokenizer."""
     from mindhier.fileio import read_json
-    from mindhier.train.generator import SUMMARY_FILE, train_generator
 
     cfg = _resolve(args)
     _apply_threads(args)
     device, rank, world_size = _distributed(args)
     progress = _progress(args) if rank == 0 else None
     try:
-        run_dir = train_generator(
+        run_dir = train(
             cfg,
             args.data,
             args.encoder,
@@ -292,11 +293,31 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.close()
-    if rank == 0:
-        summary = read_json(run_dir / SUMMARY_FILE, "training summary")
+    return {**read_json(run_dir / summary_file, "training summary"), "run": run_dir} if rank == 0 else None
+
+
+def cmd_train_generator(args: argparse.Namespace) -> int:
+    from mindhier.train.generator import SUMMARY_FILE, train_generator
+
+    summary = _train_decoder(args, train_generator, SUMMARY_FILE)
+    if summary is not None:
         print(
             f"trained a {summary['routing']} generator ({summary['parameters']:,} parameters) for {summary['steps']} "
-            f"steps in {summary['seconds']:.1f} s; best val loss {summary['best_val_loss']:.3f}; run: {run_dir}"
+            f"steps in {summary['seconds']:.1f} s; best val loss {summary['best_val_loss']:.3f}; run: {summary['run']}"
+        )
+    return 0
+
+
+def cmd_train_diffusion(args: argparse.Namespace) -> int:
+    from mindhier.train.diffusion import SUMMARY_FILE, train_diffusion
+
+    summary = _train_decoder(args, train_diffusion, SUMMARY_FILE)
+    if summary is not None:
+        print(
+            f"trained the diffusion baseline ({summary['parameters']:,} parameters, "
+            f"{summary['parameter_ratio']:.3f}× the generator's) for {summary['steps']} steps "
+            f"({summary['training_flops']:.3g} training FLOPs; generator {summary['generator_training_flops']:.3g}) "
+            f"in {summary['seconds']:.1f} s; best val loss {summary['best_val_loss']:.4f}; run: {summary['run']}"
         )
     return 0
 
@@ -311,6 +332,34 @@ def cmd_bench_sampler(args: argparse.Namespace) -> int:
     write_json(args.out, record)
     ratio = record["ratio_sampling_to_teacher_forced"]
     print(f"sampler: {record['images_per_second']} images/s; sampling / teacher-forced = {ratio}; wrote {args.out}")
+    return 0
+
+
+def cmd_bench_decoders(args: argparse.Namespace) -> int:
+    from mindhier.bench.decoders import bench_decoders, summary_lines
+    from mindhier.fileio import write_json
+
+    cfg = _resolve(args)
+    _apply_threads(args)
+    run_dir = args.run or Path("runs") / cfg.preset
+    recons_dir = args.out.with_name(args.out.stem + "_recons")
+    progress = _progress(args)
+    try:
+        record = bench_decoders(
+            cfg,
+            run_dir,
+            recons_dir,
+            judge_cache=None if args.no_judge else (args.cache or default_cache_dir()),
+            repeats=args.repeats,
+            curve_steps=tuple(args.curve_steps),
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    write_json(args.out, record)
+    for line in summary_lines(record):
+        print(line)
+    print(f"wrote {args.out} (reconstructions and their metrics in {recons_dir})")
     return 0
 
 
@@ -369,12 +418,19 @@ def cmd_eval_compare(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from mindhier.config import apply_overrides
-    from mindhier.runs import load_generator, load_run_config
+    from mindhier.errors import ConfigError
+    from mindhier.runs import is_diffusion_run, load_generator, load_run_config
     from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions
 
     _apply_threads(args)
-    load_generator(args.generator, routing=args.routing)  # refuses a routing it was not trained with
-    sampler = apply_overrides(load_run_config(args.generator), args.overrides).sampler
+    run_cfg = apply_overrides(load_run_config(args.generator), args.overrides)
+    if is_diffusion_run(args.generator):
+        if args.routing not in (None, "static_terminal"):
+            raise ConfigError(f"{args.generator} is the diffusion baseline: its guidance is static_terminal")
+        sampler = run_cfg.ddim
+    else:
+        load_generator(args.generator, routing=args.routing)  # refuses a routing it was not trained with
+        sampler = run_cfg.sampler
     reconstructor = Reconstructor.from_runs(args.generator, args.encoder, args.tokenizer, sampler)
     subject = args.subject or next(iter(reconstructor.encoder.shapes.voxels))
     progress = _progress(args)
@@ -484,6 +540,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     _add_runtime_options(p)
     p.set_defaults(func=cmd_bench_simulate)
+    p = bench.add_parser("decoders", help="scale-wise sampler against the diffusion baseline: speed and quality")
+    p.add_argument("--out", type=Path, required=True, help="result file (.json)")
+    p.add_argument("--run", type=Path, help="demo run folder to train or reuse (default: runs/<preset>)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per variant and batch (median reported)")
+    p.add_argument(
+        "--curve-steps", type=int, nargs="+", default=[5, 10, 25, 50, 100], help="DDIM steps of the quality curve"
+    )
+    p.add_argument("--cache", type=Path, help="cache for the scene judge (default: ~/.cache/mindhier)")
+    p.add_argument("--no-judge", action="store_true", help="skip the scene judge")
+    _add_config_options(p)
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_bench_decoders)
+
     p = bench.add_parser("sampler", help="time scale-wise sampling against one teacher-forced forward")
     p.add_argument("--out", type=Path, required=True, help="result file (.json)")
     _add_config_options(p)
@@ -496,6 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="recompute every stage instead of reusing finished ones")
     p.add_argument("--cache", type=Path, help="cache for the scene judge (default: ~/.cache/mindhier)")
     p.add_argument("--no-judge", action="store_true", help="skip the scene judge")
+    p.add_argument(
+        "--with-diffusion", action="store_true", help="add the latent diffusion baseline (matched size and FLOPs)"
+    )
     _add_config_options(p)
     _add_runtime_options(p)
     p.set_defaults(func=cmd_demo)
@@ -531,17 +603,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_options(p)
     p.set_defaults(func=cmd_train_tokenizer)
 
-    p = train.add_parser("generator", help="Stage 2b: the scale-wise generator on a frozen encoder and tokenizer")
-    p.add_argument("--data", type=Path, required=True, help="dataset folder")
-    p.add_argument("--encoder", type=Path, required=True, help="encoder run folder")
-    p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer run folder")
-    p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument("--subjects", "--subject", type=int, nargs="+", help="subjects (default: the encoder's first)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
-    _add_config_options(p)
-    _add_runtime_options(p)
-    p.set_defaults(func=cmd_train_generator)
+    for name, what, func in (
+        ("generator", "Stage 2b: the scale-wise generator on a frozen encoder and tokenizer", cmd_train_generator),
+        ("diffusion", "the latent diffusion baseline on the same frozen encoder and tokenizer", cmd_train_diffusion),
+    ):
+        p = train.add_parser(name, help=what)
+        p.add_argument("--data", type=Path, required=True, help="dataset folder")
+        p.add_argument("--encoder", type=Path, required=True, help="encoder run folder")
+        p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer run folder")
+        p.add_argument("--out", type=Path, required=True, help="run folder")
+        p.add_argument("--subjects", "--subject", type=int, nargs="+", help="subjects (default: the encoder's first)")
+        p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+        p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
+        _add_config_options(p)
+        _add_runtime_options(p)
+        p.set_defaults(func=func)
 
     p = commands.add_parser("tokenize", help="cache every stimulus's multi-scale tokens under a trained tokenizer")
     p.add_argument("--run", type=Path, required=True, help="tokenizer run folder")
@@ -552,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tokenize)
 
     p = commands.add_parser("reconstruct", help="reconstruct every test image from brain activity")
-    p.add_argument("--generator", type=Path, required=True, help="generator run folder")
+    p.add_argument("--generator", type=Path, required=True, help="generator (or diffusion baseline) run folder")
     p.add_argument("--encoder", type=Path, help="encoder run (default: the one the generator was trained with)")
     p.add_argument("--tokenizer", type=Path, help="tokenizer run (default: the one the generator was trained with)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder")

@@ -30,6 +30,7 @@ from mindhier.report.run_layout import (
     CEILING,
     CONTROL,
     DATA,
+    DIFFUSION,
     ENCODER,
     EVAL,
     GENERATORS,
@@ -44,6 +45,8 @@ ENCODER_SECTIONS = ("stimuli", "simulator", "data", "teacher", "encoder", "align
 TOKENIZER_SECTIONS = ("stimuli", "simulator", "data", "tokenizer", "train_tokenizer")
 GENERATOR_SECTIONS = (*ENCODER_SECTIONS, *TOKENIZER_SECTIONS[3:], "generator", "train_generator")
 RECON_SECTIONS = (*GENERATOR_SECTIONS, "sampler")
+DIFFUSION_SECTIONS = (*GENERATOR_SECTIONS, "diffusion", "train_diffusion")  # sized and budgeted on the generator
+DIFFUSION_RECON_SECTIONS = (*DIFFUSION_SECTIONS, "ddim")
 
 
 @dataclass(frozen=True)
@@ -159,10 +162,13 @@ def generator_stages(
     extractors: list,
     progress: ProgressFn | None,
     tag: str = "",
+    with_diffusion: bool = False,
 ) -> list[str]:
-    """One generator per routing, their reconstructions, the shuffled-brain control, the ceiling, evaluations."""
+    """One generator per routing, their reconstructions, the shuffled-brain control, the ceiling, evaluations;
+    with `with_diffusion`, the diffusion baseline too (matched to the first routing's generator)."""
     from mindhier.metrics.recons_eval import evaluate_reconstructions, format_metrics
     from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions, write_tokenizer_ceiling
+    from mindhier.train.diffusion import train_diffusion
     from mindhier.train.generator import train_generator
 
     subject = read_json(encoder_dir / "encoder_shapes.json", "encoder shapes")["subject_voxels"][0][0]
@@ -171,7 +177,12 @@ def generator_stages(
         return dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, routing=routing))
 
     def reconstruct(out: Path, routing: str, shuffle: bool = False) -> None:
-        reconstructor = Reconstructor.from_runs(run_dir / GENERATORS / routing, encoder_dir, tokenizer_dir, cfg.sampler)
+        if routing == DIFFUSION:
+            reconstructor = Reconstructor.from_runs(run_dir / DIFFUSION, encoder_dir, tokenizer_dir, cfg.ddim)
+        else:
+            reconstructor = Reconstructor.from_runs(
+                run_dir / GENERATORS / routing, encoder_dir, tokenizer_dir, cfg.sampler
+            )
         write_reconstructions(
             reconstructor,
             data_dir,
@@ -179,12 +190,12 @@ def generator_stages(
             subject,
             strips=not shuffle,
             shuffle_brain=shuffle,
-            seed=cfg.sampler.seed,
+            seed=cfg.ddim.seed if routing == DIFFUSION else cfg.sampler.seed,
             overwrite=True,
             progress=progress,
         )
 
-    sets: list[tuple[str, MindhierConfig, Callable[[Path], object]]] = []
+    sets: list[tuple[str, MindhierConfig, Callable[[Path], object], tuple[str, ...]]] = []
     for routing in routings:
         generator_dir, routing_cfg = run_dir / GENERATORS / routing, routed(routing)
         stages.cfg = routing_cfg
@@ -196,26 +207,50 @@ def generator_stages(
                 c, data_dir, encoder_dir, tokenizer_dir, g, subjects=(subject,), resume=resume, progress=progress
             ),
         )
-        sets.append((routing, routed(routing), lambda out, r=routing: reconstruct(out, r)))
-    sets.append((CONTROL, routed(routings[0]), lambda out: reconstruct(out, routings[0], shuffle=True)))
+        sets.append((routing, routed(routing), lambda out, r=routing: reconstruct(out, r), RECON_SECTIONS))
+    if with_diffusion:
+        baseline_cfg = routed(routings[0])
+        stages.cfg = baseline_cfg
+        stages.train(
+            f"{tag}diffusion baseline",
+            run_dir / DIFFUSION,
+            DIFFUSION_SECTIONS,
+            lambda resume: train_diffusion(
+                baseline_cfg,
+                data_dir,
+                encoder_dir,
+                tokenizer_dir,
+                run_dir / DIFFUSION,
+                subjects=(subject,),
+                resume=resume,
+                progress=progress,
+            ),
+        )
+        sets.append((DIFFUSION, baseline_cfg, lambda out: reconstruct(out, DIFFUSION), DIFFUSION_RECON_SECTIONS))
+    sets.append((CONTROL, routed(routings[0]), lambda out: reconstruct(out, routings[0], shuffle=True), RECON_SECTIONS))
     sets.append(
-        (CEILING, cfg, lambda out: write_tokenizer_ceiling(tokenizer_dir, data_dir, out, subject, overwrite=True))
+        (
+            CEILING,
+            cfg,
+            lambda out: write_tokenizer_ceiling(tokenizer_dir, data_dir, out, subject, overwrite=True),
+            RECON_SECTIONS,
+        )
     )
 
     lines, truth_features = [], {}
-    for name, set_cfg, make in sets:
+    for name, set_cfg, make, sections in sets:
         recon_dir, eval_dir = run_dir / RECONS / name, run_dir / EVAL / name
         stages.cfg = set_cfg
-        stages.output(f"{tag}reconstruct {name}", recon_dir, RECON_SECTIONS, lambda m=make, d=recon_dir: m(d))
+        stages.output(f"{tag}reconstruct {name}", recon_dir, sections, lambda m=make, d=recon_dir: m(d))
         stages.output(
             f"{tag}evaluate {name}",
             eval_dir,
-            RECON_SECTIONS,
+            sections,
             lambda r=recon_dir, e=eval_dir: evaluate_reconstructions(
                 r, data_dir, e, extractors=extractors, judge=judge, truth_features=truth_features
             ),
         )
-        if name in routings:
+        if name in routings or name == DIFFUSION:
             metrics = format_metrics(read_json(eval_dir / "metrics.json", "metrics record"), brief=True)
             lines.append(f"{tag}{name}:\n" + metrics.split("\n", 1)[1])
     stages.cfg = cfg
@@ -229,9 +264,11 @@ def run_demo(
     fresh: bool = False,
     progress: ProgressFn | None = None,
     judge_cache: str | Path | None = None,
+    with_diffusion: bool = False,
 ) -> DemoResult:
     """Run the demo into `out`. With several `seeds`, the data, encoder and tokenizer are shared and the
-    generators, reconstructions and evaluations repeat per seed under `out/seed{s}`."""
+    generators, reconstructions and evaluations repeat per seed under `out/seed{s}`. `with_diffusion` adds the
+    latent diffusion baseline (same encoder, tokenizer, seeds; matched size and training FLOPs)."""
     from mindhier.data.simulator import simulate
     from mindhier.metrics.extractors import build_extractors
     from mindhier.metrics.judge import get_judge
@@ -271,12 +308,25 @@ def run_demo(
                 cfg,
                 train_generator=dataclasses.replace(cfg.train_generator, seed=seed),
                 sampler=dataclasses.replace(cfg.sampler, seed=seed),
+                train_diffusion=dataclasses.replace(cfg.train_diffusion, seed=seed),
+                ddim=dataclasses.replace(cfg.ddim, seed=seed),
             )
             run_dir.mkdir(parents=True, exist_ok=True)
             save_resolved(seeded, run_dir / layout.CONFIG)
         stages.cfg = seeded
         lines += generator_stages(
-            seeded, run_dir, data_dir, encoder_dir, tokenizer_dir, stages, routings, judge, extractors, progress, tag
+            seeded,
+            run_dir,
+            data_dir,
+            encoder_dir,
+            tokenizer_dir,
+            stages,
+            routings,
+            judge,
+            extractors,
+            progress,
+            tag,
+            with_diffusion,
         )
         runs.append(run_dir)
     write_json(root / STAGE_TIMES, stages.record)

@@ -96,7 +96,7 @@ class GeneratorRunFiles:
     run_dir: Path
     cfg: MindhierConfig
     shapes: Any  # GeneratorShapes
-    model: Any  # ScaleAR, eval mode, CPU
+    model: Any  # ScaleAR (or LatentDiT for the diffusion baseline), eval mode, CPU
     inputs: dict[str, Any]  # encoder run, tokenizer run, token cache, routing
 
 
@@ -138,3 +138,24 @@ def load_generator_init(model, path: str | Path) -> InitReport:
     ignored = sorted(k for k in state if k not in ours or state[k].shape != ours[k].shape)
     model.load_state_dict({k: state[k] for k in loaded}, strict=False)
     return InitReport(loaded, new, ignored)
+
+
+def is_diffusion_run(run_dir: str | Path) -> bool:
+    from mindhier.train.diffusion import SHAPES_FILE
+
+    return (Path(run_dir) / SHAPES_FILE).is_file()
+
+
+def load_diffusion(run_dir: str | Path) -> GeneratorRunFiles:
+    """A trained diffusion baseline (best-on-val weights) with its config, shapes and inputs."""
+    from mindhier.models.diffusion import DiffusionShapes, LatentDiT
+    from mindhier.train.diffusion import DIFFUSION_WEIGHTS, INPUTS_FILE, SHAPES_FILE, resolved_model
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder not found: {run_dir}; train one with `mindhier train diffusion --out {run_dir}`")
+    cfg = load_run_config(run_dir)
+    shapes = DiffusionShapes.from_json(read_json(run_dir / SHAPES_FILE, "diffusion shapes"))
+    model = LatentDiT(resolved_model(run_dir), shapes)
+    load_weights(run_dir / DIFFUSION_WEIGHTS, model)
+    return GeneratorRunFiles(run_dir, cfg, shapes, model.eval(), read_json(run_dir / INPUTS_FILE, "diffusion inputs"))

@@ -16,6 +16,7 @@ from mindhier.metrics.judge import (
     Judge,
     JudgeConfig,
     JudgeNet,
+    degrade_augment,
     get_judge,
     judge_accuracy,
     judge_config_hash,
@@ -29,7 +30,7 @@ from mindhier.metrics.judge import (
 # Reduced from the default (8000 scenes × 24 epochs; category F1 ≈ 0.92): trains in about 18 s on 2 CPU cores.
 # Categories (shapes) are learnt late: after 50-60 k samples seen, category F1 is still ≈ 0.45-0.6; after this
 # config's 70 k it is ≈ 0.7. Colours are learnt within a few thousand samples.
-FAST = JudgeConfig(n_train=3500, n_val=100, epochs=20, batch_size=64, lr=2e-2)
+FAST = JudgeConfig(n_train=3500, n_val=100, epochs=20, batch_size=64, lr=2e-2, degrade=0.0)
 # Measured for FAST on the held-out scenes: category F1 0.69, colour F1 1.00. Random-init judges (3 seeds)
 # score category F1 0.31-0.37 and colour F1 0.27-0.30; predicting "nothing" scores 0, and "everything"
 # 2·|T|/(8 + |T|), about 0.36 on average for the ~1.8 distinct categories of a scene.
@@ -161,6 +162,23 @@ def test_scores_count_as_written():
     assert nothing["category_f1"][0] == 0.0 and nothing["colour_f1"][0] == 0.0
 
 
+def test_degrade_augment_blurs_and_noises_the_chosen_share():
+    scenes = ScenesSource().generate("test", 64, 32, seed=0)
+    x = torch.from_numpy(scenes.images_NHWC).permute(0, 3, 1, 2).float() / 255
+    assert torch.equal(degrade_augment(x, torch.Generator().manual_seed(0), 0.0), x)
+    all_ = degrade_augment(x, torch.Generator().manual_seed(0), 1.0)
+    assert torch.equal(all_, degrade_augment(x, torch.Generator().manual_seed(0), 1.0))
+    changed = (all_ - x).flatten(1).abs().amax(1) > 0
+    assert bool(changed.all()) and float(all_.min()) >= 0 and float(all_.max()) <= 1
+    # blurring keeps the colours: each image's mean colour moves little, its fine detail a lot
+    assert float((all_.mean(dim=(2, 3)) - x.mean(dim=(2, 3))).abs().max()) < 0.05
+    half = degrade_augment(x, torch.Generator().manual_seed(1), 0.5)
+    share = float(((half - x).flatten(1).abs().amax(1) > 0).float().mean())
+    assert 0.25 < share < 0.75
+    with pytest.raises(ConfigError, match="degrade"):
+        JudgeConfig(degrade=1.5)
+
+
 def test_config_refuses_a_dataset_like_seed():
     with pytest.raises(ConfigError, match="seed"):
         JudgeConfig(seed=0)
@@ -170,12 +188,19 @@ def test_config_refuses_a_dataset_like_seed():
 
 @pytest.mark.slow
 def test_default_judge_is_accurate_on_true_scenes():
-    """The default judge (about 45 s to train on 2 idle CPU cores) on 1000 scenes from a dataset's stream."""
+    """The default judge (about 55 s to train on 2 idle CPU cores) on 1000 scenes from a dataset's stream, sharp
+    and blurred (to 16 px and back, as blurry as the demo tokenizer's reconstructions)."""
     judge = train_judge(JudgeConfig())
     scenes = ScenesSource().generate("test", 1000, 32, seed=0)
     accuracy = judge_accuracy(judge, scenes.images_NHWC, scenes.labels)
-    # Measured: category F1 0.92, label accuracy 0.96, exact 0.74; colour F1 1.00, exact 1.00.
-    assert accuracy["category_f1"] >= 0.85, accuracy
-    assert accuracy["category_label_accuracy"] >= 0.94, accuracy
+    # Measured: category F1 0.82, label accuracy 0.93; colour F1 1.00, exact 1.00 (without the blur and noise
+    # augmentation: category F1 0.92 on sharp scenes but 0.40 on blurred ones).
+    assert accuracy["category_f1"] >= 0.78, accuracy
+    assert accuracy["category_label_accuracy"] >= 0.9, accuracy
     assert accuracy["colour_f1"] >= 0.98 and accuracy["colour_exact"] >= 0.95, accuracy
-    assert judge.validation["category_f1"] >= 0.85, judge.validation
+    assert judge.validation["category_f1"] >= 0.78, judge.validation
+    x = torch.from_numpy(scenes.images_NHWC).permute(0, 3, 1, 2).float() / 255
+    small = torch.nn.functional.interpolate(x, size=(16, 16), mode="bilinear", antialias=True)
+    blurred = torch.nn.functional.interpolate(small, size=(32, 32), mode="bilinear")
+    on_blurred = judge_accuracy(judge, blurred, scenes.labels)  # measured: category F1 0.68, colour F1 1.00
+    assert on_blurred["category_f1"] >= 0.6 and on_blurred["colour_f1"] >= 0.95, on_blurred

@@ -32,6 +32,24 @@ from mindhier.provenance import provenance
 RECONS_MANIFEST = "manifest.json"
 METRICS_FILE = "metrics.json"
 PER_IMAGE_FILE = "per_image.csv"
+# the metrics tables lead with, in this order: pixel, judge, the offline proxies, then MindEye2's networks
+HEADLINE_METRICS = (
+    "pixcorr",
+    "ssim",
+    "judge.category_f1",
+    "judge.colour_f1",
+    "lite0_late.two_way",
+    "lite2_late.two_way",
+    "lite0_early.two_way",
+    "lite2_early.two_way",
+    "alexnet_2.two_way",
+    "alexnet_5.two_way",
+    "inception.two_way",
+    "clip.two_way",
+    "effnet.corr_distance",
+    "swav.corr_distance",
+)
+OFFLINE_HEADLINE_METRICS = HEADLINE_METRICS[:8]  # the ones this machine computes without downloaded weights
 
 
 def load_images(folder: Path, indices: np.ndarray) -> np.ndarray:
@@ -189,13 +207,15 @@ def compare(metrics_files: list[str | Path], n_resamples: int = N_RESAMPLES, see
 
 def format_comparison(table: dict[str, Any]) -> str:
     names = [Path(m).parent.name or m for m in table["methods"]]
-    lines = ["metric".ljust(32) + "".join(n[:18].rjust(20) for n in names)]
+    width = 50  # "mean (Δ [lo, hi] p=…)" of a compared method
+    lines = ["metric".ljust(28) + names[0][:16].rjust(16) + "".join("  " + n[:width].rjust(width) for n in names[1:])]
     for metric, entry in table["metrics"].items():
-        cells = [f"{entry['means'][0]:.4f}".rjust(20)]
+        cells = [f"{entry['means'][0]:.4f}".rjust(16)]
         for mean, diff in zip(entry["means"][1:], entry["paired_vs_first"], strict=True):
             lo, hi = diff["ci95"]
-            cells.append(f"{mean:.4f} ({diff['mean']:+.4f} [{lo:+.4f},{hi:+.4f}] p={diff['p_wilcoxon']:.3g})".rjust(20))
-        lines.append(metric.ljust(32) + "".join(cells))
+            cell = f"{mean:.4f} ({diff['mean']:+.4f} [{lo:+.4f}, {hi:+.4f}] p={diff['p_wilcoxon']:.3g})"
+            cells.append("  " + cell.rjust(width))
+        lines.append(metric.ljust(28) + "".join(cells))
     return "\n".join(lines)
 
 

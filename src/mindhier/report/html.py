@@ -23,26 +23,10 @@ from typing import Any
 import numpy as np
 
 from mindhier.fileio import read_json, staged_directory
-from mindhier.metrics.recons_eval import METRICS_FILE, compare
+from mindhier.metrics.recons_eval import HEADLINE_METRICS, METRICS_FILE, compare
 from mindhier.report import figures
-from mindhier.report.run_layout import CEILING, CONTROL, EVAL, GENERATORS, RECONS, STAGE_TIMES
+from mindhier.report.run_layout import CEILING, CONTROL, DIFFUSION, EVAL, GENERATORS, RECONS, STAGE_TIMES
 
-HEADLINE = (
-    "pixcorr",
-    "ssim",
-    "judge.category_f1",
-    "judge.colour_f1",
-    "lite0_late.two_way",
-    "lite2_late.two_way",
-    "lite0_early.two_way",
-    "lite2_early.two_way",
-    "alexnet_2.two_way",
-    "alexnet_5.two_way",
-    "inception.two_way",
-    "clip.two_way",
-    "effnet.corr_distance",
-    "swav.corr_distance",
-)
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; max-width: 1400px; color: #222 }
 table { border-collapse: collapse; font-size: 13px; margin: 0.6em 0 1.4em }
@@ -54,9 +38,10 @@ img { max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd }
 
 
 def _methods(run: Path) -> list[str]:
-    """Evaluated reconstruction sets: routings first, then the control and the ceiling."""
+    """Evaluated reconstruction sets: routings first, then the diffusion baseline, the control and the ceiling."""
     names = sorted(p.parent.name for p in (run / EVAL).glob(f"*/{METRICS_FILE}"))
-    return [n for n in names if n not in (CONTROL, CEILING)] + [n for n in (CONTROL, CEILING) if n in names]
+    last = (DIFFUSION, CONTROL, CEILING)
+    return [n for n in names if n not in last] + [n for n in last if n in names]
 
 
 def _cell(entry: dict[str, Any] | None) -> str:
@@ -70,7 +55,7 @@ def _cell(entry: dict[str, Any] | None) -> str:
 
 def metric_table(run: Path, methods: list[str]) -> tuple[str, list[str]]:
     records = {m: read_json(run / EVAL / m / METRICS_FILE, "metrics record") for m in methods}
-    names = [n for n in HEADLINE if any(n in r["metrics"] for r in records.values())]
+    names = [n for n in HEADLINE_METRICS if any(n in r["metrics"] for r in records.values())]
     names += sorted({n for r in records.values() for n in r["metrics"]} - set(names))
     head = "<tr><th>metric</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "<th>kind</th></tr>"
     rows = []
@@ -178,6 +163,8 @@ def run_section(run: Path, out: Path, tag: str) -> tuple[str, dict[str, dict[str
             ]
     logs = {"encoder": _shared(run, "encoder") / "log.jsonl", "tokenizer": _shared(run, "tokenizer") / "log.jsonl"}
     logs.update({f"generator {p.name}": p / "log.jsonl" for p in sorted((run / GENERATORS).glob("*"))})
+    if (run / DIFFUSION / "log.jsonl").is_file():
+        logs["diffusion baseline"] = run / DIFFUSION / "log.jsonl"
     curves = out / f"{tag}_training.png"
     figures.training_curves(logs, curves)
     if curves.exists():
@@ -192,7 +179,7 @@ def run_section(run: Path, out: Path, tag: str) -> tuple[str, dict[str, dict[str
 
 def across_runs(all_means: list[dict[str, dict[str, float]]]) -> str:
     methods = sorted({m for means in all_means for m in means})
-    names = [n for n in HEADLINE if any(n in means.get(m, {}) for means in all_means for m in methods)]
+    names = [n for n in HEADLINE_METRICS if any(n in means.get(m, {}) for means in all_means for m in methods)]
     head = "<tr><th>metric</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "</tr>"
     rows = []
     for name in names:

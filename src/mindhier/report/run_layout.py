@@ -4,6 +4,7 @@ DATA = "data"
 ENCODER = "encoder"
 TOKENIZER = "tokenizer"
 GENERATORS = "generators"  # one folder per routing
+DIFFUSION = "diffusion"  # the diffusion baseline's run folder, and its reconstruction set
 RECONS = "recons"  # one folder per reconstruction set
 EVAL = "eval"  # one folder per reconstruction set: metrics.json + per_image.csv
 STAGE_TIMES = "stage_times.json"

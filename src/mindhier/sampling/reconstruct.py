@@ -1,4 +1,5 @@
-"""Brain → image: the reconstruction pipeline (encoder → scale-wise generator → tokenizer decoder).
+"""Brain → image: the reconstruction pipeline (encoder → scale-wise generator, or the diffusion baseline →
+tokenizer decoder).
 
 `Reconstructor.reconstruct(voxels, subject, samples, seed)` encodes the voxels with the frozen encoder
 (the conditional stream) and all-zero voxels (the unconditional stream of classifier-free guidance), samples
@@ -26,16 +27,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from mindhier.config import SamplerConfig, to_dict
+from mindhier.config import DdimConfig, SamplerConfig
 from mindhier.data import layout
 from mindhier.errors import ConfigError
 from mindhier.fileio import atomic_path, staged_directory, write_json
 from mindhier.models.brain_encoder import BrainEncoder, guidance_levels
-from mindhier.models.scale_ar import ScaleAR
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.progress import ProgressFn, report
 from mindhier.provenance import provenance
-from mindhier.sampling.scale_ar import sample
+from mindhier.sampling.decoders import DiffusionDecoder, ImageDecoder, ScaleWiseDecoder
 from mindhier.sampling.selection import select_by_brain
 
 SELECTIONS = ("first", "brain")
@@ -62,11 +62,13 @@ def _uint8(images_B3HW: torch.Tensor) -> np.ndarray:
 class Reconstructor:
     encoder: BrainEncoder
     supervision: str  # the encoder's `alignment.supervision` (for `single`: one fixed terminal feature)
-    generator: ScaleAR
-    tokenizer: Tokenizer
-    sampler: SamplerConfig
+    decoder: ImageDecoder  # the scale-wise generator, or the diffusion baseline
     teacher: Any  # the Stage-1 teacher, for brain-only selection
-    runs: dict[str, str]  # where the three models came from
+    runs: dict[str, str]  # where the models came from
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.decoder.tokenizer
 
     @classmethod
     def from_runs(
@@ -74,40 +76,62 @@ class Reconstructor:
         generator_run: str | Path,
         encoder_run: str | Path | None = None,
         tokenizer_run: str | Path | None = None,
-        sampler: SamplerConfig | None = None,
+        sampler: SamplerConfig | DdimConfig | None = None,
     ) -> Reconstructor:
-        """Load the generator and, unless given, the encoder and tokenizer it was trained with."""
-        from mindhier.runs import load_encoder, load_generator, load_tokenizer, resolve_input
+        """Load a generator (or diffusion baseline) run and, unless given, the encoder and tokenizer it was
+        trained with. `sampler`: a `SamplerConfig` for a generator, a `DdimConfig` for the baseline."""
+        from mindhier.runs import (
+            is_diffusion_run,
+            load_diffusion,
+            load_encoder,
+            load_generator,
+            load_tokenizer,
+            resolve_input,
+        )
         from mindhier.teachers import build_teacher
 
-        gen = load_generator(generator_run)
-        encoder_run = encoder_run or resolve_input(gen.run_dir, gen.inputs["encoder_run"])
-        tokenizer_run = tokenizer_run or resolve_input(gen.run_dir, gen.inputs["tokenizer_run"])
+        diffusion = is_diffusion_run(generator_run)
+        run = load_diffusion(generator_run) if diffusion else load_generator(generator_run)
+        encoder_run = encoder_run or resolve_input(run.run_dir, run.inputs["encoder_run"])
+        tokenizer_run = tokenizer_run or resolve_input(run.run_dir, run.inputs["tokenizer_run"])
         enc = load_encoder(encoder_run)
         tok = load_tokenizer(tokenizer_run)
-        shapes = gen.shapes
-        checks = {
-            "vocabulary": (shapes.vocab, tok.cfg.vocab),
-            "scales": (tuple(shapes.scales), tuple(tok.cfg.scales)),
-            "code dimension": (shapes.latent_channels, tok.cfg.latent_channels),
-            "brain levels": (shapes.n_levels, enc.cfg.encoder.depth),
-            "tokens per level": (shapes.level_tokens, enc.shapes.queries),
-            "level width": (shapes.context_width, enc.cfg.encoder.width),
-        }
+        shapes = run.shapes
+        if diffusion:
+            checks = {
+                "latent channels": (shapes.latent_channels, tok.cfg.latent_channels),
+                "latent side": (shapes.latent_side, tok.cfg.scales[-1]),
+                "tokens per level": (shapes.level_tokens, enc.shapes.queries),
+                "level width": (shapes.context_width, enc.cfg.encoder.width),
+            }
+        else:
+            checks = {
+                "vocabulary": (shapes.vocab, tok.cfg.vocab),
+                "scales": (tuple(shapes.scales), tuple(tok.cfg.scales)),
+                "code dimension": (shapes.latent_channels, tok.cfg.latent_channels),
+                "brain levels": (shapes.n_levels, enc.cfg.encoder.depth),
+                "tokens per level": (shapes.level_tokens, enc.shapes.queries),
+                "level width": (shapes.context_width, enc.cfg.encoder.width),
+            }
         for what, (trained, given) in checks.items():
             if trained != given:
                 raise ConfigError(
-                    f"the generator {gen.run_dir} was trained with {what} {trained}, the given models have {given}; "
+                    f"the decoder {run.run_dir} was trained with {what} {trained}, the given models have {given}; "
                     "pass the encoder and tokenizer it was trained with"
                 )
+        expected_sampler = DdimConfig if diffusion else SamplerConfig
+        if sampler is not None and not isinstance(sampler, expected_sampler):
+            raise ConfigError(f"{run.run_dir} needs a {expected_sampler.__name__}, got a {type(sampler).__name__}")
+        if diffusion:
+            decoder = DiffusionDecoder(run.model, tok, sampler or run.cfg.ddim)
+        else:
+            decoder = ScaleWiseDecoder(run.model, tok, sampler or run.cfg.sampler)
         return cls(
             enc.model,
             enc.cfg.alignment.supervision,
-            gen.model,
-            tok,
-            sampler or gen.cfg.sampler,
+            decoder,
             build_teacher(enc.cfg.teacher),
-            {"generator": str(gen.run_dir), "encoder": str(encoder_run), "tokenizer": str(tokenizer_run)},
+            {"decoder": str(run.run_dir), "encoder": str(encoder_run), "tokenizer": str(tokenizer_run)},
         )
 
     @torch.no_grad()
@@ -148,18 +172,15 @@ class Reconstructor:
             raise ConfigError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
         levels, pooled, predicted = self.condition(voxels, subject, average)
         null_levels, null_pooled, _ = self.condition(torch.zeros(1, self.encoder.shapes.voxels[subject]), subject)
-        cfg = SamplerConfig(**{**to_dict(self.sampler), "samples": samples})
         keys = keys if keys is not None else list(range(len(levels)))
         images, chosen, strip_rows = [], [], []
         for b in range(len(levels)):
-            out = sample(
-                self.generator,
-                self.tokenizer,
+            out = self.decoder.sample(
                 levels[b : b + 1],
                 pooled[b : b + 1],
                 null_levels,
                 null_pooled,
-                cfg,
+                samples,
                 item_generator(seed, keys[b]),
                 strips=strips,
             )
@@ -252,8 +273,7 @@ def write_reconstructions(
                 "averaging": "repetitions averaged as voxels"
                 if average == "voxels"
                 else "encoder outputs averaged over repetitions",
-                "routing": reconstructor.generator.cfg.routing,
-                "sampler": to_dict(reconstructor.sampler),
+                **reconstructor.decoder.protocol(),
                 "seed": seed,
                 "per_image_seed": "SeedSequence([seed, stimulus index])",
                 "control": "shuffled brain: every image reconstructed from another image's voxels (seeded derangement)"

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mindhier.checkpoint import check_run_folder, load_train_state, load_weights, save_train_state, save_weights
+from mindhier.checkpoint import check_run_folder, load_resume_point, save_resume_point, save_weights
 from mindhier.config import MindhierConfig, resolved_record, to_dict
 from mindhier.data.nsd import open_dataset
 from mindhier.data.token_cache import TokenCache, build_token_cache
@@ -68,6 +68,40 @@ class Conditioner:
         """Encoder output for all-zero voxels (the unconditional stream), [1, ...]."""
         voxels = torch.zeros(1, self.encoder.shapes.voxels[subject], device=device)
         return self([(subject, voxels)])
+
+
+@dataclass(frozen=True)
+class FrozenStage1:
+    """What a Stage-2 decoder trains on: the frozen encoder (as a conditioner) and tokenizer, and its subjects."""
+
+    encoder_run: Path
+    encoder_cfg: MindhierConfig
+    encoder: BrainEncoder
+    tokenizer: Tokenizer
+    conditioner: Conditioner
+    subjects: tuple[int, ...]
+
+    def open_dataset(self, data_dir: str | Path):
+        expected = {s: self.encoder.shapes.voxels[s] for s in self.subjects}
+        return open_dataset(data_dir, self.encoder_cfg.data, subjects=list(self.subjects), expected_voxels=expected)
+
+
+def load_frozen(
+    encoder_run: str | Path, tokenizer_run: str | Path, subjects: tuple[int, ...] | None, device
+) -> FrozenStage1:
+    """Load both frozen models; `subjects` (default: the encoder's first) must be ones the encoder knows."""
+    encoder_files = load_encoder(encoder_run)
+    encoder = encoder_files.model.to(device).requires_grad_(False)
+    tokenizer = load_tokenizer(tokenizer_run).to(device).requires_grad_(False)
+    trained_on = tuple(s for s, _ in encoder_files.shapes.subject_voxels)
+    subjects = tuple(subjects or trained_on[:1])
+    unknown = [s for s in subjects if s not in trained_on]
+    if unknown:
+        raise ConfigError(
+            f"the encoder {encoder_run} was not trained on subject {unknown[0]}; it knows {list(trained_on)}"
+        )
+    conditioner = Conditioner(encoder, encoder_files.cfg.alignment.supervision)
+    return FrozenStage1(Path(encoder_run), encoder_files.cfg, encoder, tokenizer, conditioner, subjects)
 
 
 def generator_shapes(tokenizer: Tokenizer, encoder: BrainEncoder) -> GeneratorShapes:
@@ -147,19 +181,9 @@ def train_generator(
     run_dir, tc, gc, device = Path(out), cfg.train_generator, cfg.generator, torch.device(device)
     is_main = rank == 0
     check_run_folder(run_dir, to_dict(cfg), RUN_SECTIONS, resume)
-    encoder_files = load_encoder(encoder_run)
-    encoder = encoder_files.model.to(device).requires_grad_(False)
-    tokenizer = load_tokenizer(tokenizer_run).to(device).requires_grad_(False)
-    conditioner = Conditioner(encoder, encoder_files.cfg.alignment.supervision)
-    trained_on = tuple(s for s, _ in encoder_files.shapes.subject_voxels)
-    subjects = subjects or trained_on[:1]
-    unknown = [s for s in subjects if s not in trained_on]
-    if unknown:
-        raise ConfigError(
-            f"the encoder {encoder_run} was not trained on subject {unknown[0]}; it knows {list(trained_on)}"
-        )
-    expected = {s: encoder.shapes.voxels[s] for s in subjects}
-    dataset = open_dataset(data_dir, encoder_files.cfg.data, subjects=list(subjects), expected_voxels=expected)
+    frozen = load_frozen(encoder_run, tokenizer_run, subjects, device)
+    encoder, tokenizer, conditioner, subjects = frozen.encoder, frozen.tokenizer, frozen.conditioner, frozen.subjects
+    dataset = frozen.open_dataset(data_dir)
     tokens = build_token_cache(data_dir, tokenizer_run, progress=progress) if is_main else None
     if world_size > 1:
         torch.distributed.barrier()
@@ -188,13 +212,9 @@ def train_generator(
         saved = GeneratorShapes.from_json(read_json(run_dir / SHAPES_FILE, "generator shapes"))
         if saved != shapes:
             raise ConfigError(f"cannot resume {run_dir}: the encoder or tokenizer changed the generator's shapes")
-        load_weights(run_dir / LAST_WEIGHTS, model)
-        state = load_train_state(run_dir / TRAIN_STATE)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_step, best_loss = int(state["step"]), float(state["best_loss"])
-        torch.set_rng_state(state["torch_rng"])
-        dropout_rng.set_state(state["dropout_rng"])
+        start_step, best_loss = load_resume_point(
+            run_dir, LAST_WEIGHTS, model, optimizer, scheduler, {"dropout": dropout_rng}
+        )
     elif is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", resolved_record(cfg))
@@ -251,17 +271,8 @@ def train_generator(
             with open(run_dir / LOG_FILE, "a") as log:
                 log.write(json.dumps(record) + "\n")
         if is_main and (done % tc.checkpoint_every == 0 or done == tc.steps):
-            save_weights(run_dir / LAST_WEIGHTS, model, {"step": str(done)})
-            save_train_state(
-                run_dir / TRAIN_STATE,
-                {
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "step": done,
-                    "best_loss": best_loss,
-                    "torch_rng": torch.get_rng_state(),
-                    "dropout_rng": dropout_rng.get_state(),
-                },
+            save_resume_point(
+                run_dir, LAST_WEIGHTS, model, optimizer, scheduler, done, best_loss, {"dropout": dropout_rng}
             )
     seconds = time.perf_counter() - started
     if is_main:

@@ -1,27 +1,12 @@
-"""Typed, frozen configuration: one dataclass per component, named presets, overrides, provenance.
+"""The component configs: one frozen, typed dataclass per component, composed into `MindhierConfig`.
 
-A run's configuration is resolved in three layers, each on top of the last:
-
-1. a named preset (`tiny`, `demo`; later `nsd-paper`) — plain Python functions below;
-2. an optional YAML or JSON file (`--config FILE`), holding any subset of the fields;
-3. `--set a.b=value` overrides, coerced to the field's declared type.
-
-Unknown keys are an error that lists the valid ones. The resolved config is written beside every output
-together with the package version and git revision (`save_resolved`), and a saved `config.json` can be
-passed back as `--config` to reproduce a run.
+Defaults are the `demo` sizes (2 CPU cores); a comment on every non-obvious field gives its unit or meaning.
+Each dataclass checks its own values and raises `ConfigError` naming the field and the valid range.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import types
-import typing
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from mindhier.errors import ConfigError
 
@@ -214,14 +199,14 @@ class AlignmentConfig:
 class EncoderTrainConfig:
     """Stage-1 optimisation: AdamW + OneCycle over a fixed number of steps (method.md §3.4)."""
 
-    steps: int = 1500  # optimizer steps; the OneCycle schedule spans them
+    steps: int = 800  # optimizer steps; the OneCycle schedule spans them
     batch_size: int = 128  # global batch (split evenly across ranks)
     lr: float = 1e-3  # OneCycle peak learning rate
     weight_decay: float = 0.01  # on weight matrices; biases and norms are not decayed
     pct_start: float = 0.1  # share of steps spent warming up
     grad_clip: float = 1.0  # max global grad norm (0 = off)
-    eval_every: int = 250  # steps between val evaluations (the best val checkpoint is kept)
-    checkpoint_every: int = 500  # steps between resumable checkpoints
+    eval_every: int = 200  # steps between val evaluations (the best val checkpoint is kept)
+    checkpoint_every: int = 400  # steps between resumable checkpoints
     seed: int = 0  # initialisation, batch order and dropout
 
     def __post_init__(self) -> None:
@@ -345,14 +330,14 @@ class GeneratorConfig:
 class GeneratorTrainConfig:
     """Stage-2 optimisation: AdamW(0.9, 0.95), constant rate after warm-up, clipping (method.md §5.5)."""
 
-    steps: int = 400
+    steps: int = 250
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.0
     warmup_steps: int = 40
     grad_clip: float = 1.0
-    eval_every: int = 200  # steps between val per-scale token accuracy (best val loss kept)
-    checkpoint_every: int = 200
+    eval_every: int = 125  # steps between val per-scale token accuracy (best val loss kept)
+    checkpoint_every: int = 125
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -382,6 +367,82 @@ class SamplerConfig:
         _check_range("sampler.top_p", self.top_p, 1e-6, 1.0)
         _check_range("sampler.temperature", self.temperature, 1e-3, 100.0)
         _check_range("sampler.samples", self.samples, 1, 1000)
+
+
+DECODE_MODES = ("quantized", "continuous")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The latent diffusion baseline (a DiT over the tokenizer's continuous latent, `models/diffusion.py`);
+    latent size from the tokenizer, context width and terminal tokens from the encoder."""
+
+    depth: int = 3  # transformer blocks
+    width: int = 96  # C (the `matched` search replaces width, then depth)
+    heads: int = 4
+    mlp_ratio: float = 4.0  # MLP hidden = int(width · mlp_ratio)
+    matched: bool = True  # size the backbone to the scale-wise generator's parameter count (within 5 %)
+    timesteps: int = 1000  # T of the forward process
+    beta_start: float = 1e-4  # linear β schedule (Ho et al. 2020, §4)
+    beta_end: float = 0.02
+    cfg_dropout: float = 0.1  # training: share of samples whose voxels are zeroed (the null condition)
+    decode: str = "quantized"  # quantized: f → multi-scale quantizer → decoder (what the decoder was trained on)
+
+    def __post_init__(self) -> None:
+        _check_range("diffusion.depth", self.depth, 1, 1000)
+        _check_range("diffusion.width", self.width, 4, 100_000)
+        _check_range("diffusion.heads", self.heads, 1, 1000)
+        if self.width % self.heads or self.width % 4:
+            raise ConfigError(
+                f"diffusion.width must be divisible by diffusion.heads and by 4 (2-D sin-cos positions), "
+                f"got {self.width} / {self.heads}"
+            )
+        _check_range("diffusion.mlp_ratio", self.mlp_ratio, 0.25, 64.0)
+        _check_range("diffusion.timesteps", self.timesteps, 2, 100_000)
+        if not 0 < self.beta_start < self.beta_end < 1:
+            raise ConfigError(
+                f"diffusion needs 0 < beta_start < beta_end < 1, got {self.beta_start} and {self.beta_end}"
+            )
+        _check_range("diffusion.cfg_dropout", self.cfg_dropout, 0.0, 1.0)
+        if self.decode not in DECODE_MODES:
+            raise ConfigError(f"diffusion.decode must be one of {', '.join(DECODE_MODES)}, got {self.decode!r}")
+
+
+@dataclass(frozen=True)
+class DiffusionTrainConfig:
+    """Baseline optimisation: AdamW(0.9, 0.999), constant rate after warm-up, clipping; ε-prediction loss."""
+
+    steps: int = 0  # 0: as many steps as match the scale-wise generator's training FLOPs (train_generator)
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 40
+    grad_clip: float = 1.0
+    eval_every: int = 200  # steps between val noise-prediction losses (best kept)
+    checkpoint_every: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_range("train_diffusion.steps", self.steps, 0, 10_000_000)
+        _check_range("train_diffusion.batch_size", self.batch_size, 1, 1_000_000)
+        _check_range("train_diffusion.lr", self.lr, 1e-8, 1.0)
+        for name in ("eval_every", "checkpoint_every"):
+            _check_range(f"train_diffusion.{name}", getattr(self, name), 1, 10_000_000)
+
+
+@dataclass(frozen=True)
+class DdimConfig:
+    """DDIM sampling of the baseline (Song et al. 2021)."""
+
+    steps: int = 50  # denoising steps, "trailing" spacing over the T training timesteps
+    cfg_scale: float = 2.0  # ε = (1 + w)·ε_cond − w·ε_uncond (Ho & Salimans 2022), w constant over steps
+    eta: float = 0.0  # 0: deterministic DDIM; 1: DDPM-like ancestral noise
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_range("ddim.steps", self.steps, 1, 100_000)
+        _check_range("ddim.cfg_scale", self.cfg_scale, 0.0, 100.0)
+        _check_range("ddim.eta", self.eta, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -416,6 +477,9 @@ class MindhierConfig:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     train_generator: GeneratorTrainConfig = field(default_factory=GeneratorTrainConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train_diffusion: DiffusionTrainConfig = field(default_factory=DiffusionTrainConfig)
+    ddim: DdimConfig = field(default_factory=DdimConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
     def __post_init__(self) -> None:
@@ -425,336 +489,6 @@ class MindhierConfig:
                 f"encoder.depth ({self.encoder.depth}) must equal the number of teacher layers ({n_levels}): "
                 "one encoder level per teacher level"
             )
-
-
-# ---------------------------------------------------------------------------------------------- presets
-
-
-def tiny() -> MindhierConfig:
-    """Seconds-scale settings for tests: the same code paths as `demo`, far smaller."""
-    return MindhierConfig(
-        preset="tiny",
-        stimuli=StimulusConfig(size=32),
-        teacher=TeacherConfig(grid=2, input_px=64),
-        encoder=BrainEncoderConfig(hidden_dims=(64,), latent_tokens=4, width=32, heads=2, ffn_dim=64),
-        train_encoder=EncoderTrainConfig(steps=60, batch_size=32, lr=2e-3, eval_every=30, checkpoint_every=30),
-        tokenizer=TokenizerConfig(
-            image_px=16, channels=16, channel_mult=(1, 2), latent_channels=8, vocab=64, scales=(1, 2, 4, 8)
-        ),
-        generator=GeneratorConfig(depth=2, width=32, heads=2),
-        train_generator=GeneratorTrainConfig(
-            steps=40, batch_size=16, eval_every=20, checkpoint_every=20, warmup_steps=5
-        ),
-        train_tokenizer=TokenizerTrainConfig(
-            steps=40, batch_size=16, eval_every=20, checkpoint_every=20, dead_code_every=20, warmup_steps=5
-        ),
-        simulator=SimulatorConfig(
-            n_train=240,
-            n_test=24,
-            session_trials=100,
-            voxels_min=300,
-            voxels_max=400,
-            retina_px=32,
-            feature_grid=16,
-            semantic_px=64,
-        ),
-    )
-
-
-def demo() -> MindhierConfig:
-    """The embedded default: one simulated subject on procedural scenes, sized for 2 CPU cores."""
-    return MindhierConfig(preset="demo")
-
-
-def nsd_paper() -> MindhierConfig:
-    """The paper's sizes and schedule on real NSD (method.md §3): CLIP ViT-L/14 layers 12/16/20/24.
-
-    Stage 1: V → 4096 → 2048 → 100×768, 4 decoder layers over 257 queries, 8 heads, FFN 3072,
-    dropout 0.1, a 77-query text branch; AdamW lr 1e-4, wd 0.01, OneCycle with pct_start 2/300, global
-    batch 512 for 300 epochs of 30,000 trials (300 · 30,000 / 512 ≈ 17,578 steps).
-    """
-    return MindhierConfig(
-        preset="nsd-paper",
-        teacher=TeacherConfig(name="clip", layers=(12, 16, 20, 24), clip_model="ViT-L-14", text=True),
-        encoder=BrainEncoderConfig(
-            hidden_dims=(4096, 2048),
-            latent_tokens=100,
-            width=768,
-            depth=4,
-            heads=8,
-            ffn_dim=3072,
-            dropout=0.1,
-            text_queries=77,
-        ),
-        alignment=AlignmentConfig(supervision="cascaded", temperature=0.005),
-        # the VQ-VAE VAR and Switti publish (108,948,355 parameters; loads with `mindhier.load_tokenizer`)
-        tokenizer=TokenizerConfig(
-            image_px=512,
-            channels=160,
-            channel_mult=(1, 1, 2, 2, 4),
-            res_blocks=2,
-            attention=True,
-            norm_groups=32,
-            latent_channels=32,
-            vocab=4096,
-            scales=(1, 2, 3, 4, 6, 9, 13, 18, 24, 32),
-            phi_convs=4,
-            phi_ratio=0.5,
-            beta=0.25,
-        ),
-        # Switti-512 with MindHier's changes: 2,318,294,656 parameters (context and pooled width 768)
-        generator=GeneratorConfig(
-            depth=30,
-            width=1920,
-            heads=30,
-            routing="coarse_to_fine",
-            positions="rope",
-            rope_theta=10_000.0,
-            rope_size=128.0,
-            cfg_dropout=0.1,
-        ),
-        # paper: global batch 80, 9,000 iterations from pretrained Switti; AdamW(0.9, 0.95), lr 1e-4, clip 1
-        train_generator=GeneratorTrainConfig(
-            steps=9000, batch_size=80, lr=1e-4, warmup_steps=0, eval_every=500, checkpoint_every=500
-        ),
-        sampler=SamplerConfig(cfg_scale=6.0, top_k=400, top_p=0.95, samples=1, seed=59),
-        train_encoder=EncoderTrainConfig(
-            steps=17_578,
-            batch_size=512,
-            lr=1e-4,
-            weight_decay=0.01,
-            pct_start=2 / 300,
-            grad_clip=1.0,
-            eval_every=1000,
-            checkpoint_every=1000,
-        ),
-    )
-
-
-def demo_long() -> MindhierConfig:
-    """The demo trained longer, with the generators repeated over three seeds (≤ 30 minutes on 2 cores)."""
-    base = demo()
-    return dataclasses.replace(
-        base,
-        preset="demo-long",
-        train_tokenizer=dataclasses.replace(base.train_tokenizer, steps=1500, eval_every=500, checkpoint_every=500),
-        train_generator=dataclasses.replace(base.train_generator, steps=900, eval_every=300, checkpoint_every=300),
-        demo=DemoConfig(seeds=(0, 1, 2)),
-    )
-
-
-PRESETS: dict[str, Callable[[], MindhierConfig]] = {
-    "tiny": tiny,
-    "demo": demo,
-    "demo-long": demo_long,
-    "nsd-paper": nsd_paper,
-}
-
-
-def preset(name: str) -> MindhierConfig:
-    """The named preset; an unknown name lists the valid ones."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
-    return PRESETS[name]()
-
-
-# ------------------------------------------------------------------------------------- dict conversion
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a config dataclass (tuples become lists)."""
-
-    def convert(value: Any) -> Any:
-        if dataclasses.is_dataclass(value):
-            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, tuple | list):
-            return [convert(v) for v in value]
-        return value
-
-    return convert(cfg)
-
-
-def from_dict(cls: type, data: Mapping[str, Any], base: Any | None = None, where: str = "") -> Any:
-    """Build `cls` from a (partial) mapping, on top of `base` (default: the class defaults).
-
-    Unknown keys raise `ConfigError` naming them and listing the valid keys.
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where or 'config'} must be a mapping of keys to values, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        key = f"{where}.{unknown[0]}" if where else unknown[0]
-        scope = f" of {where}" if where else ""
-        raise ConfigError(f"unknown config key {key}; valid keys{scope}: {', '.join(names)}")
-    base = base if base is not None else cls()
-    changes = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else key
-        current = getattr(base, key)
-        if dataclasses.is_dataclass(current):
-            changes[key] = from_dict(type(current), value, base=current, where=path)
-        else:
-            changes[key] = _coerce(value, hints[key], path)
-    try:
-        return dataclasses.replace(base, **changes)
-    except TypeError as err:  # pragma: no cover - guarded by the key check above
-        raise ConfigError(f"cannot build {cls.__name__}: {err}") from err
-
-
-# ------------------------------------------------------------------------------------------- overrides
-
-
-def apply_overrides(cfg: MindhierConfig, overrides: Iterable[str]) -> MindhierConfig:
-    """Apply `a.b=value` strings in order; each value is coerced to the field's type."""
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set expects key=value (e.g. simulator.n_train=200), got {item!r}")
-        nested: dict[str, Any] = {}
-        node = nested
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = _RawString(raw.strip())
-        cfg = from_dict(type(cfg), nested, base=cfg)
-    return cfg
-
-
-class _RawString(str):
-    """A value typed on the command line: parsed according to the target field's type."""
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    raw = isinstance(value, _RawString)
-
-    if origin in (typing.Union, types.UnionType):
-        is_none = value is None or (raw and value.lower() in ("none", "null", ""))
-        if is_none and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
-    if origin is tuple:
-        if raw:
-            text = value.strip()
-            if text.startswith("["):
-                value = _yaml_scalar(text, where)
-            else:
-                value = [_RawString(v.strip()) for v in text.split(",") if v.strip()]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where} expects a list, got {value!r}")
-        element = args[0] if args else str
-        return tuple(_coerce(v if not isinstance(v, str) else _RawString(v), element, where) for v in value)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
-            return True
-        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
-            return False
-        raise ConfigError(f"{where} expects true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where} expects an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.replace("_", ""))
-            except ValueError:
-                pass
-        raise ConfigError(f"{where} expects an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where} expects a number, got {value!r}")
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where} expects a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, str):
-            return str(value)
-        raise ConfigError(f"{where} expects a string, got {value!r}")
-    raise ConfigError(f"{where}: unsupported config type {hint!r}")  # pragma: no cover
-
-
-def _yaml_scalar(text: str, where: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{where}: cannot parse {text!r} ({err})") from err
-
-
-# ----------------------------------------------------------------------------------------- files, hash
-
-
-def load_file(path: str | Path, base: MindhierConfig) -> MindhierConfig:
-    """Apply a YAML or JSON config file on top of `base`.
-
-    A `config.json` written by `save_resolved` (keys `config` and `provenance`) is accepted as is.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    text = p.read_text()
-    try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except (json.JSONDecodeError, ValueError) as err:
-        raise ConfigError(f"config file {p} cannot be parsed ({err}); fix its syntax") from err
-    except Exception as err:  # yaml.YAMLError and friends
-        raise ConfigError(f"config file {p} cannot be parsed ({err}); fix its syntax") from err
-    if data is None:
-        return base
-    if isinstance(data, Mapping) and "config" in data and "provenance" in data:
-        data = data["config"]
-    return from_dict(type(base), data, base=base)
-
-
-def resolve(
-    preset_name: str = "demo", config_file: str | Path | None = None, overrides: Iterable[str] = ()
-) -> MindhierConfig:
-    """Preset, then file, then overrides."""
-    cfg = preset(preset_name)
-    if config_file is not None:
-        cfg = load_file(config_file, cfg)
-    return apply_overrides(cfg, overrides)
-
-
-def config_hash(cfg: Any) -> str:
-    """A short stable hash of a config (or any sub-config): keys finished stages in caches."""
-    canonical = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def resolved_record(cfg: MindhierConfig) -> dict[str, Any]:
-    """The config plus the provenance that produced an output."""
-    from mindhier.provenance import provenance
-
-    return {"config": to_dict(cfg), "provenance": provenance()}
-
-
-def save_resolved(cfg: MindhierConfig, path: str | Path) -> None:
-    """Write the resolved config with package version and git revision, atomically."""
-    from mindhier.fileio import write_json
-
-    write_json(path, resolved_record(cfg))
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

@@ -1,0 +1,91 @@
+"""Typed, frozen configuration: one dataclass per component, named presets, overrides, provenance.
+
+A run's configuration is resolved in three layers, each on top of the last:
+
+1. a named preset (`tiny`, `demo`, `demo-long`, `nsd-paper`) — plain Python functions in `presets.py`;
+2. an optional YAML or JSON file (`--config FILE`), holding any subset of the fields;
+3. `--set a.b=value` overrides, coerced to the field's declared type.
+
+Unknown keys are an error that lists the valid ones. The resolved config is written beside every output
+together with the package version and git revision (`save_resolved`), and a saved `config.json` can be
+passed back as `--config` to reproduce a run.
+"""
+
+from mindhier.config.components import (
+    DECODE_MODES,
+    LAYER_MAPPINGS,
+    NAMED_MAPPING_LEVELS,
+    ROI_NAMES,
+    ROUTING_MODES,
+    SUPERVISION_MODES,
+    TEACHER_NAMES,
+    AlignmentConfig,
+    BrainEncoderConfig,
+    DataConfig,
+    DdimConfig,
+    DemoConfig,
+    DiffusionConfig,
+    DiffusionTrainConfig,
+    EncoderTrainConfig,
+    GeneratorConfig,
+    GeneratorTrainConfig,
+    MindhierConfig,
+    SamplerConfig,
+    SimulatorConfig,
+    StimulusConfig,
+    TeacherConfig,
+    TokenizerConfig,
+    TokenizerTrainConfig,
+)
+from mindhier.config.presets import PRESETS, demo, demo_long, nsd_paper, preset, tiny
+from mindhier.config.resolve import (
+    apply_overrides,
+    config_hash,
+    from_dict,
+    load_file,
+    resolve,
+    resolved_record,
+    save_resolved,
+    to_dict,
+)
+
+__all__ = [
+    "DECODE_MODES",
+    "LAYER_MAPPINGS",
+    "NAMED_MAPPING_LEVELS",
+    "PRESETS",
+    "ROI_NAMES",
+    "ROUTING_MODES",
+    "SUPERVISION_MODES",
+    "TEACHER_NAMES",
+    "AlignmentConfig",
+    "BrainEncoderConfig",
+    "DataConfig",
+    "DdimConfig",
+    "DemoConfig",
+    "DiffusionConfig",
+    "DiffusionTrainConfig",
+    "EncoderTrainConfig",
+    "GeneratorConfig",
+    "GeneratorTrainConfig",
+    "MindhierConfig",
+    "SamplerConfig",
+    "SimulatorConfig",
+    "StimulusConfig",
+    "TeacherConfig",
+    "TokenizerConfig",
+    "TokenizerTrainConfig",
+    "apply_overrides",
+    "config_hash",
+    "demo",
+    "demo_long",
+    "from_dict",
+    "load_file",
+    "nsd_paper",
+    "preset",
+    "resolve",
+    "resolved_record",
+    "save_resolved",
+    "tiny",
+    "to_dict",
+]

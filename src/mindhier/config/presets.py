@@ -1,0 +1,160 @@
+"""Named presets, plain Python: `tiny` (tests), `demo` (the embedded default), `demo-long`, `nsd-paper`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from mindhier.config.components import (
+    AlignmentConfig,
+    BrainEncoderConfig,
+    DemoConfig,
+    DiffusionConfig,
+    DiffusionTrainConfig,
+    EncoderTrainConfig,
+    GeneratorConfig,
+    GeneratorTrainConfig,
+    MindhierConfig,
+    SamplerConfig,
+    SimulatorConfig,
+    StimulusConfig,
+    TeacherConfig,
+    TokenizerConfig,
+    TokenizerTrainConfig,
+)
+from mindhier.errors import ConfigError
+
+
+def tiny() -> MindhierConfig:
+    """Seconds-scale settings for tests: the same code paths as `demo`, far smaller."""
+    return MindhierConfig(
+        preset="tiny",
+        stimuli=StimulusConfig(size=32),
+        teacher=TeacherConfig(grid=2, input_px=64),
+        encoder=BrainEncoderConfig(hidden_dims=(64,), latent_tokens=4, width=32, heads=2, ffn_dim=64),
+        train_encoder=EncoderTrainConfig(steps=60, batch_size=32, lr=2e-3, eval_every=30, checkpoint_every=30),
+        tokenizer=TokenizerConfig(
+            image_px=16, channels=16, channel_mult=(1, 2), latent_channels=8, vocab=64, scales=(1, 2, 4, 8)
+        ),
+        generator=GeneratorConfig(depth=2, width=32, heads=2),
+        train_generator=GeneratorTrainConfig(
+            steps=40, batch_size=16, eval_every=20, checkpoint_every=20, warmup_steps=5
+        ),
+        train_tokenizer=TokenizerTrainConfig(
+            steps=40, batch_size=16, eval_every=20, checkpoint_every=20, dead_code_every=20, warmup_steps=5
+        ),
+        diffusion=DiffusionConfig(depth=2, width=32, heads=2),
+        train_diffusion=DiffusionTrainConfig(batch_size=16, eval_every=20, checkpoint_every=20, warmup_steps=5),
+        simulator=SimulatorConfig(
+            n_train=240,
+            n_test=24,
+            session_trials=100,
+            voxels_min=300,
+            voxels_max=400,
+            retina_px=32,
+            feature_grid=16,
+            semantic_px=64,
+        ),
+    )
+
+
+def demo() -> MindhierConfig:
+    """The embedded default: one simulated subject on procedural scenes, sized for 2 CPU cores."""
+    return MindhierConfig(preset="demo")
+
+
+def nsd_paper() -> MindhierConfig:
+    """The paper's sizes and schedule on real NSD (method.md §3): CLIP ViT-L/14 layers 12/16/20/24.
+
+    Stage 1: V → 4096 → 2048 → 100×768, 4 decoder layers over 257 queries, 8 heads, FFN 3072,
+    dropout 0.1, a 77-query text branch; AdamW lr 1e-4, wd 0.01, OneCycle with pct_start 2/300, global
+    batch 512 for 300 epochs of 30,000 trials (300 · 30,000 / 512 ≈ 17,578 steps).
+    """
+    return MindhierConfig(
+        preset="nsd-paper",
+        teacher=TeacherConfig(name="clip", layers=(12, 16, 20, 24), clip_model="ViT-L-14", text=True),
+        encoder=BrainEncoderConfig(
+            hidden_dims=(4096, 2048),
+            latent_tokens=100,
+            width=768,
+            depth=4,
+            heads=8,
+            ffn_dim=3072,
+            dropout=0.1,
+            text_queries=77,
+        ),
+        alignment=AlignmentConfig(supervision="cascaded", temperature=0.005),
+        # the VQ-VAE VAR and Switti publish (108,948,355 parameters; loads with `mindhier.load_tokenizer`)
+        tokenizer=TokenizerConfig(
+            image_px=512,
+            channels=160,
+            channel_mult=(1, 1, 2, 2, 4),
+            res_blocks=2,
+            attention=True,
+            norm_groups=32,
+            latent_channels=32,
+            vocab=4096,
+            scales=(1, 2, 3, 4, 6, 9, 13, 18, 24, 32),
+            phi_convs=4,
+            phi_ratio=0.5,
+            beta=0.25,
+        ),
+        # Switti-512 with MindHier's changes: 2,318,294,656 parameters (context and pooled width 768)
+        generator=GeneratorConfig(
+            depth=30,
+            width=1920,
+            heads=30,
+            routing="coarse_to_fine",
+            positions="rope",
+            rope_theta=10_000.0,
+            rope_size=128.0,
+            cfg_dropout=0.1,
+        ),
+        # paper: global batch 80, 9,000 iterations from pretrained Switti; AdamW(0.9, 0.95), lr 1e-4, clip 1
+        train_generator=GeneratorTrainConfig(
+            steps=9000, batch_size=80, lr=1e-4, warmup_steps=0, eval_every=500, checkpoint_every=500
+        ),
+        sampler=SamplerConfig(cfg_scale=6.0, top_k=400, top_p=0.95, samples=1, seed=59),
+        # the baseline at DiT-XL's depth and heads, width matched to the generator's parameters; FLOP-matched steps
+        diffusion=DiffusionConfig(depth=28, width=1152, heads=16),
+        train_diffusion=DiffusionTrainConfig(
+            batch_size=80, lr=1e-4, warmup_steps=0, eval_every=500, checkpoint_every=500
+        ),
+        train_encoder=EncoderTrainConfig(
+            steps=17_578,
+            batch_size=512,
+            lr=1e-4,
+            weight_decay=0.01,
+            pct_start=2 / 300,
+            grad_clip=1.0,
+            eval_every=1000,
+            checkpoint_every=1000,
+        ),
+    )
+
+
+def demo_long() -> MindhierConfig:
+    """The demo trained longer, with the generators repeated over three seeds (≤ 30 minutes on 2 cores)."""
+    base = demo()
+    return dataclasses.replace(
+        base,
+        preset="demo-long",
+        train_tokenizer=dataclasses.replace(base.train_tokenizer, steps=1200, eval_every=400, checkpoint_every=400),
+        train_generator=dataclasses.replace(base.train_generator, steps=600, eval_every=200, checkpoint_every=200),
+        demo=DemoConfig(seeds=(0, 1, 2)),
+    )
+
+
+PRESETS: dict[str, Callable[[], MindhierConfig]] = {
+    "tiny": tiny,
+    "demo": demo,
+    "demo-long": demo_long,
+    "nsd-paper": nsd_paper,
+}
+
+
+def preset(name: str) -> MindhierConfig:
+    """The named preset; an unknown name lists the valid ones."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,123 @@
+"""The baseline's noise schedule and DDIM sampler: pure tensor math around the denoiser.
+
+Forward process (Ho et al. 2020, "DDPM"): β_1..β_T linear from `beta_start` to `beta_end` (§4), α_t = 1 − β_t,
+ᾱ_t = Π_{s≤t} α_s, and
+
+    q(z_t | z_0) = N(√ᾱ_t · z_0, (1 − ᾱ_t)·I),   i.e.  z_t = √ᾱ_t · z_0 + √(1 − ᾱ_t) · ε       (DDPM eq. 4)
+
+The network learns ε̂(z_t, t, c) with the simple loss ‖ε − ε̂‖² (DDPM eq. 14). Timesteps are 0-based here:
+index t holds ᾱ_{t+1} of the paper.
+
+DDIM (Song et al. 2021) on S of the T timesteps, "trailing" spacing (the last timestep is always visited;
+Lin et al. 2024, Table 2): τ_i = round(T − i·T/S) − 1 for i = 0..S−1. For each step τ → τ' (τ' = the next
+timestep, or "before the first", where ᾱ = 1):
+
+1. classifier-free guidance (Ho & Salimans 2022, eq. 6): ε̂ = (1 + w)·ε̂(z, c) − w·ε̂(z, ∅);
+2. predicted clean latent:  ẑ_0 = (z_τ − √(1 − ᾱ_τ)·ε̂) / √ᾱ_τ                   (DDIM eq. 12, "predicted x_0")
+3. noise level:             σ = η·√((1 − ᾱ_τ')/(1 − ᾱ_τ))·√(1 − ᾱ_τ/ᾱ_τ')     (DDIM eq. 16)
+4. step:  z_τ' = √ᾱ_τ'·ẑ_0 + √(1 − ᾱ_τ' − σ²)·ε̂ + σ·n,  n ~ N(0, I) from `generator`   (DDIM eq. 12)
+
+η = 0 is deterministic given the starting noise. Randomness enters only through `generator`.
+
+Shape letters: B batch, c_v latent channels, h/w latent side, Q terminal tokens, Y context width, P pooled width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from mindhier.config import DdimConfig
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    alphas_cumprod_T: torch.Tensor  # ᾱ of the T training timesteps (float64)
+
+    @classmethod
+    def linear(cls, timesteps: int, beta_start: float, beta_end: float) -> NoiseSchedule:
+        betas = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
+        return cls(torch.cumprod(1.0 - betas, dim=0))
+
+    @property
+    def timesteps(self) -> int:
+        return len(self.alphas_cumprod_T)
+
+    def alpha_bar(self, t: int) -> float:
+        """ᾱ at 0-based timestep t; t = −1 is the clean end of the chain (ᾱ = 1)."""
+        return 1.0 if t < 0 else float(self.alphas_cumprod_T[t])
+
+    def add_noise(self, z0_BChw: torch.Tensor, noise_BChw: torch.Tensor, t_B: torch.Tensor) -> torch.Tensor:
+        """z_t = √ᾱ_t · z_0 + √(1 − ᾱ_t) · ε  (DDPM eq. 4), per sample timestep."""
+        alpha_bar = self.alphas_cumprod_T.to(z0_BChw.device)[t_B].to(z0_BChw.dtype)[:, None, None, None]
+        return alpha_bar.sqrt() * z0_BChw + (1 - alpha_bar).sqrt() * noise_BChw
+
+
+def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
+    """The S visited timesteps, high to low, "trailing" spacing: τ_i = round(T − i·T/S) − 1."""
+    if not 1 <= steps <= timesteps:
+        raise ValueError(f"DDIM steps must be in 1..{timesteps}, got {steps}")
+    return [round(timesteps - i * timesteps / steps) - 1 for i in range(steps)]
+
+
+def ddim_step(
+    schedule: NoiseSchedule,
+    z_BChw: torch.Tensor,
+    eps_BChw: torch.Tensor,
+    t: int,
+    t_prev: int,
+    eta: float,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM update z_t → z_{t_prev}; returns (z_{t_prev}, ẑ_0). Steps 2–4 of the module docstring."""
+    a_t, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
+    z0 = (z_BChw - (1 - a_t) ** 0.5 * eps_BChw) / a_t**0.5  # step 2
+    sigma = eta * ((1 - a_prev) / (1 - a_t)) ** 0.5 * (1 - a_t / a_prev) ** 0.5  # step 3
+    z_prev = a_prev**0.5 * z0 + max(1 - a_prev - sigma**2, 0.0) ** 0.5 * eps_BChw  # step 4
+    if sigma > 0:
+        noise = torch.randn(z_BChw.shape, generator=generator, dtype=z_BChw.dtype, device="cpu").to(z_BChw.device)
+        z_prev = z_prev + sigma * noise
+    return z_prev, z0
+
+
+@torch.no_grad()
+def sample_ddim(
+    model,
+    schedule: NoiseSchedule,
+    terminal_BQY: torch.Tensor,
+    pooled_BP: torch.Tensor,
+    null_terminal_1QY: torch.Tensor,
+    null_pooled_1P: torch.Tensor,
+    cfg: DdimConfig,
+    noise_BChw: torch.Tensor,
+    generator: torch.Generator | None = None,
+    step_callback: Callable[[int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """Denoise `noise` (z at the last timestep) to a normalised clean latent [B, c_v, h, w].
+
+    The conditional and unconditional streams run in one batch (step 1); the context's keys/values are
+    projected once. `step_callback(i, ẑ_0)` sees every step's predicted clean latent (for strips).
+    """
+    model.eval()
+    batch = noise_BChw.shape[0]
+    guided = cfg.cfg_scale > 0
+    terminal, pooled = terminal_BQY, pooled_BP
+    if guided:
+        terminal = torch.cat([terminal, null_terminal_1QY.expand(batch, -1, -1).to(terminal)])
+        pooled = torch.cat([pooled, null_pooled_1P.expand(batch, -1).to(pooled)])
+    context_kv = model.context_kv(terminal)
+    visited = ddim_timesteps(schedule.timesteps, cfg.steps)
+    z = noise_BChw
+    for i, t in enumerate(visited):
+        t_prev = visited[i + 1] if i + 1 < len(visited) else -1
+        z_in = torch.cat([z, z]) if guided else z
+        t_B = torch.full((z_in.shape[0],), t, device=z.device, dtype=torch.long)
+        eps = model(z_in, t_B, terminal, pooled, context_kv=context_kv)
+        if guided:  # step 1
+            eps = (1 + cfg.cfg_scale) * eps[:batch] - cfg.cfg_scale * eps[batch:]
+        z, z0 = ddim_step(schedule, z, eps, t, t_prev, cfg.eta, generator)
+        if step_callback is not None:
+            step_callback(i, z0)
+    return z

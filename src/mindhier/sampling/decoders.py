@@ -1,0 +1,130 @@
+"""Image decoders of the reconstruction pipeline: brain condition → images, one interface for both kinds.
+
+* `ScaleWiseDecoder` — MindHier's scale-wise generator, routed brain levels, sampled scale by scale
+  (`sampling/scale_ar.py`); strips are the image after every scale.
+* `DiffusionDecoder` — the latent diffusion baseline, the terminal level as one static condition, DDIM
+  (`sampling/ddim.py`); strips are the predicted clean latent ẑ_0 decoded at as many evenly spaced steps as
+  the tokenizer has scales (so both kinds' strips line up in the report).
+
+Both decode through the same tokenizer decoder and take randomness only from the `generator` argument.
+
+Shape letters: B brain inputs, N samples each, R = B·N rows, M levels, Q tokens per level, Y level width,
+P pooled width, c_v latent channels, h/w latent side, H/W pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from mindhier.config import DdimConfig, SamplerConfig, to_dict
+from mindhier.models.diffusion import LatentDiT
+from mindhier.models.scale_ar import ScaleAR
+from mindhier.models.tokenizer import Tokenizer
+from mindhier.sampling.ddim import NoiseSchedule, sample_ddim
+from mindhier.sampling.scale_ar import sample
+
+
+@dataclass
+class DecodedImages:
+    images_R3HW: torch.Tensor  # float in [0, 1]; sample i of input b at row b·N + i
+    strips: list[torch.Tensor] | None  # per frame [R, 3, H, W] in [0, 1], when asked for
+
+
+class ImageDecoder(Protocol):
+    tokenizer: Tokenizer
+
+    def sample(
+        self,
+        levels_BMQY: torch.Tensor,
+        pooled_BP: torch.Tensor,
+        null_levels_1MQY: torch.Tensor,
+        null_pooled_1P: torch.Tensor,
+        samples: int,
+        generator: torch.Generator,
+        strips: bool = False,
+    ) -> DecodedImages: ...
+
+    def protocol(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class ScaleWiseDecoder:
+    model: ScaleAR
+    tokenizer: Tokenizer
+    sampler: SamplerConfig
+
+    def sample(self, levels_BMQY, pooled_BP, null_levels_1MQY, null_pooled_1P, samples, generator, strips=False):
+        cfg = SamplerConfig(**{**to_dict(self.sampler), "samples": samples})
+        out = sample(
+            self.model, self.tokenizer, levels_BMQY, pooled_BP, null_levels_1MQY, null_pooled_1P, cfg, generator, strips
+        )
+        return DecodedImages(out.images_R3HW, out.strips)
+
+    def protocol(self) -> dict[str, Any]:
+        return {
+            "decoder": "scale-wise autoregressive generator",
+            "routing": self.model.cfg.routing,
+            "sampler": to_dict(self.sampler),
+        }
+
+
+@dataclass
+class DiffusionDecoder:
+    model: LatentDiT
+    tokenizer: Tokenizer
+    ddim: DdimConfig
+
+    @property
+    def schedule(self) -> NoiseSchedule:
+        cfg = self.model.cfg
+        return NoiseSchedule.linear(cfg.timesteps, cfg.beta_start, cfg.beta_end)
+
+    @torch.no_grad()
+    def to_images(self, z_RChw: torch.Tensor) -> torch.Tensor:
+        """Normalised latent → image in [0, 1] through the tokenizer (re-quantised unless decode=continuous)."""
+        f = self.model.denormalize(z_RChw)
+        if self.model.cfg.decode == "quantized":
+            f = self.tokenizer.quantize.decode(self.tokenizer.quantize.encode(f))
+        return (self.tokenizer.decode_latent(f) + 1) / 2
+
+    @torch.no_grad()
+    def sample(self, levels_BMQY, pooled_BP, null_levels_1MQY, null_pooled_1P, samples, generator, strips=False):
+        self.model.eval()
+        terminal = levels_BMQY[:, -1].repeat_interleave(samples, dim=0)
+        pooled = pooled_BP.repeat_interleave(samples, dim=0)
+        shapes = self.model.shapes
+        noise = torch.randn(
+            (len(terminal), shapes.latent_channels, shapes.latent_side, shapes.latent_side), generator=generator
+        ).to(terminal.device)
+        frames = set(np.linspace(0, self.ddim.steps - 1, len(self.tokenizer.cfg.scales)).round().astype(int).tolist())
+        strip_images: list[torch.Tensor] = []
+
+        def keep(i: int, z0: torch.Tensor) -> None:
+            if i in frames:
+                strip_images.append(self.to_images(z0))
+
+        z = sample_ddim(
+            self.model,
+            self.schedule,
+            terminal,
+            pooled,
+            null_levels_1MQY[:, -1],
+            null_pooled_1P,
+            self.ddim,
+            noise,
+            generator,
+            step_callback=keep if strips else None,
+        )
+        return DecodedImages(self.to_images(z), strip_images if strips else None)
+
+    def protocol(self) -> dict[str, Any]:
+        return {
+            "decoder": "latent diffusion baseline (DiT, DDIM)",
+            "routing": "static_terminal (one static condition: pooled terminal level + its tokens)",
+            "sampler": to_dict(self.ddim),
+            "decode": self.model.cfg.decode,
+        }

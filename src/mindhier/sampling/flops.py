@@ -1,0 +1,86 @@
+"""Analytic FLOPs of scale-wise sampling (for model FLOP utilisation; 1 multiply-add = 2 FLOPs).
+
+Per brain input and guidance stream, with width C, SwiGLU hidden F, vocabulary V, code dimension c_v,
+context S = M·Q tokens of width Y, and l = s_k² tokens at scale k:
+
+    once (prepare)   pooler 2·P·C; per block AdaLN 2·C·6C and context keys/values 2·S·Y·2C; head AdaLN 2·C·2C
+    scale k          word embedding 2·l·c_v·C (k > 1); per block:
+                       self-attention  2·l·C·3C (q, k, v) + 2·2·l·l'·C (scores, values) + 2·l·C·C (output)
+                       cross-attention 2·l·C·C (q) + 2·2·l·S·C + 2·l·C·C (output)
+                       SwiGLU          3 · 2·l·C·F
+                     head 2·l·C·V
+
+with l' = l within a scale, or all tokens so far with block-causal attention. Both streams run while
+guidance is on (`cfg_off_from` drops the unconditional one). The VQ decoder's FLOPs are counted from its
+convolutions' and attention's shapes (`decoder_flops`). Elementwise work (norms, RoPE, sampling) is not counted.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mindhier.config import SamplerConfig
+from mindhier.layers.conv_blocks import AttnBlock
+from mindhier.models.scale_ar import ScaleAR
+from mindhier.models.tokenizer import Tokenizer
+
+
+def scale_wise_sampling_flops(model: ScaleAR, sampler: SamplerConfig, batch: int = 1) -> dict[str, object]:
+    """FLOPs of sampling `batch` brain inputs (N = `sampler.samples` each): per scale, prepare, total."""
+    shapes, cfg = model.shapes, model.cfg
+    width, depth = cfg.width, cfg.depth
+    hidden = int(width * cfg.ffn_mult)
+    context = shapes.n_levels * shapes.level_tokens
+    rows = batch * sampler.samples
+    guided = sampler.cfg_scale > 0 and sampler.cfg_off_from != 1
+    prepare_per_row = 2 * shapes.pooled_width * width + depth * (
+        2 * width * 6 * width + 2 * context * shapes.context_width * 2 * width
+    )
+    prepare_per_row += 2 * width * 2 * width
+    per_scale, seen = [], 0
+    for k, side in enumerate(shapes.scales):
+        tokens = side * side
+        seen += tokens
+        keys = seen if cfg.block_causal else tokens
+        streams = 2 if guided and not (sampler.cfg_off_from and k + 1 >= sampler.cfg_off_from) else 1
+        block = (
+            2 * tokens * width * 3 * width
+            + 4 * tokens * keys * width
+            + 2 * tokens * width * width
+            + 2 * tokens * width * width
+            + 4 * tokens * context * width
+            + 2 * tokens * width * width
+            + 3 * 2 * tokens * width * hidden
+        )
+        embed = 2 * tokens * shapes.latent_channels * width if k > 0 else 0
+        per_scale.append(rows * streams * (embed + depth * block + 2 * tokens * width * shapes.vocab))
+    prepare = rows * (2 if guided else 1) * prepare_per_row
+    return {"per_scale": per_scale, "prepare": prepare, "total": prepare + sum(per_scale)}
+
+
+def decoder_flops(tokenizer: Tokenizer, batch: int = 1) -> int:
+    """FLOPs of the VQ decoder (post-quant conv + decoder) for `batch` images, from its layers' shapes."""
+    cfg = tokenizer.cfg
+    with torch.device("meta"):
+        twin = Tokenizer(cfg)
+    total = 0
+
+    def conv(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        per_output = 2 * (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
+        total += per_output * output.numel()
+
+    def attention(module: AttnBlock, inputs, _output) -> None:
+        nonlocal total
+        b, c, h, w = inputs[0].shape
+        total += 4 * b * (h * w) ** 2 * c  # scores and values; its 1×1 convs are counted as convs
+
+    hooks = [m.register_forward_hook(conv) for m in twin.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_hook(attention) for m in twin.modules() if isinstance(m, AttnBlock)]
+    side = cfg.scales[-1]
+    with torch.no_grad():
+        twin.decoder(twin.post_quant_conv(torch.empty(batch, cfg.latent_channels, side, side, device="meta")))
+    for hook in hooks:
+        hook.remove()
+    return total

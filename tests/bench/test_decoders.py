@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from mindhier.cli import main
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    out = root / "decoders.json"
+    args = ["bench", "decoders", "--preset", "tiny", "--run", str(root / "run"), "--out", str(out)]
+    assert main([*args, "--repeats", "2", "--curve-steps", "2", "5", "--no-judge", "--quiet"]) == 0
+    return root, json.loads(out.read_text())
+
+
+def test_times_every_decoder_at_both_batches(bench):
+    _, record = bench
+    names = ["scale-wise", "scale-wise, guidance off for the last two scales", "ddim-25", "ddim-50"]
+    assert list(record["speed"]) == names
+    for name in names:
+        assert set(record["speed"][name]) == {"1", "24"}  # the tiny test set has 24 images: batch 32 is capped
+        for per_batch in record["speed"][name].values():
+            stages = per_batch["stage_seconds"]
+            assert per_batch["seconds_per_image"] > 0 and min(stages.values()) > 0
+            assert sum(stages.values()) <= per_batch["seconds_per_image"] * per_batch["batch"] * 1.01
+            assert per_batch["peak_memory_mib"] > 0
+    ratio = record["speed_ratio_diffusion_over_scale_wise"]["ddim-50 / scale-wise"]["1"]
+    expected = (
+        record["speed"]["ddim-50"]["1"]["seconds_per_image"] / record["speed"]["scale-wise"]["1"]["seconds_per_image"]
+    )
+    assert ratio == pytest.approx(expected, abs=0.01)
+    assert record["machine"]["torch_threads"] >= 1 and record["provenance"]["torch"]
+
+
+def test_scores_every_decoder_and_the_step_curve(bench):
+    root, record = bench
+    assert set(record["quality_vs_ddim_steps"]) == {"2", "5"}
+    for scores in [*record["quality"].values()]:
+        assert {"pixcorr", "ssim", "lite0_late.two_way"} <= set(scores)
+        assert scores["pixcorr"]["ci95"][0] <= scores["pixcorr"]["mean"] <= scores["pixcorr"]["ci95"][1]
+    assert record["scale_wise_point"] == record["quality"]["scale-wise"]
+    diffusion = record["models"]["diffusion"]
+    assert abs(diffusion["parameter_ratio"] - 1) <= 0.05 and diffusion["steps"] > 0
+    assert len(list((root / "decoders_recons" / "recons" / "ddim_5").glob("image_*.png"))) == record["test_images"]
+    # the demo run behind it now carries the baseline beside the routings, evaluated and in the report
+    run = root / "run"
+    metrics = json.loads((run / "eval" / "diffusion" / "metrics.json").read_text())
+    assert "diffusion" in metrics["protocol"]["decoder"] and metrics["protocol"]["n_images"] == record["test_images"]
+    assert "diffusion" in (run / "report" / "index.html").read_text()
