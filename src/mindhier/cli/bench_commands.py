@@ -1,0 +1,68 @@
+"""Benchmark subcommands (results written to files): simulate, sampler, decoders."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mindhier.cli.options import apply_threads, default_cache_dir, progress_bar, resolve_config, simulator_flags
+
+
+def cmd_bench_simulate(args: argparse.Namespace) -> int:
+    from mindhier.bench.simulate import bench_simulate
+    from mindhier.fileio import write_json
+
+    cfg = resolve_config(args, simulator_flags(args))
+    apply_threads(args)
+    progress = progress_bar(args)
+    try:
+        record = bench_simulate(cfg, progress=progress)
+    finally:
+        progress.close()
+    write_json(args.out, record)
+    print(
+        f"simulated {record['n_images']} images for {len(record['subjects'])} subject(s) in "
+        f"{record['total_seconds']:.1f} s; wrote {args.out}"
+    )
+    return 0
+
+
+def cmd_bench_sampler(args: argparse.Namespace) -> int:
+    from mindhier.bench.sampler import bench_sampler
+    from mindhier.fileio import write_json
+
+    cfg = resolve_config(args)
+    apply_threads(args)
+    record = bench_sampler(cfg)
+    write_json(args.out, record)
+    ratio = record["ratio_sampling_to_teacher_forced"]
+    print(f"sampler: {record['images_per_second']} images/s; sampling / teacher-forced = {ratio}; wrote {args.out}")
+    return 0
+
+
+def cmd_bench_decoders(args: argparse.Namespace) -> int:
+    from mindhier.bench.decoders import bench_decoders, summary_lines
+    from mindhier.fileio import write_json
+
+    cfg = resolve_config(args)
+    apply_threads(args)
+    run_dir = args.run or Path("runs") / cfg.preset
+    recons_dir = args.out.with_name(args.out.stem + "_recons")
+    progress = progress_bar(args)
+    try:
+        record = bench_decoders(
+            cfg,
+            run_dir,
+            recons_dir,
+            judge_cache=None if args.no_judge else (args.cache or default_cache_dir()),
+            repeats=args.repeats,
+            curve_steps=tuple(args.curve_steps),
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    write_json(args.out, record)
+    for line in summary_lines(record):
+        print(line)
+    print(f"wrote {args.out} (reconstructions and their metrics in {recons_dir})")
+    return 0

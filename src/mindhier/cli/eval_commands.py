@@ -1,0 +1,121 @@
+"""Reconstruction and evaluation subcommands: reconstruct, ceiling, eval recons / compare / encoder, report."""
+
+from __future__ import annotations
+
+import argparse
+
+from mindhier.cli.options import apply_threads, default_cache_dir, progress_bar, weights_option
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from mindhier.config import apply_overrides
+    from mindhier.errors import ConfigError
+    from mindhier.runs import is_diffusion_run, load_generator, load_run_config
+    from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions
+
+    apply_threads(args)
+    run_cfg = apply_overrides(load_run_config(args.generator), args.overrides)
+    if is_diffusion_run(args.generator):
+        if args.routing not in (None, "static_terminal"):
+            raise ConfigError(f"{args.generator} is the diffusion baseline: its guidance is static_terminal")
+        sampler = run_cfg.ddim
+    else:
+        load_generator(args.generator, routing=args.routing)  # refuses a routing it was not trained with
+        sampler = run_cfg.sampler
+    reconstructor = Reconstructor.from_runs(args.generator, args.encoder, args.tokenizer, sampler)
+    subject = args.subject or next(iter(reconstructor.encoder.shapes.voxels))
+    progress = progress_bar(args)
+    try:
+        out = write_reconstructions(
+            reconstructor,
+            args.data,
+            args.out,
+            subject,
+            args.split,
+            args.samples,
+            args.select,
+            args.average,
+            args.seed,
+            args.strips,
+            args.shuffle_brain,
+            args.determinism,
+            args.overwrite,
+            progress,
+        )
+    finally:
+        progress.close()
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_ceiling(args: argparse.Namespace) -> int:
+    from mindhier.sampling.reconstruct import write_tokenizer_ceiling
+
+    out = write_tokenizer_ceiling(args.tokenizer, args.data, args.out, args.subject, args.split, args.overwrite)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_eval_recons(args: argparse.Namespace) -> int:
+    from mindhier.metrics.extractors import build_extractors
+    from mindhier.metrics.judge import get_judge
+    from mindhier.metrics.recons_eval import evaluate_reconstructions, format_metrics
+
+    apply_threads(args)
+    progress = progress_bar(args)
+    try:
+        extractors = build_extractors(weights=weights_option(args.weights), torch_hub_dir=args.torch_hub)
+        judge = None if args.no_judge else get_judge(args.cache or default_cache_dir(), progress=progress)
+        record = evaluate_reconstructions(
+            args.recons,
+            args.data,
+            args.out,
+            subject=args.subject,
+            split=args.split,
+            extractors=extractors,
+            judge=judge,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    print(format_metrics(record))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_eval_compare(args: argparse.Namespace) -> int:
+    from mindhier.metrics.recons_eval import compare, format_comparison
+
+    print(format_comparison(compare(args.metrics)))
+    return 0
+
+
+def cmd_eval_encoder(args: argparse.Namespace) -> int:
+    from mindhier.fileio import write_json
+    from mindhier.metrics.encoder_eval import evaluate_encoder, format_encoder_eval
+
+    apply_threads(args)
+    progress = progress_bar(args)
+    try:
+        result = evaluate_encoder(
+            args.run,
+            args.data,
+            subjects=tuple(args.subjects) if args.subjects else None,
+            split=args.split,
+            features=args.features,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    out = (args.out or args.run) / "encoder_eval.json"
+    write_json(out, result)
+    print(format_encoder_eval(result))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mindhier.report.html import build_report
+
+    print(f"report: {build_report(args.runs, args.out)}")
+    return 0
