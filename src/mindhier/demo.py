@@ -163,6 +163,7 @@ def generator_stages(
     progress: ProgressFn | None,
     tag: str = "",
     with_diffusion: bool = False,
+    truth_features: dict | None = None,
 ) -> list[str]:
     """One generator per routing, their reconstructions, the shuffled-brain control, the ceiling, evaluations;
     with `with_diffusion`, the diffusion baseline too (matched to the first routing's generator)."""
@@ -237,7 +238,7 @@ def generator_stages(
         )
     )
 
-    lines, truth_features = [], {}
+    lines, truth_features = [], truth_features if truth_features is not None else {}
     for name, set_cfg, make, sections in sets:
         recon_dir, eval_dir = run_dir / RECONS / name, run_dir / EVAL / name
         stages.cfg = set_cfg
@@ -299,7 +300,7 @@ def run_demo(
         judge = get_judge(Path(judge_cache), progress=progress)
         stages.record["judge"] = {"seconds": round(time.perf_counter() - started, 2)}
     extractors = build_extractors()
-    runs = []
+    runs, truth_features = [], {}  # the true test images' metric features: computed once, shared by every seed
     for seed in seeds or (None,):
         run_dir, seeded, tag = root, cfg, ""
         if seed is not None:
@@ -327,6 +328,7 @@ def run_demo(
             progress,
             tag,
             with_diffusion,
+            truth_features,
         )
         runs.append(run_dir)
     write_json(root / STAGE_TIMES, stages.record)

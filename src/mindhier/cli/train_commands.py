@@ -7,29 +7,33 @@ import argparse
 from mindhier.cli.options import apply_threads, distributed_setup, progress_bar, resolve_config
 
 
-def cmd_train_encoder(args: argparse.Namespace) -> int:
-    from mindhier.train.encoder import train_encoder
-
+def _train(args: argparse.Namespace, train, *inputs, **options):
+    """Resolve the config, set threads and (under torchrun) the process group, and run `train(cfg, *inputs, ...)`
+    with a progress bar on rank 0. Returns (what `train` returned, rank)."""
     cfg = resolve_config(args)
     apply_threads(args)
     device, rank, world_size = distributed_setup(args)
     progress = progress_bar(args) if rank == 0 else None
     try:
-        run = train_encoder(
-            cfg,
-            args.data,
-            args.out,
-            subjects=tuple(args.subjects) if args.subjects else None,
-            features=args.features,
-            resume=args.resume,
-            device=device,
-            rank=rank,
-            world_size=world_size,
-            progress=progress,
-        )
+        result = train(cfg, *inputs, device=device, rank=rank, world_size=world_size, progress=progress, **options)
     finally:
         if progress is not None:
             progress.close()
+    return result, rank
+
+
+def cmd_train_encoder(args: argparse.Namespace) -> int:
+    from mindhier.train.encoder import train_encoder
+
+    run, rank = _train(
+        args,
+        train_encoder,
+        args.data,
+        args.out,
+        subjects=tuple(args.subjects) if args.subjects else None,
+        features=args.features,
+        resume=args.resume,
+    )
     if rank == 0:
         print(
             f"trained {run.steps} steps in {run.seconds:.1f} s; best val retrieval top-1 {run.best_val:.3f} "
@@ -42,24 +46,7 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> int:
     from mindhier.fileio import read_json
     from mindhier.train.tokenizer import SUMMARY_FILE, train_tokenizer
 
-    cfg = resolve_config(args)
-    apply_threads(args)
-    device, rank, world_size = distributed_setup(args)
-    progress = progress_bar(args) if rank == 0 else None
-    try:
-        run_dir = train_tokenizer(
-            cfg,
-            args.data,
-            args.out,
-            resume=args.resume,
-            device=device,
-            rank=rank,
-            world_size=world_size,
-            progress=progress,
-        )
-    finally:
-        if progress is not None:
-            progress.close()
+    run_dir, rank = _train(args, train_tokenizer, args.data, args.out, resume=args.resume)
     if rank == 0:
         summary = read_json(run_dir / SUMMARY_FILE, "training summary")
         final = summary.get("final_val", {})
@@ -86,27 +73,16 @@ def _train_decoder(args: argparse.Namespace, train, summary_file: str) -> dict |
     """Train a Stage-2 decoder (generator or diffusion baseline) on a frozen encoder and tokenizer."""
     from mindhier.fileio import read_json
 
-    cfg = resolve_config(args)
-    apply_threads(args)
-    device, rank, world_size = distributed_setup(args)
-    progress = progress_bar(args) if rank == 0 else None
-    try:
-        run_dir = train(
-            cfg,
-            args.data,
-            args.encoder,
-            args.tokenizer,
-            args.out,
-            subjects=tuple(args.subjects) if args.subjects else None,
-            resume=args.resume,
-            device=device,
-            rank=rank,
-            world_size=world_size,
-            progress=progress,
-        )
-    finally:
-        if progress is not None:
-            progress.close()
+    run_dir, rank = _train(
+        args,
+        train,
+        args.data,
+        args.encoder,
+        args.tokenizer,
+        args.out,
+        subjects=tuple(args.subjects) if args.subjects else None,
+        resume=args.resume,
+    )
     return {**read_json(run_dir / summary_file, "training summary"), "run": run_dir} if rank == 0 else None
 
 
