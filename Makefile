@@ -37,6 +37,7 @@ test-slow: install
 lint: install
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format src tests scripts

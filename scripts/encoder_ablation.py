@@ -51,7 +51,7 @@ def main() -> None:
                 train_encoder=dataclasses.replace(base.train_encoder, seed=seed),
             )
             run_dir = args.out / f"{mode}-seed{seed}"
-            trained = train_encoder(cfg, args.data, run_dir, resume=(run_dir / "train_state.pt").exists())
+            trained = train_encoder(cfg, args.data, run_dir, resume=(run_dir / "config.json").exists())
             result = evaluate_encoder(run_dir, args.data)
             for subject, entry in result["subjects"].items():
                 runs.append(

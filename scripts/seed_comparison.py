@@ -20,19 +20,19 @@ import numpy as np
 from mindhier.fileio import write_json
 from mindhier.metrics.recons_eval import OFFLINE_HEADLINE_METRICS, read_per_image
 from mindhier.metrics.statistics import paired_difference
-from mindhier.report.run_layout import CEILING, CONTROL, EVAL
+from mindhier.run_layout import PIPELINE_CEILING, PIPELINE_CONTROL, PIPELINE_EVAL
 
 FIDELITY = OFFLINE_HEADLINE_METRICS
 
 
 def seed_dirs(run: Path) -> list[Path]:
-    dirs = sorted(p for p in run.glob("seed*") if (p / EVAL).is_dir())
+    dirs = sorted(p for p in run.glob("seed*") if (p / PIPELINE_EVAL).is_dir())
     return dirs or [run]
 
 
 def per_image(run: Path, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Per-image scores of one set, averaged over the seeds."""
-    loaded = [read_per_image(d / EVAL / name / "metrics.json") for d in seed_dirs(run)]
+    loaded = [read_per_image(d / PIPELINE_EVAL / name / "metrics.json") for d in seed_dirs(run)]
     indices = loaded[0][0]
     if any(not np.array_equal(i, indices) for i, _ in loaded):
         sys.exit(f"seed_comparison: the seeds of {name} were evaluated on different images")
@@ -44,13 +44,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a demo run folder (with seed* folders for several seeds)")
     parser.add_argument("--reference", default="coarse_to_fine")
-    parser.add_argument("--against", nargs="+", default=["static_terminal", CONTROL])
+    parser.add_argument("--against", nargs="+", default=["static_terminal", PIPELINE_CONTROL])
     parser.add_argument("--metrics", nargs="+", default=list(FIDELITY))
     parser.add_argument("--out", type=Path, help="also write the table as JSON")
     args = parser.parse_args(argv)
 
     ref_indices, ref = per_image(args.run, args.reference)
-    ceiling = per_image(args.run, CEILING)[1] if all((d / EVAL / CEILING).is_dir() for d in seed_dirs(args.run)) else {}
+    ceiling = (
+        per_image(args.run, PIPELINE_CEILING)[1]
+        if all((d / PIPELINE_EVAL / PIPELINE_CEILING).is_dir() for d in seed_dirs(args.run))
+        else {}
+    )
     table: dict = {"seeds": [d.name for d in seed_dirs(args.run)], "reference": args.reference, "rows": {}}
     print(f"{len(table['seeds'])} seed(s); per-image scores averaged over seeds; {len(ref_indices)} test images")
     header = f"{'metric':<22}{args.reference:>12}" + "".join(f"{n[:14]:>44}" for n in args.against) + f"{'ceiling':>10}"
@@ -70,8 +74,8 @@ def main(argv=None) -> int:
             pooled = paired_difference(ref[metric], other[metric])
             per_seed = [
                 paired_difference(
-                    read_per_image(d / EVAL / args.reference / "metrics.json")[1][metric],
-                    read_per_image(d / EVAL / name / "metrics.json")[1][metric],
+                    read_per_image(d / PIPELINE_EVAL / args.reference / "metrics.json")[1][metric],
+                    read_per_image(d / PIPELINE_EVAL / name / "metrics.json")[1][metric],
                 )
                 for d in seed_dirs(args.run)
             ]

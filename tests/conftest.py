@@ -49,5 +49,5 @@ def tiny_stage_runs(tiny_dataset, tmp_path_factory):
     cfg, result = tiny_dataset
     root = tmp_path_factory.mktemp("stages")
     encoder = train_encoder(cfg, result.root, root / "encoder").run_dir
-    tokenizer = train_tokenizer(cfg, result.root, root / "tokenizer")
+    tokenizer = train_tokenizer(cfg, result.root, root / "tokenizer").run_dir
     return cfg, result, encoder, tokenizer

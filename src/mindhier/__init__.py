@@ -8,11 +8,11 @@ autoregressive generator guided coarse-to-fine by the brain hierarchy.
 __version__ = "0.1.0.dev0"
 
 
-def load_tokenizer(path, cfg=None, expected=None):
+def load_tokenizer(path, cfg=None, expected=None, device="cpu"):
     """A tokenizer from a run folder or a VAR/Switti VQ-VAE weights file (see `mindhier.runs.load_tokenizer`)."""
     from mindhier.runs import load_tokenizer as _load
 
-    return _load(path, cfg, expected)
+    return _load(path, cfg, expected, device)
 
 
 def load_generator_init(model, path):
@@ -22,12 +22,13 @@ def load_generator_init(model, path):
     return _load(model, path)
 
 
-def load(generator_run, encoder_run=None, tokenizer_run=None):
-    """A reconstruction pipeline from a trained generator run — or a diffusion-baseline run — and the encoder and
-    tokenizer it names.
+def load(generator_run, encoder_run=None, tokenizer_run=None, device="cpu"):
+    """A reconstruction pipeline on `device` from a trained generator run — or a diffusion-baseline run — and the
+    encoder and tokenizer it names.
 
-    `mindhier.load(RUN).reconstruct(voxels, subject=1, samples=1, seed=0)` → `Reconstruction` with uint8 images.
+    `mindhier.load(RUN, device="cuda").reconstruct(voxels, subject=1, samples=1, seed=0, batch_size=32)` →
+    `Reconstruction` with uint8 images.
     """
     from mindhier.sampling.reconstruct import Reconstructor
 
-    return Reconstructor.from_runs(generator_run, encoder_run, tokenizer_run)
+    return Reconstructor.from_runs(generator_run, encoder_run, tokenizer_run, device=device)

@@ -1,10 +1,9 @@
-"""Run folders and checkpoints.
+"""Model weights on disk: safetensors files written atomically, loaded strictly, third-party files read safely.
 
-A run folder holds `config.json` (the resolved config + provenance), one `<model>.safetensors` per
-model (weights only — never a pickle), `train_state.pt` (optimizer, scheduler, step, RNG; read with
-`torch.load(weights_only=True)`), and logs. Every write is atomic (temp file + rename), so a crash never
-leaves a half-written checkpoint, and only rank 0 writes. Loading is strict: a mismatch names the keys,
-and a checkpoint from another config names the differing fields.
+Weights are always safetensors (never a pickle); a third-party `.pt/.pth/.bin` state dict is read with
+`torch.load(weights_only=True)` only. Every write is atomic (temp file + rename), so a crash never leaves a
+half-written file. Loading is strict: a mismatch names the keys. The layout of a run folder is
+`run_layout.py`'s; resume points are `train/resume.py`'s.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mindhier.errors import ConfigError, WeightsError
+from mindhier.errors import WeightsError
 from mindhier.fileio import atomic_path
 
 
@@ -34,7 +33,12 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 def save_weights(path: str | Path, module: nn.Module, metadata: dict[str, str] | None = None) -> None:
     """The unwrapped module's state dict as safetensors, atomically."""
-    state = {k: v.detach().contiguous().cpu() for k, v in unwrap(module).state_dict().items()}
+    save_state(path, unwrap(module).state_dict(), metadata)
+
+
+def save_state(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """A state dict as safetensors, atomically (tensors copied to the CPU, contiguous)."""
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
 
@@ -115,85 +119,6 @@ def read_state_dict(path: str | Path, what: str = "weights") -> dict[str, torch.
     if next(iter(state)).startswith("module."):  # saved from a DistributedDataParallel wrapper
         state = {k.removeprefix("module."): v for k, v in state.items()}
     return state
-
-
-def check_run_folder(run_dir: Path, cfg_dict: dict, sections: tuple[str, ...], resume: bool) -> None:
-    """A fresh run needs an unused folder; a resumed one the same config sections as before."""
-    config_file = Path(run_dir) / "config.json"
-    if not resume:
-        if config_file.exists():
-            raise ConfigError(
-                f"run folder {run_dir} already holds a run; pass --resume to continue it or choose another --out"
-            )
-        return
-    from mindhier.fileio import read_json
-
-    saved = read_json(config_file, "run config").get("config", {})
-    differences = config_differences({k: saved.get(k) for k in sections}, {k: cfg_dict.get(k) for k in sections})
-    if differences:
-        raise ConfigError(
-            f"cannot resume {run_dir}: it was trained with a different config ({', '.join(differences[:5])}); "
-            "resume with the same config or start a new --out"
-        )
-
-
-def save_train_state(path: str | Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_train_state(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"no train_state.pt in {path.parent}; nothing to resume (drop --resume to start fresh)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ConfigError(f"cannot read {path} ({err}); it is corrupt — start fresh without --resume") from err
-
-
-def save_resume_point(
-    run_dir: Path,
-    weights_name: str,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    step: int,
-    best_loss: float,
-    generators: dict[str, torch.Generator],
-    state_name: str = "train_state.pt",
-) -> None:
-    """The last weights and everything a bit-exact resume needs (optimizer, scheduler, step, best val loss, the
-    global torch RNG and the named generators, stored as `<name>_rng`)."""
-    save_weights(run_dir / weights_name, model, {"step": str(step)})
-    state = {
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "step": step,
-        "best_loss": best_loss,
-        "torch_rng": torch.get_rng_state(),
-    }
-    save_train_state(run_dir / state_name, state | {f"{k}_rng": g.get_state() for k, g in generators.items()})
-
-
-def load_resume_point(
-    run_dir: Path,
-    weights_name: str,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    generators: dict[str, torch.Generator],
-    state_name: str = "train_state.pt",
-) -> tuple[int, float]:
-    """Restore what `save_resume_point` wrote into the given objects; returns (step, best val loss)."""
-    load_weights(run_dir / weights_name, model)
-    state = load_train_state(run_dir / state_name)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    for name, generator in generators.items():
-        generator.set_state(state[f"{name}_rng"])
-    return int(state["step"]), float(state["best_loss"])
 
 
 def config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:

@@ -7,7 +7,7 @@
 
 Every stage is reused when the config sections it depends on are unchanged (compared by hash), an
 interrupted training is resumed, and `fresh=True` recomputes everything. Per-stage time and peak memory go
-to `stage_times.json`; the last line printed names the report. The folder layout is `report/run_layout.py`'s.
+to `stage_times.json`; the last line printed names the report. The folder layout is `run_layout.py`'s.
 `demo-long` trains longer and repeats the generators over several seeds (one run folder per seed).
 """
 
@@ -21,23 +21,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mindhier import run_layout
 from mindhier.config import MindhierConfig, config_hash, save_resolved, to_dict
 from mindhier.data import layout
 from mindhier.data.info import describe_dataset, format_summary
 from mindhier.fileio import read_json, write_json
+from mindhier.metrics.recons_eval import METRICS_FILE
 from mindhier.progress import ProgressFn
-from mindhier.report.run_layout import (
-    CEILING,
-    CONTROL,
-    DATA,
-    DIFFUSION,
-    ENCODER,
-    EVAL,
-    GENERATORS,
-    RECONS,
-    REPORT,
-    STAGE_TIMES,
-    TOKENIZER,
+from mindhier.run_layout import (
+    PIPELINE_CEILING,
+    PIPELINE_CONTROL,
+    PIPELINE_DATA,
+    PIPELINE_DIFFUSION,
+    PIPELINE_ENCODER,
+    PIPELINE_EVAL,
+    PIPELINE_GENERATORS,
+    PIPELINE_RECONS,
+    PIPELINE_REPORT,
+    PIPELINE_STAGE_TIMES,
+    PIPELINE_TOKENIZER,
 )
 
 DATA_SECTIONS = ("stimuli", "simulator")
@@ -77,8 +79,9 @@ def _matches(folder: Path, cfg: MindhierConfig, sections: tuple[str, ...]) -> bo
 class _Stages:
     """Runs named stages, reusing finished ones, and records their time and peak memory."""
 
-    def __init__(self, cfg: MindhierConfig, fresh: bool):
+    def __init__(self, cfg: MindhierConfig, fresh: bool, device: str = "cpu", batch_size: int = 1):
         self.cfg, self.fresh = cfg, fresh
+        self.device, self.batch_size = device, batch_size  # where networks run; inputs sampled together
         self.record: dict[str, dict] = {}
 
     def train(self, name: str, folder: Path, sections: tuple[str, ...], train: Callable[[bool], object]) -> bool:
@@ -87,8 +90,8 @@ class _Stages:
         if not self.fresh and _matches(folder, self.cfg, sections):
             state = (
                 "finished"
-                if (folder / "train_summary.json").is_file()
-                else ("partial" if (folder / "train_state.pt").is_file() else "absent")
+                if (folder / run_layout.SUMMARY).is_file()
+                else ("partial" if (folder / run_layout.CONFIG).is_file() else "absent")
             )
         if state == "absent" and folder.exists():
             shutil.rmtree(folder)  # another config (or --fresh): start over
@@ -96,7 +99,7 @@ class _Stages:
 
     def output(self, name: str, folder: Path, sections: tuple[str, ...], make: Callable[[], object]) -> bool:
         """A derived output (reconstructions, evaluations): reuse when made with this config."""
-        marker = folder / ".stage.json"
+        marker = folder / run_layout.STAGE_MARKER
         key = section_key(self.cfg, sections)
         reused = not self.fresh and marker.is_file() and read_json(marker, "stage marker").get("key") == key
         if not reused:
@@ -129,24 +132,32 @@ def shared_stages(
     from mindhier.train.encoder import train_encoder
     from mindhier.train.tokenizer import train_tokenizer
 
-    stages.run("teacher features", lambda: build_feature_cache(data_dir, build_teacher(cfg.teacher), progress=progress))
-    encoder_dir = root / ENCODER
+    teacher = build_teacher(cfg.teacher, device=stages.device)
+    stages.run("teacher features", lambda: build_feature_cache(data_dir, teacher, progress=progress))
+    encoder_dir = root / PIPELINE_ENCODER
     stages.train(
         "encoder",
         encoder_dir,
         ENCODER_SECTIONS,
-        lambda resume: train_encoder(cfg, data_dir, encoder_dir, resume=resume, progress=progress),
+        lambda resume: train_encoder(
+            cfg, data_dir, encoder_dir, resume=resume, device=stages.device, progress=progress
+        ),
     )
-    evaluation = evaluate_encoder(encoder_dir, data_dir)
-    write_json(encoder_dir / "encoder_eval.json", evaluation)
-    tokenizer_dir = root / TOKENIZER
+    evaluation = evaluate_encoder(encoder_dir, data_dir, device=stages.device)
+    write_json(encoder_dir / run_layout.ENCODER_EVAL, evaluation)
+    tokenizer_dir = root / PIPELINE_TOKENIZER
     stages.train(
         "tokenizer",
         tokenizer_dir,
         TOKENIZER_SECTIONS,
-        lambda resume: train_tokenizer(cfg, data_dir, tokenizer_dir, resume=resume, progress=progress),
+        lambda resume: train_tokenizer(
+            cfg, data_dir, tokenizer_dir, resume=resume, device=stages.device, progress=progress
+        ),
     )
-    stages.run("stimulus tokens", lambda: build_token_cache(data_dir, tokenizer_dir, progress=progress))
+    stages.run(
+        "stimulus tokens",
+        lambda: build_token_cache(data_dir, tokenizer_dir, device=stages.device, progress=progress),
+    )
     return encoder_dir, tokenizer_dir, [format_encoder_eval(evaluation)]
 
 
@@ -172,18 +183,17 @@ def generator_stages(
     from mindhier.train.diffusion import train_diffusion
     from mindhier.train.generator import train_generator
 
-    subject = read_json(encoder_dir / "encoder_shapes.json", "encoder shapes")["subject_voxels"][0][0]
+    subject = read_json(encoder_dir / run_layout.shapes_file("encoder"), "encoder shapes")["subject_voxels"][0][0]
 
     def routed(routing: str) -> MindhierConfig:
         return dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, routing=routing))
 
     def reconstruct(out: Path, routing: str, shuffle: bool = False) -> None:
-        if routing == DIFFUSION:
-            reconstructor = Reconstructor.from_runs(run_dir / DIFFUSION, encoder_dir, tokenizer_dir, cfg.ddim)
-        else:
-            reconstructor = Reconstructor.from_runs(
-                run_dir / GENERATORS / routing, encoder_dir, tokenizer_dir, cfg.sampler
-            )
+        decoder_dir = run_dir / (PIPELINE_DIFFUSION if routing == PIPELINE_DIFFUSION else PIPELINE_GENERATORS)
+        if routing != PIPELINE_DIFFUSION:
+            decoder_dir = decoder_dir / routing
+        sampler = cfg.ddim if routing == PIPELINE_DIFFUSION else cfg.sampler
+        reconstructor = Reconstructor.from_runs(decoder_dir, encoder_dir, tokenizer_dir, sampler, device=stages.device)
         write_reconstructions(
             reconstructor,
             data_dir,
@@ -191,21 +201,30 @@ def generator_stages(
             subject,
             strips=not shuffle,
             shuffle_brain=shuffle,
-            seed=cfg.ddim.seed if routing == DIFFUSION else cfg.sampler.seed,
+            seed=cfg.ddim.seed if routing == PIPELINE_DIFFUSION else cfg.sampler.seed,
             overwrite=True,
             progress=progress,
+            batch_size=stages.batch_size,
         )
 
     sets: list[tuple[str, MindhierConfig, Callable[[Path], object], tuple[str, ...]]] = []
     for routing in routings:
-        generator_dir, routing_cfg = run_dir / GENERATORS / routing, routed(routing)
+        generator_dir, routing_cfg = run_dir / PIPELINE_GENERATORS / routing, routed(routing)
         stages.cfg = routing_cfg
         stages.train(
             f"{tag}generator {routing}",
             generator_dir,
             GENERATOR_SECTIONS,
             lambda resume, c=routing_cfg, g=generator_dir: train_generator(
-                c, data_dir, encoder_dir, tokenizer_dir, g, subjects=(subject,), resume=resume, progress=progress
+                c,
+                data_dir,
+                encoder_dir,
+                tokenizer_dir,
+                g,
+                subjects=(subject,),
+                resume=resume,
+                device=stages.device,
+                progress=progress,
             ),
         )
         sets.append((routing, routed(routing), lambda out, r=routing: reconstruct(out, r), RECON_SECTIONS))
@@ -214,33 +233,45 @@ def generator_stages(
         stages.cfg = baseline_cfg
         stages.train(
             f"{tag}diffusion baseline",
-            run_dir / DIFFUSION,
+            run_dir / PIPELINE_DIFFUSION,
             DIFFUSION_SECTIONS,
             lambda resume: train_diffusion(
                 baseline_cfg,
                 data_dir,
                 encoder_dir,
                 tokenizer_dir,
-                run_dir / DIFFUSION,
+                run_dir / PIPELINE_DIFFUSION,
                 subjects=(subject,),
                 resume=resume,
+                device=stages.device,
                 progress=progress,
             ),
         )
-        sets.append((DIFFUSION, baseline_cfg, lambda out: reconstruct(out, DIFFUSION), DIFFUSION_RECON_SECTIONS))
-    sets.append((CONTROL, routed(routings[0]), lambda out: reconstruct(out, routings[0], shuffle=True), RECON_SECTIONS))
+        sets.append(
+            (
+                PIPELINE_DIFFUSION,
+                baseline_cfg,
+                lambda out: reconstruct(out, PIPELINE_DIFFUSION),
+                DIFFUSION_RECON_SECTIONS,
+            )
+        )
+    sets.append(
+        (PIPELINE_CONTROL, routed(routings[0]), lambda out: reconstruct(out, routings[0], shuffle=True), RECON_SECTIONS)
+    )
     sets.append(
         (
-            CEILING,
+            PIPELINE_CEILING,
             cfg,
-            lambda out: write_tokenizer_ceiling(tokenizer_dir, data_dir, out, subject, overwrite=True),
+            lambda out: write_tokenizer_ceiling(
+                tokenizer_dir, data_dir, out, subject, overwrite=True, device=stages.device
+            ),
             RECON_SECTIONS,
         )
     )
 
     lines, truth_features = [], truth_features if truth_features is not None else {}
     for name, set_cfg, make, sections in sets:
-        recon_dir, eval_dir = run_dir / RECONS / name, run_dir / EVAL / name
+        recon_dir, eval_dir = run_dir / PIPELINE_RECONS / name, run_dir / PIPELINE_EVAL / name
         stages.cfg = set_cfg
         stages.output(f"{tag}reconstruct {name}", recon_dir, sections, lambda m=make, d=recon_dir: m(d))
         stages.output(
@@ -251,8 +282,8 @@ def generator_stages(
                 r, data_dir, e, extractors=extractors, judge=judge, truth_features=truth_features
             ),
         )
-        if name in routings or name == DIFFUSION:
-            metrics = format_metrics(read_json(eval_dir / "metrics.json", "metrics record"), brief=True)
+        if name in routings or name == PIPELINE_DIFFUSION:
+            metrics = format_metrics(read_json(eval_dir / METRICS_FILE, "metrics record"), brief=True)
             lines.append(f"{tag}{name}:\n" + metrics.split("\n", 1)[1])
     stages.cfg = cfg
     return lines
@@ -266,10 +297,13 @@ def run_demo(
     progress: ProgressFn | None = None,
     judge_cache: str | Path | None = None,
     with_diffusion: bool = False,
+    device: str = "cpu",
+    batch_size: int = 1,
 ) -> DemoResult:
-    """Run the demo into `out`. With several `seeds`, the data, encoder and tokenizer are shared and the
+    """Run the demo into `out` on `device`. With several `seeds`, the data, encoder and tokenizer are shared and the
     generators, reconstructions and evaluations repeat per seed under `out/seed{s}`. `with_diffusion` adds the
-    latent diffusion baseline (same encoder, tokenizer, seeds; matched size and training FLOPs)."""
+    latent diffusion baseline (same encoder, tokenizer, seeds; matched size and training FLOPs). `batch_size`
+    brain inputs are sampled together when reconstructing."""
     from mindhier.data.simulator import simulate
     from mindhier.metrics.extractors import build_extractors
     from mindhier.metrics.judge import get_judge
@@ -278,9 +312,9 @@ def run_demo(
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     routings, seeds = cfg.demo.routings, cfg.demo.seeds
-    stages = _Stages(cfg, fresh)
+    stages = _Stages(cfg, fresh, device, batch_size)
     if data is None:
-        data_dir = root / DATA
+        data_dir = root / PIPELINE_DATA
         reuse = not fresh and (data_dir / layout.MANIFEST).is_file() and _matches(data_dir, cfg, DATA_SECTIONS)
         stages.run("simulate", lambda: simulate(cfg, data_dir, overwrite=True, progress=progress), reused=reuse)
         lines = [("reused" if reuse else "simulated") + f" dataset {data_dir}"]
@@ -290,7 +324,7 @@ def run_demo(
     summary = describe_dataset(data_dir, cfg.data, verify_images=False)
     lines.append(format_summary(summary))
     save_resolved(cfg, root / layout.CONFIG)
-    write_json(root / "data_info.json", summary)
+    write_json(root / run_layout.PIPELINE_DATA_INFO, summary)
 
     encoder_dir, tokenizer_dir, encoder_lines = shared_stages(cfg, root, data_dir, stages, progress)
     lines += encoder_lines
@@ -299,7 +333,7 @@ def run_demo(
         started = time.perf_counter()
         judge = get_judge(Path(judge_cache), progress=progress)
         stages.record["judge"] = {"seconds": round(time.perf_counter() - started, 2)}
-    extractors = build_extractors()
+    extractors = build_extractors(device=device)
     runs, truth_features = [], {}  # the true test images' metric features: computed once, shared by every seed
     for seed in seeds or (None,):
         run_dir, seeded, tag = root, cfg, ""
@@ -331,7 +365,7 @@ def run_demo(
             truth_features,
         )
         runs.append(run_dir)
-    write_json(root / STAGE_TIMES, stages.record)
-    report = build_report(runs, root / REPORT)
+    write_json(root / PIPELINE_STAGE_TIMES, stages.record)
+    report = build_report(runs, root / PIPELINE_REPORT)
     lines.append(f"report: {report}")
     return DemoResult(root, data_dir, report, dict(stages.record), lines)

@@ -7,7 +7,9 @@ sample's flattened token sequence:
                     s · MSE(n(a), n(b)) with s = the number of elements (2·10⁵ ≈ 257·768 for CLIP-L),
                     so every level weighs the same whatever its size.
     SoftCLIP_τ    = MindEye's soft contrastive loss: logits n(a)·n(b)ᵀ/τ against soft labels
-                    softmax(n(b)·n(b)ᵀ/τ), cross-entropy in both directions, averaged.
+                    softmax(n(b)·n(b)ᵀ/τ), cross-entropy in both directions, averaged. Under torchrun
+                    the rows of every process are gathered (with gradients) first, so the negatives are
+                    the whole global batch and the objective does not depend on the number of processes.
 
     cascaded       Σ_m align(head_m(e_m), v_m) + align(ê, v_M) + SoftCLIP(ê, v_M)        (the paper)
     terminal_only  align(head_M(e_M), v_M) + align(ê, v_M) + SoftCLIP(ê, v_M)
@@ -27,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from mindhier.config import AlignmentConfig
+from mindhier.distributed import gather_with_grad
 from mindhier.models.brain_encoder import EncoderOutput
 
 
@@ -41,7 +44,9 @@ def alignment_loss(pred_BQD: torch.Tensor, target_BQD: torch.Tensor) -> torch.Te
 
 
 def soft_clip_loss(pred_BF: torch.Tensor, target_BF: torch.Tensor, temperature: float) -> torch.Tensor:
-    """SoftCLIP on unit vectors: targets are the softmax of target–target similarities."""
+    """SoftCLIP on unit vectors: targets are the softmax of target–target similarities. The rows of all
+    processes take part (a no-op in one process)."""
+    pred_BF, target_BF = gather_with_grad(pred_BF), gather_with_grad(target_BF)
     logits = pred_BF @ target_BF.T / temperature
     soft_labels = (target_BF @ target_BF.T / temperature).softmax(dim=-1)
     forward = torch.sum(-soft_labels * logits.log_softmax(dim=-1), dim=-1).mean()

@@ -1,4 +1,8 @@
-"""Trained runs on disk: load a run folder's config and model for evaluation or later stages."""
+"""Trained runs on disk: load a run folder's config and model for evaluation, sampling or later stages.
+
+Every loader checks the run's kind (`config.json`, `run_layout`), loads its weights strictly, and returns
+the model in eval mode on the `device` asked for. File names come from `run_layout` only.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from mindhier import run_layout
 from mindhier.checkpoint import config_differences, load_state_strict, load_weights, read_state_dict
 from mindhier.config import MindhierConfig, TokenizerConfig, from_dict, nsd_paper, to_dict
 from mindhier.errors import ConfigError
@@ -27,10 +34,7 @@ def relative_input(run_dir: str | Path, path: str | Path) -> str:
 
 
 def load_run_config(run_dir: str | Path) -> MindhierConfig:
-    record = read_json(Path(run_dir) / "config.json", "run config")
-    if "config" not in record:
-        raise ConfigError(f"{Path(run_dir) / 'config.json'} is not a mindhier run config (no 'config' key)")
-    return from_dict(MindhierConfig, record["config"])
+    return from_dict(MindhierConfig, run_layout.read_run_record(run_dir)["config"])
 
 
 @dataclass(frozen=True)
@@ -38,27 +42,30 @@ class EncoderRunFiles:
     run_dir: Path
     cfg: MindhierConfig
     shapes: EncoderShapes
-    model: BrainEncoder  # eval mode, on the CPU
+    model: BrainEncoder  # eval mode, on the device asked for
     features: dict[str, Any]  # where its teacher targets came from: path, key, teacher description
 
 
-def load_encoder(run_dir: str | Path, weights: str = "encoder.safetensors") -> EncoderRunFiles:
-    """A trained encoder (best-on-val weights by default) with its config and shapes."""
-    from mindhier.train.encoder import FEATURES_FILE, SHAPES_FILE
-
+def load_encoder(
+    run_dir: str | Path, weights: str | None = None, device: str | torch.device = "cpu"
+) -> EncoderRunFiles:
+    """A trained encoder (best-on-val weights unless `weights` names another file) with its config and shapes."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"run folder not found: {run_dir}; train one with `mindhier train encoder --out {run_dir}`")
+    run_layout.expect_kind(run_dir, "encoder")
     cfg = load_run_config(run_dir)
-    shapes = EncoderShapes.from_json(read_json(run_dir / SHAPES_FILE, "encoder shapes"))
+    shapes = EncoderShapes.from_json(read_json(run_dir / run_layout.shapes_file("encoder"), "encoder shapes"))
     model = BrainEncoder(cfg.encoder, shapes)
-    load_weights(run_dir / weights, model)
-    model.eval()
-    return EncoderRunFiles(run_dir, cfg, shapes, model, read_json(run_dir / FEATURES_FILE, "feature-cache record"))
+    load_weights(run_dir / (weights or run_layout.weights_file("encoder")), model)
+    model.to(device).eval()
+    features = read_json(run_dir / run_layout.FEATURES, "feature-cache record")
+    return EncoderRunFiles(run_dir, cfg, shapes, model, features)
 
 
 def load_tokenizer(
-    path: str | Path, cfg: TokenizerConfig | None = None, expected: TokenizerConfig | None = None
+    path: str | Path,
+    cfg: TokenizerConfig | None = None,
+    expected: TokenizerConfig | None = None,
+    device: str | torch.device = "cpu",
 ) -> Tokenizer:
     """A tokenizer in eval mode, from a run folder or from a VQ-VAE weights file.
 
@@ -67,10 +74,9 @@ def load_tokenizer(
     with `weights_only=True`) is loaded strictly into `cfg` — by default the `nsd-paper` tokenizer, i.e.
     the VQ-VAE VAR and Switti publish (`vae_ch160v4096z32.pth`, `VQVAE-Switti/vqvae.safetensors`).
     """
-    from mindhier.train.tokenizer import TOKENIZER_WEIGHTS
-
     p = Path(path)
     if p.is_dir():
+        run_layout.expect_kind(p, "tokenizer")
         run_cfg = load_run_config(p).tokenizer
         if expected is not None and expected != run_cfg:
             differences = config_differences(to_dict(run_cfg), to_dict(expected), "tokenizer.")
@@ -79,7 +85,7 @@ def load_tokenizer(
                 "use a matching run or retrain"
             )
         model = Tokenizer(run_cfg)
-        load_weights(p / TOKENIZER_WEIGHTS, model)
+        load_weights(p / run_layout.weights_file("tokenizer"), model)
     else:
         model = Tokenizer(cfg or nsd_paper().tokenizer)
         state = read_state_dict(p, "tokenizer weights")
@@ -88,7 +94,7 @@ def load_tokenizer(
             # usage statistics for another scale list (VAR's 256-px checkpoint): not weights, keep ours
             state[hits] = model.quantize.ema_vocab_hit_SV.clone()
         load_state_strict(model, state, str(p))
-    return model.eval()
+    return model.to(device).eval()
 
 
 @dataclass(frozen=True)
@@ -96,28 +102,29 @@ class GeneratorRunFiles:
     run_dir: Path
     cfg: MindhierConfig
     shapes: Any  # GeneratorShapes
-    model: Any  # ScaleAR (or LatentDiT for the diffusion baseline), eval mode, CPU
+    model: Any  # ScaleAR (or LatentDiT for the diffusion baseline), eval mode, on the device asked for
     inputs: dict[str, Any]  # encoder run, tokenizer run, token cache, routing
 
 
-def load_generator(run_dir: str | Path, routing: str | None = None) -> GeneratorRunFiles:
+def load_generator(
+    run_dir: str | Path, routing: str | None = None, device: str | torch.device = "cpu", weights: str | None = None
+) -> GeneratorRunFiles:
     """A trained generator; `routing`, when given, must be the one it was trained with."""
     from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
-    from mindhier.train.generator import GENERATOR_WEIGHTS, INPUTS_FILE, SHAPES_FILE
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"run folder not found: {run_dir}; train one with `mindhier train generator --out {run_dir}`")
+    run_layout.expect_kind(run_dir, "generator")
     cfg = load_run_config(run_dir)
     if routing is not None and routing != cfg.generator.routing:
         raise ConfigError(
             f"generator {run_dir} was trained with routing {cfg.generator.routing}, not {routing}: routing is part "
             "of what a generator learns — train one with that routing"
         )
-    shapes = GeneratorShapes.from_json(read_json(run_dir / SHAPES_FILE, "generator shapes"))
+    shapes = GeneratorShapes.from_json(read_json(run_dir / run_layout.shapes_file("generator"), "generator shapes"))
     model = ScaleAR(cfg.generator, shapes)
-    load_weights(run_dir / GENERATOR_WEIGHTS, model)
-    return GeneratorRunFiles(run_dir, cfg, shapes, model.eval(), read_json(run_dir / INPUTS_FILE, "generator inputs"))
+    load_weights(run_dir / (weights or run_layout.weights_file("generator")), model)
+    inputs = read_json(run_dir / run_layout.INPUTS, "generator inputs")
+    return GeneratorRunFiles(run_dir, cfg, shapes, model.to(device).eval(), inputs)
 
 
 @dataclass(frozen=True)
@@ -141,21 +148,31 @@ def load_generator_init(model, path: str | Path) -> InitReport:
 
 
 def is_diffusion_run(run_dir: str | Path) -> bool:
-    from mindhier.train.diffusion import SHAPES_FILE
-
-    return (Path(run_dir) / SHAPES_FILE).is_file()
+    return run_layout.run_kind(run_dir) == "diffusion"
 
 
-def load_diffusion(run_dir: str | Path) -> GeneratorRunFiles:
+def load_diffusion(
+    run_dir: str | Path, device: str | torch.device = "cpu", weights: str | None = None
+) -> GeneratorRunFiles:
     """A trained diffusion baseline (best-on-val weights) with its config, shapes and inputs."""
     from mindhier.models.diffusion import DiffusionShapes, LatentDiT
-    from mindhier.train.diffusion import DIFFUSION_WEIGHTS, INPUTS_FILE, SHAPES_FILE, resolved_model
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"run folder not found: {run_dir}; train one with `mindhier train diffusion --out {run_dir}`")
+    run_layout.expect_kind(run_dir, "diffusion")
     cfg = load_run_config(run_dir)
-    shapes = DiffusionShapes.from_json(read_json(run_dir / SHAPES_FILE, "diffusion shapes"))
-    model = LatentDiT(resolved_model(run_dir), shapes)
-    load_weights(run_dir / DIFFUSION_WEIGHTS, model)
-    return GeneratorRunFiles(run_dir, cfg, shapes, model.eval(), read_json(run_dir / INPUTS_FILE, "diffusion inputs"))
+    shapes = DiffusionShapes.from_json(read_json(run_dir / run_layout.shapes_file("diffusion"), "diffusion shapes"))
+    backbone = from_dict(type(cfg.diffusion), read_json(run_dir / run_layout.DIFFUSION_MODEL, "diffusion model"))
+    model = LatentDiT(backbone, shapes)
+    load_weights(run_dir / (weights or run_layout.weights_file("diffusion")), model)
+    inputs = read_json(run_dir / run_layout.INPUTS, "diffusion inputs")
+    return GeneratorRunFiles(run_dir, cfg, shapes, model.to(device).eval(), inputs)
+
+
+def load_decoder(run_dir: str | Path, device: str | torch.device = "cpu") -> GeneratorRunFiles:
+    """The Stage-2 decoder of a run folder, whichever kind it is (generator or diffusion baseline)."""
+    kind = run_layout.run_kind(run_dir)
+    if kind == "generator":
+        return load_generator(run_dir, device=device)
+    if kind == "diffusion":
+        return load_diffusion(run_dir, device=device)
+    raise ConfigError(f"{run_dir} is a {kind} run, not a generator or diffusion run; pass a Stage-2 run folder")

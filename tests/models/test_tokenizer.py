@@ -101,7 +101,7 @@ def test_run_folder_round_trip_is_bit_exact_and_other_configs_are_refused(tiny_d
     from mindhier.train.tokenizer import train_tokenizer
 
     cfg, result = tiny_dataset
-    run = train_tokenizer(cfg, result.root, tmp_path / "tok")
+    run = train_tokenizer(cfg, result.root, tmp_path / "tok").run_dir
     loaded = mindhier.load_tokenizer(run, expected=cfg.tokenizer)
     again = mindhier.load_tokenizer(run)
     for (k, a), (_, b) in zip(loaded.state_dict().items(), again.state_dict().items(), strict=True):

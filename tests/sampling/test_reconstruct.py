@@ -4,6 +4,8 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 import mindhier
 from mindhier.cli import main
@@ -16,7 +18,7 @@ from mindhier.train.generator import train_generator
 @pytest.fixture(scope="module")
 def generator_run(tiny_stage_runs, tmp_path_factory):
     cfg, result, encoder, tokenizer = tiny_stage_runs
-    run = train_generator(cfg, result.root, encoder, tokenizer, tmp_path_factory.mktemp("gen") / "gen")
+    run = train_generator(cfg, result.root, encoder, tokenizer, tmp_path_factory.mktemp("gen") / "gen").run_dir
     return cfg, result, run
 
 
@@ -97,3 +99,43 @@ def test_shuffled_control_is_a_derangement():
     order = derangement(50, seed=3)
     assert sorted(order) == list(range(50)) and not np.any(order == np.arange(50))
     assert np.array_equal(order, derangement(50, seed=3))
+
+
+def _close_images(a: np.ndarray, b: np.ndarray) -> None:
+    """Batched sampling draws the same tokens; pixels may differ by float summation order (a last-bit rounding)."""
+    assert a.shape == b.shape
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert (a == b).mean() > 0.99
+
+
+def test_batched_sampling_gives_the_images_of_one_input_at_a_time(generator_run):
+    _, result, run = generator_run
+    pipeline = mindhier.load(run, device="cpu")
+    with mindhier.data.nsd.open_dataset(result.root) as dataset:
+        voxels = dataset.split(1, "test").voxels()[:6]
+    keys = [11, 3, 7, 5, 2, 9]
+    one = pipeline.reconstruct(voxels, subject=1, samples=3, seed=2, select="brain", strips=True, keys=keys)
+    batched = pipeline.reconstruct(
+        voxels, subject=1, samples=3, seed=2, select="brain", strips=True, keys=keys, batch_size=4
+    )
+    _close_images(one.images_BHW3, batched.images_BHW3)
+    _close_images(one.strips_BKHW3, batched.strips_BKHW3)
+    assert np.array_equal(one.chosen_B, batched.chosen_B)
+    with pytest.raises(ConfigError, match="batch size must be at least 1"):
+        pipeline.reconstruct(voxels, subject=1, batch_size=0)
+
+
+def test_cli_batch_size_and_an_absent_cuda_device(generator_run, tmp_path, capsys):
+    _, result, run = generator_run
+    base = ["reconstruct", "--generator", str(run), "--data", str(result.root), "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "one")]) == 0
+    assert main([*base, "--batch-size", "8", "--out", str(tmp_path / "eight")]) == 0
+    one, eight = tmp_path / "one", tmp_path / "eight"
+    for name in _digests(one):
+        _close_images(np.asarray(Image.open(one / name)), np.asarray(Image.open(eight / name)))
+    assert json.loads((eight / "manifest.json").read_text())["protocol"]["batch_size"] == 8
+    if not torch.cuda.is_available():
+        capsys.readouterr()
+        assert main([*base, "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 2
+        assert "torch sees no CUDA device; pass --device cpu" in capsys.readouterr().err
+        assert not (tmp_path / "gpu").exists()

@@ -9,11 +9,12 @@ import torch
 from PIL import Image
 
 import mindhier
+from mindhier import run_layout
 from mindhier.checkpoint import load_weights
 from mindhier.cli import main
 from mindhier.data import layout
 from mindhier.runs import load_diffusion
-from mindhier.train.diffusion import LAST_WEIGHTS, train_diffusion
+from mindhier.train.diffusion import train_diffusion
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,10 @@ def test_python_api_seeds_and_guidance(diffusion_run):
         voxels = dataset.split(1, "test").voxels()[:3]
     a = pipeline.reconstruct(voxels, subject=1, seed=0)
     assert np.array_equal(a.images_BHW3, pipeline.reconstruct(voxels, subject=1, seed=0).images_BHW3)
+    batched = pipeline.reconstruct(voxels, subject=1, seed=0, batch_size=3).images_BHW3  # each input its own noise
+    assert (
+        np.abs(batched.astype(int) - a.images_BHW3.astype(int)).max() <= 1 and (batched == a.images_BHW3).mean() > 0.99
+    )
     assert not np.array_equal(a.images_BHW3, pipeline.reconstruct(voxels, subject=1, seed=1).images_BHW3)
     unguided = dataclasses.replace(pipeline.decoder.ddim, cfg_scale=0.0)
     pipeline.decoder = dataclasses.replace(pipeline.decoder, ddim=unguided)
@@ -81,7 +86,7 @@ def test_python_api_seeds_and_guidance(diffusion_run):
 def test_resume_continues_exactly(tiny_stage_runs, tmp_path):
     cfg, result, encoder, tokenizer = tiny_stage_runs
     cfg = dataclasses.replace(cfg, train_diffusion=dataclasses.replace(cfg.train_diffusion, steps=30))
-    straight = train_diffusion(cfg, result.root, encoder, tokenizer, tmp_path / "a")
+    straight = train_diffusion(cfg, result.root, encoder, tokenizer, tmp_path / "a").run_dir
 
     class Crash(Exception):
         pass
@@ -92,11 +97,11 @@ def test_resume_continues_exactly(tiny_stage_runs, tmp_path):
 
     with pytest.raises(Crash):
         train_diffusion(cfg, result.root, encoder, tokenizer, tmp_path / "b", progress=crash)
-    resumed = train_diffusion(cfg, result.root, encoder, tokenizer, tmp_path / "b", resume=True)
+    resumed = train_diffusion(cfg, result.root, encoder, tokenizer, tmp_path / "b", resume=True).run_dir
     weights = []
     for run in (straight, resumed):
         model = load_diffusion(run).model
-        load_weights(run / LAST_WEIGHTS, model)
+        load_weights(run / run_layout.last_weights_file("diffusion"), model)
         weights.append(model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert json.loads((resumed / "train_summary.json").read_text())["resumed_from"] == 20

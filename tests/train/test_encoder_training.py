@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+from mindhier import run_layout
 from mindhier.cli import main
 from mindhier.config import AlignmentConfig, tiny
 from mindhier.errors import ConfigError
@@ -12,7 +13,10 @@ from mindhier.metrics.encoder_eval import evaluate_encoder
 from mindhier.metrics.retrieval import retrieval_top1
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes
 from mindhier.runs import load_encoder
-from mindhier.train.encoder import ENCODER_WEIGHTS, LAST_WEIGHTS, train_encoder
+from mindhier.train.encoder import train_encoder
+
+ENCODER_WEIGHTS = run_layout.weights_file("encoder")
+LAST_WEIGHTS = run_layout.last_weights_file("encoder")
 
 
 def test_overfits_one_batch_of_32_to_perfect_retrieval():
@@ -44,7 +48,7 @@ def test_multi_subject_training_writes_a_complete_run_and_evaluates(tiny_dataset
     cfg, result = tiny_dataset
     run = train_encoder(cfg, result.root, tmp_path / "run")
     names = {p.name for p in run.run_dir.iterdir()}
-    assert {"config.json", ENCODER_WEIGHTS, LAST_WEIGHTS, "train_state.pt", "log.jsonl", "encoder_shapes.json"} <= names
+    assert {"config.json", ENCODER_WEIGHTS, LAST_WEIGHTS, "resume", "log.jsonl", "encoder_shapes.json"} <= names
     loaded = load_encoder(run.run_dir)
     assert loaded.shapes.voxels == {s: r.model.n_voxels for s, r in result.subjects.items()}
     log = [json.loads(line) for line in (run.run_dir / "log.jsonl").read_text().splitlines()]

@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+from mindhier import run_layout
 from mindhier.checkpoint import load_weights
 from mindhier.cli import main
 from mindhier.config import tiny
@@ -12,7 +13,7 @@ from mindhier.models.scale_ar import ScaleAR
 from mindhier.runs import load_generator
 from mindhier.sampling.selection import select_by_brain
 from mindhier.teachers import build_teacher
-from mindhier.train.generator import LAST_WEIGHTS, train_generator
+from mindhier.train.generator import train_generator
 
 
 def test_cli_trains_a_generator_with_per_scale_val_accuracy(tiny_stage_runs, tmp_path, capsys):
@@ -55,7 +56,7 @@ def test_cli_trains_a_generator_with_per_scale_val_accuracy(tiny_stage_runs, tmp
 def test_resume_continues_exactly(tiny_stage_runs, tmp_path):
     cfg, result, encoder, tokenizer = tiny_stage_runs
     cfg = dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, routing="static_terminal"))
-    straight = train_generator(cfg, result.root, encoder, tokenizer, tmp_path / "a")
+    straight = train_generator(cfg, result.root, encoder, tokenizer, tmp_path / "a").run_dir
 
     class Crash(Exception):
         pass
@@ -66,11 +67,11 @@ def test_resume_continues_exactly(tiny_stage_runs, tmp_path):
 
     with pytest.raises(Crash):
         train_generator(cfg, result.root, encoder, tokenizer, tmp_path / "b", progress=crash)
-    resumed = train_generator(cfg, result.root, encoder, tokenizer, tmp_path / "b", resume=True)
+    resumed = train_generator(cfg, result.root, encoder, tokenizer, tmp_path / "b", resume=True).run_dir
     weights = []
     for run in (straight, resumed):
         model = load_generator(run).model
-        load_weights(run / LAST_WEIGHTS, model)
+        load_weights(run / run_layout.last_weights_file("generator"), model)
         weights.append(model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert isinstance(load_generator(resumed).model, ScaleAR)

@@ -6,13 +6,15 @@ import torch
 from PIL import Image
 
 import mindhier
+from mindhier import run_layout
 from mindhier.checkpoint import load_weights
 from mindhier.cli import main
 from mindhier.data import layout
+from mindhier.data.image_tensors import resize_uint8, to_model_input
 from mindhier.data.token_cache import TokenCache, build_token_cache
 from mindhier.errors import DataError
 from mindhier.models.tokenizer import Tokenizer
-from mindhier.train.tokenizer import LAST_WEIGHTS, resize_uint8, to_model_input, train_tokenizer
+from mindhier.train.tokenizer import train_tokenizer
 
 
 def test_cli_trains_logs_figures_and_tokenizes(tiny_dataset, tmp_path, capsys):
@@ -54,7 +56,7 @@ def test_cli_trains_logs_figures_and_tokenizes(tiny_dataset, tmp_path, capsys):
 
 def test_resume_continues_exactly(tiny_dataset, tmp_path):
     cfg, result = tiny_dataset
-    straight = train_tokenizer(cfg, result.root, tmp_path / "straight")
+    straight = train_tokenizer(cfg, result.root, tmp_path / "straight").run_dir
 
     class Crash(Exception):
         pass
@@ -69,7 +71,7 @@ def test_resume_continues_exactly(tiny_dataset, tmp_path):
     last = []
     for run in (straight, tmp_path / "resumed"):
         model = Tokenizer(cfg.tokenizer)
-        load_weights(run / LAST_WEIGHTS, model)
+        load_weights(run / run_layout.last_weights_file("tokenizer"), model)
         last.append(model.state_dict())
     assert all(torch.equal(last[0][k], last[1][k]) for k in last[0])
 
@@ -81,7 +83,7 @@ def test_trains_on_a_plain_image_folder(tmp_path, make_config):
     for i in range(40):
         Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(folder / f"p{i:02d}.png")
     cfg = make_config()
-    run = train_tokenizer(cfg, f"folder:{folder}", tmp_path / "run")
+    run = train_tokenizer(cfg, f"folder:{folder}", tmp_path / "run").run_dir
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["images"] == {"source": f"folder:{folder}", "train": 36, "val": 4}
     assert not (tmp_path / "pictures" / layout.MANIFEST).exists()

@@ -30,12 +30,18 @@ from typing import Any
 
 import torch
 
+from mindhier import run_layout
 from mindhier.config import DdimConfig, MindhierConfig, SamplerConfig, to_dict
 from mindhier.fileio import read_json
 from mindhier.metrics.recons_eval import OFFLINE_HEADLINE_METRICS
 from mindhier.progress import ProgressFn, report
 from mindhier.provenance import machine, provenance
-from mindhier.report.run_layout import DIFFUSION, ENCODER, GENERATORS, TOKENIZER
+from mindhier.run_layout import (
+    PIPELINE_DIFFUSION,
+    PIPELINE_ENCODER,
+    PIPELINE_GENERATORS,
+    PIPELINE_TOKENIZER,
+)
 from mindhier.sampling.ddim import sample_ddim
 from mindhier.sampling.decoders import DiffusionDecoder, ScaleWiseDecoder
 from mindhier.sampling.reconstruct import Reconstructor
@@ -93,8 +99,8 @@ def time_variant(
     _reset_peak_memory(device)
     _sync(device)
     start = time.perf_counter()
-    levels, pooled, _ = reconstructor.condition(voxels_BV, subject)
-    null_levels, null_pooled, _ = reconstructor.condition(torch.zeros(1, voxels_BV.shape[1]), subject)
+    levels, pooled, _ = reconstructor.condition.of_voxels(voxels_BV, subject)
+    null_levels, null_pooled, _ = reconstructor.condition.null(subject)
     _sync(device)
     encoded = time.perf_counter()
     if kind == "scale-wise":
@@ -117,7 +123,7 @@ def time_variant(
         shapes = decoder.model.shapes
         noise = torch.randn(
             len(levels), shapes.latent_channels, shapes.latent_side, shapes.latent_side, generator=generator
-        )
+        ).to(levels.device)
         z = sample_ddim(
             decoder.model,
             decoder.schedule,
@@ -216,24 +222,26 @@ def bench_decoders(
     repeats: int = 3,
     curve_steps: tuple[int, ...] = CURVE_STEPS,
     progress: ProgressFn | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Train or reuse the demo run in `run_dir` (with the baseline), then measure; reconstructions go to
-    `out_dir`. Returns the record `mindhier bench decoders` writes."""
+    """Train or reuse the demo run in `run_dir` (with the baseline) on `device`, then measure there;
+    reconstructions go to `out_dir`. Returns the record `mindhier bench decoders` writes."""
     from mindhier.data.nsd import open_dataset
     from mindhier.demo import run_demo
     from mindhier.metrics.extractors import build_extractors
     from mindhier.metrics.judge import get_judge
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    demo = run_demo(cfg, run_dir, progress=progress, judge_cache=judge_cache, with_diffusion=True)
+    demo = run_demo(cfg, run_dir, progress=progress, judge_cache=judge_cache, with_diffusion=True, device=device)
     routing = cfg.demo.routings[0]
-    device = torch.device("cpu")
+    encoder, tokenizer = run_dir / PIPELINE_ENCODER, run_dir / PIPELINE_TOKENIZER
     reconstructors = {
         "scale-wise": Reconstructor.from_runs(
-            run_dir / GENERATORS / routing, run_dir / ENCODER, run_dir / TOKENIZER, cfg.sampler
+            run_dir / PIPELINE_GENERATORS / routing, encoder, tokenizer, cfg.sampler, device=device
         ),
-        "diffusion": Reconstructor.from_runs(run_dir / DIFFUSION, run_dir / ENCODER, run_dir / TOKENIZER, cfg.ddim),
+        "diffusion": Reconstructor.from_runs(run_dir / PIPELINE_DIFFUSION, encoder, tokenizer, cfg.ddim, device=device),
     }
+    device = torch.device(device)
     subject = next(iter(reconstructors["scale-wise"].encoder.shapes.voxels))
     with open_dataset(demo.data_dir, subjects=[subject], check_images=False) as dataset:
         voxels = dataset.split(subject, "test").voxels()
@@ -243,7 +251,7 @@ def bench_decoders(
     speed = measure_speed(reconstructors, timed, voxels, subject, usable, repeats, device, progress)
 
     judge = get_judge(Path(judge_cache), progress=progress) if judge_cache is not None else None
-    extractors = build_extractors([n for n in ("lite0_early", "lite0_late", "lite2_early", "lite2_late")])
+    extractors = build_extractors(["lite0_early", "lite0_late", "lite2_early", "lite2_late"], device=device)
     curve = {f"ddim-{s}": dataclasses.replace(cfg.ddim, steps=s) for s in curve_steps}
     quality_samplers = {**timed, **{k: v for k, v in curve.items() if k not in timed}}
     quality = measure_quality(
@@ -256,8 +264,8 @@ def bench_decoders(
         for d in ("ddim-25", "ddim-50")
         for s in ("scale-wise", "scale-wise, guidance off for the last two scales")
     }
-    generator_summary = read_json(run_dir / GENERATORS / routing / "train_summary.json", "generator summary")
-    diffusion_summary = read_json(run_dir / DIFFUSION / "train_summary.json", "diffusion summary")
+    generator_summary = read_json(run_dir / PIPELINE_GENERATORS / routing / run_layout.SUMMARY, "generator summary")
+    diffusion_summary = read_json(run_dir / PIPELINE_DIFFUSION / run_layout.SUMMARY, "diffusion summary")
     return {
         "benchmark": "decoders",
         "preset": cfg.preset,

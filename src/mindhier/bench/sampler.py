@@ -46,20 +46,26 @@ def bench_shapes(cfg: MindhierConfig) -> GeneratorShapes:
 def measure_batch(model: ScaleAR, tokenizer: Tokenizer, sampler_cfg: SamplerConfig, batch: int, repeats: int):
     """Median sampling and teacher-forced times for `batch` brain inputs, and the median time per scale."""
     shapes = model.shapes
-    null_levels = torch.zeros(1, shapes.n_levels, shapes.level_tokens, shapes.context_width)
-    null_pooled = torch.zeros(1, shapes.pooled_width)
-    levels = torch.randn(batch, shapes.n_levels, shapes.level_tokens, shapes.context_width)
-    pooled = torch.randn(batch, shapes.pooled_width)
-    tokens = [torch.randint(0, shapes.vocab, (batch, s * s)) for s in shapes.scales]
+    device = next(model.parameters()).device
+    null_levels = torch.zeros(1, shapes.n_levels, shapes.level_tokens, shapes.context_width, device=device)
+    null_pooled = torch.zeros(1, shapes.pooled_width, device=device)
+    levels = torch.randn(batch, shapes.n_levels, shapes.level_tokens, shapes.context_width).to(device)
+    pooled = torch.randn(batch, shapes.pooled_width).to(device)
+    tokens = [torch.randint(0, shapes.vocab, (batch, s * s)).to(device) for s in shapes.scales]
     next_inputs = tokenizer.quantize.teacher_forcing_inputs(tokens).repeat(2, 1, 1)
     both_levels = torch.cat([levels, null_levels.expand(batch, -1, -1, -1)])
     both_pooled = torch.cat([pooled, null_pooled.expand(batch, -1)])
     f_hat = tokenizer.quantize.decode(tokens)
     per_scale: list[list[float]] = []
 
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     def teacher_forced():
         model(next_inputs, both_levels, both_pooled)
         tokenizer.decode_latent(f_hat)
+        sync()
 
     def sampled():
         seconds: list[float] = []
@@ -67,6 +73,7 @@ def measure_batch(model: ScaleAR, tokenizer: Tokenizer, sampler_cfg: SamplerConf
         sample(
             model, tokenizer, levels, pooled, null_levels, null_pooled, sampler_cfg, generator, scale_seconds=seconds
         )
+        sync()
         per_scale.append(seconds)
 
     teacher_forced(), sampled()  # warm-up
@@ -81,10 +88,11 @@ def measure_batch(model: ScaleAR, tokenizer: Tokenizer, sampler_cfg: SamplerConf
     return statistics.median(sample_times), statistics.median(forward_times), scale_median
 
 
-def bench_sampler(cfg: MindhierConfig, batches=(1, 32), repeats: int = 5) -> dict[str, Any]:
+def bench_sampler(cfg: MindhierConfig, batches=(1, 32), repeats: int = 5, device: str = "cpu") -> dict[str, Any]:
     torch.manual_seed(0)
     shapes = bench_shapes(cfg)
-    model, tokenizer = ScaleAR(cfg.generator, shapes).eval(), Tokenizer(cfg.tokenizer).eval()
+    model = ScaleAR(cfg.generator, shapes).to(device).eval()
+    tokenizer = Tokenizer(cfg.tokenizer).to(device).eval()
     sampler_cfg = SamplerConfig(**{**to_dict(cfg.sampler), "samples": 1, "cfg_off_from": 0})
     if sampler_cfg.cfg_scale == 0:
         sampler_cfg = SamplerConfig(**{**to_dict(sampler_cfg), "cfg_scale": 3.0})

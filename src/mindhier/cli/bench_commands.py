@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mindhier.cli.options import apply_threads, default_cache_dir, progress_bar, resolve_config, simulator_flags
+from mindhier.cli.options import (
+    apply_threads,
+    default_cache_dir,
+    inference_device,
+    progress_bar,
+    resolve_config,
+    simulator_flags,
+)
 
 
 def cmd_bench_simulate(args: argparse.Namespace) -> int:
@@ -33,7 +40,7 @@ def cmd_bench_sampler(args: argparse.Namespace) -> int:
 
     cfg = resolve_config(args)
     apply_threads(args)
-    record = bench_sampler(cfg)
+    record = bench_sampler(cfg, device=inference_device(args))
     write_json(args.out, record)
     ratio = record["ratio_sampling_to_teacher_forced"]
     print(f"sampler: {record['images_per_second']} images/s; sampling / teacher-forced = {ratio}; wrote {args.out}")
@@ -58,6 +65,7 @@ def cmd_bench_decoders(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             curve_steps=tuple(args.curve_steps),
             progress=progress,
+            device=inference_device(args),
         )
     finally:
         progress.close()

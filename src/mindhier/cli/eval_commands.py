@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import argparse
 
-from mindhier.cli.options import apply_threads, default_cache_dir, progress_bar, weights_option
+from mindhier.cli.options import apply_threads, default_cache_dir, inference_device, progress_bar, weights_option
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from mindhier import run_layout
     from mindhier.config import apply_overrides
     from mindhier.errors import ConfigError
-    from mindhier.runs import is_diffusion_run, load_generator, load_run_config
+    from mindhier.runs import load_generator, load_run_config
     from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions
 
     apply_threads(args)
+    device = inference_device(args)
     run_cfg = apply_overrides(load_run_config(args.generator), args.overrides)
-    if is_diffusion_run(args.generator):
+    if run_layout.run_kind(args.generator) == "diffusion":
         if args.routing not in (None, "static_terminal"):
             raise ConfigError(f"{args.generator} is the diffusion baseline: its guidance is static_terminal")
         sampler = run_cfg.ddim
     else:
         load_generator(args.generator, routing=args.routing)  # refuses a routing it was not trained with
         sampler = run_cfg.sampler
-    reconstructor = Reconstructor.from_runs(args.generator, args.encoder, args.tokenizer, sampler)
+    reconstructor = Reconstructor.from_runs(args.generator, args.encoder, args.tokenizer, sampler, device=device)
     subject = args.subject or next(iter(reconstructor.encoder.shapes.voxels))
     progress = progress_bar(args)
     try:
@@ -41,6 +43,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             args.determinism,
             args.overwrite,
             progress,
+            batch_size=args.batch_size,
         )
     finally:
         progress.close()
@@ -51,7 +54,16 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def cmd_ceiling(args: argparse.Namespace) -> int:
     from mindhier.sampling.reconstruct import write_tokenizer_ceiling
 
-    out = write_tokenizer_ceiling(args.tokenizer, args.data, args.out, args.subject, args.split, args.overwrite)
+    out = write_tokenizer_ceiling(
+        args.tokenizer,
+        args.data,
+        args.out,
+        args.subject,
+        args.split,
+        args.overwrite,
+        device=inference_device(args),
+        batch_size=args.batch_size,
+    )
     print(f"wrote {out}")
     return 0
 
@@ -62,9 +74,15 @@ def cmd_eval_recons(args: argparse.Namespace) -> int:
     from mindhier.metrics.recons_eval import evaluate_reconstructions, format_metrics
 
     apply_threads(args)
+    device = inference_device(args)
     progress = progress_bar(args)
     try:
-        extractors = build_extractors(weights=weights_option(args.weights), torch_hub_dir=args.torch_hub)
+        extractors = build_extractors(
+            weights=weights_option(args.weights),
+            torch_hub_dir=args.torch_hub,
+            device=device,
+            batch_size=args.batch_size,
+        )
         judge = None if args.no_judge else get_judge(args.cache or default_cache_dir(), progress=progress)
         record = evaluate_reconstructions(
             args.recons,
@@ -104,10 +122,14 @@ def cmd_eval_encoder(args: argparse.Namespace) -> int:
             split=args.split,
             features=args.features,
             progress=progress,
+            device=inference_device(args),
+            batch_size=args.batch_size,
         )
     finally:
         progress.close()
-    out = (args.out or args.run) / "encoder_eval.json"
+    from mindhier import run_layout
+
+    out = (args.out or args.run) / run_layout.ENCODER_EVAL
     write_json(out, result)
     print(format_encoder_eval(result))
     print(f"wrote {out}")

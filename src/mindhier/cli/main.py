@@ -17,7 +17,8 @@ from mindhier.cli.eval_commands import (
     cmd_reconstruct,
     cmd_report,
 )
-from mindhier.cli.options import add_config_options, add_runtime_options, add_simulator_flags
+from mindhier.cli.options import add_config_options, add_device_options, add_runtime_options, add_simulator_flags
+from mindhier.cli.plan_commands import add_plan_parser
 from mindhier.cli.run_commands import cmd_config_show, cmd_data_info, cmd_demo, cmd_features, cmd_simulate
 from mindhier.cli.train_commands import (
     cmd_tokenize,
@@ -74,12 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cache", type=Path, help="cache for the scene judge (default: ~/.cache/mindhier)")
     p.add_argument("--no-judge", action="store_true", help="skip the scene judge")
+    add_device_options(p)
     add_config_options(p)
     add_runtime_options(p)
     p.set_defaults(func=cmd_bench_decoders)
 
     p = bench.add_parser("sampler", help="time scale-wise sampling against one teacher-forced forward")
     p.add_argument("--out", type=Path, required=True, help="result file (.json)")
+    add_device_options(p)
     add_config_options(p)
     add_runtime_options(p)
     p.set_defaults(func=cmd_bench_sampler)
@@ -93,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--with-diffusion", action="store_true", help="add the latent diffusion baseline (matched size and FLOPs)"
     )
+    add_device_options(p, 1, "brain inputs sampled together when reconstructing (default 1)")
     add_config_options(p)
     add_runtime_options(p)
     p.set_defaults(func=cmd_demo)
@@ -103,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, nargs="+", help="1-based teacher layers, shallow to deep")
     p.add_argument("--out", type=Path, help="cache folder (default: DATA/features/<teacher>-<key>)")
     p.add_argument("--overwrite", action="store_true", help="replace a cache made with another configuration")
+    add_device_options(p, 64, "images per teacher forward (default 64)")
     add_config_options(p)
     add_runtime_options(p)
     p.set_defaults(func=cmd_features)
@@ -149,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="dataset folder")
     p.add_argument("--out", type=Path, help="cache folder (default: DATA/tokens/tokenizer-<key>)")
     p.add_argument("--overwrite", action="store_true", help="replace a cache made with another tokenizer")
+    add_device_options(p, 128, "images per tokenizer forward (default 128)")
     add_runtime_options(p)
     p.set_defaults(func=cmd_tokenize)
 
@@ -187,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="sampler settings, e.g. --set sampler.cfg_scale=4",
     )
+    add_device_options(
+        p, 1, "brain inputs sampled together (default 1; larger batches give the same tokens, pixels up to rounding)"
+    )
     add_runtime_options(p)
     p.set_defaults(func=cmd_reconstruct)
 
@@ -197,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["test", "val", "test_old"])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--overwrite", action="store_true")
+    add_device_options(p, 64)
     p.set_defaults(func=cmd_ceiling)
 
     p = commands.add_parser("report", help="a static HTML report of pipeline runs (opens from disk)")
@@ -223,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--torch-hub", type=Path, help="torch hub directory to look in (default: torch's)")
     p.add_argument("--cache", type=Path, help="cache for the judge network (default: ~/.cache/mindhier)")
     p.add_argument("--no-judge", action="store_true", help="skip the scene judge")
+    add_device_options(p, 64, "images per metric-network forward (default 64)")
     add_runtime_options(p)
     p.set_defaults(func=cmd_eval_recons)
     p = evaluate.add_parser("compare", help="paired comparison of several metrics.json on the same images")
@@ -236,8 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["test", "val", "test_old"])
     p.add_argument("--features", type=Path, help="feature cache folder (default: built or reused under DATA)")
     p.add_argument("--out", type=Path, help="folder for encoder_eval.json (default: the run folder)")
+    add_device_options(p, 256, "brain inputs per encoder forward (default 256)")
     add_runtime_options(p)
     p.set_defaults(func=cmd_eval_encoder)
+
+    add_plan_parser(commands)
 
     config = commands.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
     p = config.add_parser("show", help="print the resolved configuration")

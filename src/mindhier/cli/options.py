@@ -27,6 +27,32 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def add_device_options(parser: argparse.ArgumentParser, batch_default: int | None = None, batch_help: str = "") -> None:
+    """`--device` (and `--batch-size` when the command batches) for commands that run networks."""
+    parser.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available, else cpu)")
+    if batch_default is not None:
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=batch_default,
+            help=batch_help or f"items per batch (default {batch_default})",
+        )
+
+
+def inference_device(args: argparse.Namespace) -> str:
+    """The device a non-training command runs on; a CUDA device that is not there is a user error."""
+    import torch
+
+    from mindhier.errors import ConfigError
+
+    wanted = getattr(args, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
+    if wanted.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {wanted} asked for, but torch sees no CUDA device; pass --device cpu")
+    if getattr(args, "batch_size", 1) is not None and getattr(args, "batch_size", 1) < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    return wanted
+
+
 def resolve_config(args: argparse.Namespace, extra: list[str] | None = None):
     from mindhier.config import resolve
 
@@ -70,19 +96,20 @@ def apply_threads(args: argparse.Namespace) -> None:
 
 
 def distributed_setup(args: argparse.Namespace):
-    """(device, rank, world_size); under torchrun, initialise the process group from its variables."""
+    """(device, rank, world_size); under torchrun (any process count), initialise the process group from its
+    variables, so `torchrun --nproc_per_node 1` trains with the configured DDP/FSDP wrapping for real."""
     import os
 
     import torch
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    wanted = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if world_size > 1:
-        backend = "nccl" if wanted == "cuda" else "gloo"
+    wanted = inference_device(args)
+    if "TORCHELASTIC_RUN_ID" in os.environ or world_size > 1:  # under torchrun, even with one process
+        backend = "nccl" if wanted.startswith("cuda") else "gloo"
         torch.distributed.init_process_group(backend=backend)
-        device = f"cuda:{local_rank}" if wanted == "cuda" else "cpu"
-        if wanted == "cuda":
+        device = f"cuda:{local_rank}" if wanted.startswith("cuda") else "cpu"
+        if wanted.startswith("cuda"):
             torch.cuda.set_device(local_rank)
         return device, rank, world_size
     return wanted, 0, 1

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from mindhier.cli.options import apply_threads, default_cache_dir, progress_bar, resolve_config, simulator_flags
+from mindhier.cli.options import (
+    apply_threads,
+    default_cache_dir,
+    inference_device,
+    progress_bar,
+    resolve_config,
+    simulator_flags,
+)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -45,10 +52,16 @@ def cmd_features(args: argparse.Namespace) -> int:
         extra.append("teacher.layers=" + ",".join(map(str, args.layers)))
     cfg = resolve_config(args, extra)
     apply_threads(args)
+    device = inference_device(args)
     progress = progress_bar(args)
     try:
         cache = build_feature_cache(
-            args.data, build_teacher(cfg.teacher), out=args.out, overwrite=args.overwrite, progress=progress
+            args.data,
+            build_teacher(cfg.teacher, device=device),
+            out=args.out,
+            overwrite=args.overwrite,
+            progress=progress,
+            batch_size=args.batch_size,
         )
     finally:
         progress.close()
@@ -72,6 +85,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             progress=progress,
             judge_cache=None if args.no_judge else (args.cache or default_cache_dir()),
             with_diffusion=args.with_diffusion,
+            device=inference_device(args),
+            batch_size=args.batch_size,
         )
     finally:
         progress.close()

@@ -1,15 +1,29 @@
-"""Training subcommands: encoder, tokenizer (+ token cache), generator, diffusion baseline."""
+"""Training subcommands: encoder, tokenizer (+ token cache), generator, diffusion baseline.
+
+Every training command runs the same way alone or under `torchrun` (one process per GPU): the process group
+is started from torchrun's variables, rank 0 draws the progress bar and prints, and every loop returns a
+`TrainResult` whose summary the command prints.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from mindhier.cli.options import apply_threads, distributed_setup, progress_bar, resolve_config
+from mindhier.cli.options import (
+    apply_threads,
+    distributed_setup,
+    inference_device,
+    progress_bar,
+    resolve_config,
+)
 
 
 def _train(args: argparse.Namespace, train, *inputs, **options):
     """Resolve the config, set threads and (under torchrun) the process group, and run `train(cfg, *inputs, ...)`
-    with a progress bar on rank 0. Returns (what `train` returned, rank)."""
+    with a progress bar on rank 0. Returns (the `TrainResult`, rank)."""
+    import torch.distributed as dist
+
     cfg = resolve_config(args)
     apply_threads(args)
     device, rank, world_size = distributed_setup(args)
@@ -19,7 +33,22 @@ def _train(args: argparse.Namespace, train, *inputs, **options):
     finally:
         if progress is not None:
             progress.close()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if rank == 0:
+        for notice in result.summary.get("notices", []):
+            print(f"mindhier: {notice}", file=sys.stderr)
     return result, rank
+
+
+def _where(summary: dict) -> str:
+    return f"{summary['world_size']} process(es), {summary['strategy']}, {summary['device']}"
+
+
+def _best(summary: dict, digits: int = 3) -> str:
+    if summary["best_val"] is None:
+        return "none (validation never scored; the final weights are kept)"
+    return f"{summary['best_val']:.{digits}f} at step {summary['best_step']}"
 
 
 def cmd_train_encoder(args: argparse.Namespace) -> int:
@@ -35,23 +64,22 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     if rank == 0:
+        s = run.summary
         print(
-            f"trained {run.steps} steps in {run.seconds:.1f} s; best val retrieval top-1 {run.best_val:.3f} "
-            f"at step {run.best_step}; run: {run.run_dir}"
+            f"trained {s['steps']} steps in {s['seconds']:.1f} s ({_where(s)}); best val retrieval top-1 {_best(s)}; "
+            f"run: {run.run_dir}"
         )
     return 0
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> int:
-    from mindhier.fileio import read_json
-    from mindhier.train.tokenizer import SUMMARY_FILE, train_tokenizer
+    from mindhier.train.tokenizer import train_tokenizer
 
-    run_dir, rank = _train(args, train_tokenizer, args.data, args.out, resume=args.resume)
+    run, rank = _train(args, train_tokenizer, args.data, args.out, resume=args.resume)
     if rank == 0:
-        summary = read_json(run_dir / SUMMARY_FILE, "training summary")
-        final = summary.get("final_val", {})
-        metrics = ", ".join(f"{k} {v:.3f}" for k, v in final.items())
-        print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s; val: {metrics}; run: {run_dir}")
+        s = run.summary
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in s.get("final_val", {}).items())
+        print(f"trained {s['steps']} steps in {s['seconds']:.1f} s ({_where(s)}); val: {metrics}; run: {run.run_dir}")
     return 0
 
 
@@ -59,9 +87,18 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     from mindhier.data.token_cache import build_token_cache
 
     apply_threads(args)
+    device = inference_device(args)
     progress = progress_bar(args)
     try:
-        cache = build_token_cache(args.data, args.run, out=args.out, overwrite=args.overwrite, progress=progress)
+        cache = build_token_cache(
+            args.data,
+            args.run,
+            out=args.out,
+            overwrite=args.overwrite,
+            progress=progress,
+            device=device,
+            batch_size=args.batch_size,
+        )
     finally:
         progress.close()
     scales = "×".join(str(s) for s in cache.scales)
@@ -69,11 +106,9 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_decoder(args: argparse.Namespace, train, summary_file: str) -> dict | None:
+def _train_decoder(args: argparse.Namespace, train):
     """Train a Stage-2 decoder (generator or diffusion baseline) on a frozen encoder and tokenizer."""
-    from mindhier.fileio import read_json
-
-    run_dir, rank = _train(
+    return _train(
         args,
         train,
         args.data,
@@ -83,30 +118,31 @@ def _train_decoder(args: argparse.Namespace, train, summary_file: str) -> dict |
         subjects=tuple(args.subjects) if args.subjects else None,
         resume=args.resume,
     )
-    return {**read_json(run_dir / summary_file, "training summary"), "run": run_dir} if rank == 0 else None
 
 
 def cmd_train_generator(args: argparse.Namespace) -> int:
-    from mindhier.train.generator import SUMMARY_FILE, train_generator
+    from mindhier.train.generator import train_generator
 
-    summary = _train_decoder(args, train_generator, SUMMARY_FILE)
-    if summary is not None:
+    run, rank = _train_decoder(args, train_generator)
+    if rank == 0:
+        s = run.summary
         print(
-            f"trained a {summary['routing']} generator ({summary['parameters']:,} parameters) for {summary['steps']} "
-            f"steps in {summary['seconds']:.1f} s; best val loss {summary['best_val_loss']:.3f}; run: {summary['run']}"
+            f"trained a {s['routing']} generator ({s['parameters']:,} parameters) for {s['steps']} steps in "
+            f"{s['seconds']:.1f} s ({_where(s)}); best val loss {_best(s)}; run: {run.run_dir}"
         )
     return 0
 
 
 def cmd_train_diffusion(args: argparse.Namespace) -> int:
-    from mindhier.train.diffusion import SUMMARY_FILE, train_diffusion
+    from mindhier.train.diffusion import train_diffusion
 
-    summary = _train_decoder(args, train_diffusion, SUMMARY_FILE)
-    if summary is not None:
+    run, rank = _train_decoder(args, train_diffusion)
+    if rank == 0:
+        s = run.summary
         print(
-            f"trained the diffusion baseline ({summary['parameters']:,} parameters, "
-            f"{summary['parameter_ratio']:.3f}× the generator's) for {summary['steps']} steps "
-            f"({summary['training_flops']:.3g} training FLOPs; generator {summary['generator_training_flops']:.3g}) "
-            f"in {summary['seconds']:.1f} s; best val loss {summary['best_val_loss']:.4f}; run: {summary['run']}"
+            f"trained the diffusion baseline ({s['parameters']:,} parameters, "
+            f"{s['parameter_ratio']:.3f}× the generator's) for {s['steps']} steps "
+            f"({s['training_flops']:.3g} training FLOPs; generator {s['generator_training_flops']:.3g}) "
+            f"in {s['seconds']:.1f} s ({_where(s)}); best val loss {_best(s, 4)}; run: {run.run_dir}"
         )
     return 0

@@ -7,6 +7,7 @@ Each dataclass checks its own values and raises `ConfigError` naming the field a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from mindhier.errors import ConfigError
 
@@ -195,9 +196,41 @@ class AlignmentConfig:
         _check_range("alignment.text_weight", self.text_weight, 0.0, 1e6)
 
 
+STRATEGIES = ("ddp", "fsdp")
+PRECISIONS = ("auto", "fp32", "bf16")
+LOG_SINKS = ("tensorboard", "wandb")
+
+
 @dataclass(frozen=True)
-class EncoderTrainConfig:
+class LoopConfig:
+    """How a training loop runs, shared by every stage (README "Many GPUs"): process wrapping, precision,
+    activation checkpointing, gradient accumulation and extra log sinks. Nothing here changes the objective:
+    N processes with the same global batch reproduce one process (within floating-point tolerance)."""
+
+    section: ClassVar[str] = "train"  # the config section name, for messages
+    strategy: str = "ddp"  # ddp (replicated) | fsdp (FSDP2 fully_shard per block; one process trains unsharded)
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 (fp32 master weights)
+    activation_checkpointing: bool = False  # recompute each block's activations in the backward pass
+    micro_batch: int = 0  # rows per forward on one process (0 = its whole share); the rest is accumulated
+    log_sinks: tuple[str, ...] = ()  # besides log.jsonl: tensorboard | wandb (optional extras)
+
+    def __post_init__(self) -> None:
+        where = self.section
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"{where}.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"{where}.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        _check_range(f"{where}.micro_batch", self.micro_batch, 0, 1_000_000)
+        bad = [s for s in self.log_sinks if s not in LOG_SINKS]
+        if bad:
+            raise ConfigError(f"{where}.log_sinks must name sinks among {', '.join(LOG_SINKS)}, got {bad}")
+
+
+@dataclass(frozen=True)
+class EncoderTrainConfig(LoopConfig):
     """Stage-1 optimisation: AdamW + OneCycle over a fixed number of steps (method.md §3.4)."""
+
+    section: ClassVar[str] = "train_encoder"
 
     steps: int = 800  # optimizer steps; the OneCycle schedule spans them
     batch_size: int = 128  # global batch (split evenly across ranks)
@@ -210,7 +243,8 @@ class EncoderTrainConfig:
     seed: int = 0  # initialisation, batch order and dropout
 
     def __post_init__(self) -> None:
-        _check_range("train_encoder.steps", self.steps, 1, 10_000_000)
+        super().__post_init__()
+        _check_range("train_encoder.steps", self.steps, 4, 10_000_000)  # OneCycle needs two steps per phase
         _check_range("train_encoder.batch_size", self.batch_size, 2, 1_000_000)
         _check_range("train_encoder.lr", self.lr, 1e-8, 1.0)
         _check_range("train_encoder.weight_decay", self.weight_decay, 0.0, 10.0)
@@ -261,8 +295,10 @@ class TokenizerConfig:
 
 
 @dataclass(frozen=True)
-class TokenizerTrainConfig:
+class TokenizerTrainConfig(LoopConfig):
     """Tokenizer optimisation: AdamW at a constant rate after a short warm-up."""
+
+    section: ClassVar[str] = "train_tokenizer"
 
     steps: int = 600
     batch_size: int = 32
@@ -282,6 +318,7 @@ class TokenizerTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_range("train_tokenizer.steps", self.steps, 1, 10_000_000)
         _check_range("train_tokenizer.batch_size", self.batch_size, 1, 100_000)
         _check_range("train_tokenizer.lr", self.lr, 1e-8, 1.0)
@@ -327,8 +364,10 @@ class GeneratorConfig:
 
 
 @dataclass(frozen=True)
-class GeneratorTrainConfig:
+class GeneratorTrainConfig(LoopConfig):
     """Stage-2 optimisation: AdamW(0.9, 0.95), constant rate after warm-up, clipping (method.md §5.5)."""
+
+    section: ClassVar[str] = "train_generator"
 
     steps: int = 250
     batch_size: int = 64
@@ -341,6 +380,7 @@ class GeneratorTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_range("train_generator.steps", self.steps, 1, 10_000_000)
         _check_range("train_generator.batch_size", self.batch_size, 1, 1_000_000)
         _check_range("train_generator.lr", self.lr, 1e-8, 1.0)
@@ -359,8 +399,11 @@ class SamplerConfig:
     temperature: float = 1.0
     samples: int = 1  # N samples per brain input; the first is reported unless a brain-only rule selects
     seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16 (blocks under bf16 autocast; logits, filtering and draws in fp32)
 
     def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"sampler.precision must be fp32 or bf16, got {self.precision!r}")
         _check_range("sampler.cfg_scale", self.cfg_scale, 0.0, 100.0)
         _check_range("sampler.cfg_off_from", self.cfg_off_from, 0, 1000)
         _check_range("sampler.top_k", self.top_k, 0, 1_000_000)
@@ -409,8 +452,10 @@ class DiffusionConfig:
 
 
 @dataclass(frozen=True)
-class DiffusionTrainConfig:
+class DiffusionTrainConfig(LoopConfig):
     """Baseline optimisation: AdamW(0.9, 0.999), constant rate after warm-up, clipping; ε-prediction loss."""
+
+    section: ClassVar[str] = "train_diffusion"
 
     steps: int = 0  # 0: as many steps as match the scale-wise generator's training FLOPs (train_generator)
     batch_size: int = 64
@@ -423,6 +468,7 @@ class DiffusionTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_range("train_diffusion.steps", self.steps, 0, 10_000_000)
         _check_range("train_diffusion.batch_size", self.batch_size, 1, 1_000_000)
         _check_range("train_diffusion.lr", self.lr, 1e-8, 1.0)

@@ -111,14 +111,29 @@ def nsd_paper() -> MindhierConfig:
             cfg_dropout=0.1,
         ),
         # paper: global batch 80, 9,000 iterations from pretrained Switti; AdamW(0.9, 0.95), lr 1e-4, clip 1
+        # FSDP per Switti block with activation checkpointing: `mindhier plan --preset nsd-paper --gpus 8
+        # --gpu-memory 80` fits a micro-batch of 92 per GPU (DDP would fit 1 without checkpointing)
         train_generator=GeneratorTrainConfig(
-            steps=9000, batch_size=80, lr=1e-4, warmup_steps=0, eval_every=500, checkpoint_every=500
+            steps=9000,
+            batch_size=80,
+            lr=1e-4,
+            warmup_steps=0,
+            eval_every=500,
+            checkpoint_every=500,
+            strategy="fsdp",
+            activation_checkpointing=True,
         ),
-        sampler=SamplerConfig(cfg_scale=6.0, top_k=400, top_p=0.95, samples=1, seed=59),
+        sampler=SamplerConfig(cfg_scale=6.0, top_k=400, top_p=0.95, samples=1, seed=59, precision="bf16"),
         # the baseline at DiT-XL's depth and heads, width matched to the generator's parameters; FLOP-matched steps
         diffusion=DiffusionConfig(depth=28, width=1152, heads=16),
         train_diffusion=DiffusionTrainConfig(
-            batch_size=80, lr=1e-4, warmup_steps=0, eval_every=500, checkpoint_every=500
+            batch_size=80,
+            lr=1e-4,
+            warmup_steps=0,
+            eval_every=500,
+            checkpoint_every=500,
+            strategy="fsdp",
+            activation_checkpointing=True,
         ),
         train_encoder=EncoderTrainConfig(
             steps=17_578,

@@ -22,7 +22,6 @@ H/W pixels.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from mindhier.data.feature_fingerprint import (
 )
 from mindhier.data.nsd import NSDDataset, open_dataset
 from mindhier.errors import DataError, MindhierError
-from mindhier.fileio import read_json, staged_directory, write_json
+from mindhier.fileio import read_json, sha256_file, staged_directory, write_json
 from mindhier.progress import ProgressFn, report
 from mindhier.teachers.base import Teacher, TeacherLevel
 
@@ -195,7 +194,7 @@ def _write(
                 "n_images": len(shard_N),
                 "first_index": int(shard_N[0]),
                 "last_index": int(shard_N[-1]),
-                "sha256": _file_sha256(staging / name),
+                "sha256": sha256_file(staging / name),
             }
         )
     meta = {
@@ -218,14 +217,6 @@ def _to_storage(x: torch.Tensor, what: str) -> torch.Tensor:
     if not torch.isfinite(stored).all():
         raise DataError(f"{what} features are not finite in float16 (overflow or NaN); check the teacher's weights")
     return stored
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _differences(meta: dict, teacher_identity: dict, fingerprint: dict) -> str:
@@ -328,7 +319,7 @@ class FeatureCache:
                 raise
             except Exception as err:  # safetensors reports a damaged header or short file in its own types
                 raise DataError(f"feature cache shard {file} is corrupt ({err}); {hint}") from err
-            if verify and _file_sha256(file) != shard.get("sha256"):
+            if verify and sha256_file(file) != shard.get("sha256"):
                 raise DataError(f"feature cache shard {file} does not match its checksum in meta.json; {hint}")
             pieces.append(index_n)
             starts.append(position)

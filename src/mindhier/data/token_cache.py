@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mindhier.data.feature_fingerprint import canonical_json, image_set_fingerprint, referenced_stimuli
+from mindhier.data.image_tensors import resize_uint8, to_model_input
 from mindhier.data.nsd import open_dataset
 from mindhier.errors import DataError
 from mindhier.fileio import read_json, staged_directory, write_json
@@ -70,13 +71,14 @@ class TokenCache:
 
 def tokenizer_identity(tokenizer_run: Path) -> dict:
     """Config and weights hash of a trained tokenizer run (what its tokens depend on)."""
+    from mindhier import run_layout
     from mindhier.config import to_dict
     from mindhier.runs import load_run_config
     from mindhier.teachers.base import file_identity
-    from mindhier.train.tokenizer import TOKENIZER_WEIGHTS
 
     cfg = load_run_config(tokenizer_run)
-    return {"tokenizer": to_dict(cfg.tokenizer), "weights": file_identity(tokenizer_run / TOKENIZER_WEIGHTS)}
+    weights = tokenizer_run / run_layout.weights_file("tokenizer")
+    return {"tokenizer": to_dict(cfg.tokenizer), "weights": file_identity(weights)}
 
 
 def build_token_cache(
@@ -86,12 +88,14 @@ def build_token_cache(
     batch_size: int = 128,
     progress: ProgressFn | None = None,
     overwrite: bool = False,
+    device: str | torch.device = "cpu",
 ) -> TokenCache:
+    """Encode every referenced stimulus with the tokenizer of `tokenizer_run` (on `device`) and store the tokens
+    (a cache with the same key is reused)."""
     from mindhier.runs import load_tokenizer
-    from mindhier.train.tokenizer import resize_uint8, to_model_input
 
     tokenizer_run = Path(tokenizer_run)
-    tokenizer = load_tokenizer(tokenizer_run)
+    tokenizer = load_tokenizer(tokenizer_run, device=device)
     with open_dataset(data_dir) as dataset:
         indices = referenced_stimuli(dataset)
         identity = tokenizer_identity(tokenizer_run)
@@ -113,8 +117,8 @@ def build_token_cache(
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             images = resize_uint8(dataset.images.load(chunk), tokenizer.cfg.image_px)
-            for k, t in enumerate(tokenizer.encode(to_model_input(images))):
-                per_scale[k].append(t.to(torch.int32))
+            for k, t in enumerate(tokenizer.encode(to_model_input(images, device))):
+                per_scale[k].append(t.to(torch.int32).cpu())
             report(progress, "tokenize stimuli", min(start + batch_size, len(indices)), len(indices))
     tensors = {"index": torch.from_numpy(indices.astype(np.int64))}
     tensors.update({f"scale{k + 1}": torch.cat(parts) for k, parts in enumerate(per_scale)})

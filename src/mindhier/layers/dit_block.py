@@ -40,9 +40,14 @@ class DiTBlock(nn.Module):
         self,
         x_BLC: torch.Tensor,
         cond_BC: torch.Tensor,
-        context_kv: tuple[torch.Tensor, torch.Tensor],
+        context_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        context_BSY: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`context_kv`: the cross-attention's projected keys/values of the context (`cross_attn.project_kv`)."""
+        """`context_kv`: the cross-attention's projected keys/values of the context (`cross_attn.project_kv`),
+        computed once when sampling; training passes the context itself, projected here inside the block's
+        own forward (what FSDP's per-block sharding needs)."""
+        if context_kv is None:
+            context_kv = self.cross_attn.project_kv(context_BSY.float())
         shift1, scale1, gate1, shift2, scale2, gate2 = rearrange(
             self.adaLN_modulation(cond_BC), "b (six c) -> six b 1 c", six=6
         )

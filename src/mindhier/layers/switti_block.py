@@ -102,7 +102,26 @@ class AdaLNSelfCrossBlock(nn.Module):
     def context_kv(self, context_BSY: torch.Tensor):
         return self.cross_attn.context_kv(self.attention_y_norm(context_BSY))
 
-    def forward(self, x_BlC, modulation, context_kv, freqs_lP=None, self_mask=None, cross_mask=None, past_kv=None):
+    def forward(
+        self,
+        x_BlC,
+        modulation=None,
+        context_kv=None,
+        freqs_lP=None,
+        self_mask=None,
+        cross_mask=None,
+        past_kv=None,
+        *,
+        cond_BD=None,
+        context_BSY=None,
+    ):
+        """Sampling passes the per-sample `modulation` and `context_kv` computed once (`modulation`,
+        `context_kv`); training passes `cond_BD` and `context_BSY`, so every use of the block's parameters
+        happens inside its own forward (what FSDP's per-block sharding needs)."""
+        if modulation is None:
+            modulation = self.modulation(cond_BD)
+        if context_kv is None:
+            context_kv = self.context_kv(context_BSY)
         gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation.unbind(2)
         h, new_kv = self.attn(self.self_attention_norm1(x_BlC) * (1 + scale1) + shift1, freqs_lP, self_mask, past_kv)
         x = x_BlC + self.self_attention_norm2(h) * gamma1

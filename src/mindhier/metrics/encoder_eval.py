@@ -24,6 +24,8 @@ import torch
 
 from mindhier.data.feature_cache import build_feature_cache
 from mindhier.data.nsd import open_dataset
+from mindhier.data.subject_items import subject_items
+from mindhier.data.target_lookup import TargetLookup
 from mindhier.errors import ConfigError
 from mindhier.metrics.identification import cosine_per_item, two_way_identification
 from mindhier.metrics.probes import fit_probe
@@ -32,7 +34,6 @@ from mindhier.models.brain_encoder import encode_in_batches
 from mindhier.progress import ProgressFn, report
 from mindhier.runs import load_encoder
 from mindhier.teachers import build_teacher
-from mindhier.train.encoder_data import TargetLookup, subject_items
 
 PROBE_ROWS = 200_000  # token rows used to fit a probe (items × Q), to bound memory at paper scale
 
@@ -56,8 +57,10 @@ def evaluate_encoder(
     features: str | Path | None = None,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 256,
 ) -> dict[str, Any]:
-    run = load_encoder(run_dir)
+    run = load_encoder(run_dir, device=device)
     cfg, model = run.cfg, run.model
     trained = run.shapes.voxels
     wanted = subjects or tuple(trained)
@@ -66,7 +69,7 @@ def evaluate_encoder(
         raise ConfigError(f"the encoder in {run_dir} was not trained on subject {missing[0]}; it knows {list(trained)}")
     expected = {s: trained[s] for s in wanted}
     dataset = open_dataset(data_dir, cfg.data, subjects=list(wanted), expected_voxels=expected)
-    teacher = build_teacher(cfg.teacher)
+    teacher = build_teacher(cfg.teacher, device=device)
     cache = build_feature_cache(data_dir, teacher, out=features, progress=progress)
     if cache.teacher != run.features.get("teacher"):
         raise ConfigError(
@@ -84,8 +87,8 @@ def evaluate_encoder(
         val = subject_items(dataset, subject, "val")
         chosen = _subsample(len(train), probe_items, seed)
         out = {
-            name: encode_in_batches(model, items.voxels_NV, subject)
-            for name, items in (("test", test), ("train", _take(train, chosen)), ("val", val))
+            name: encode_in_batches(model, items.voxels_NV, subject, batch_size, device)
+            for name, items in (("test", test), ("train", train.take(chosen)), ("val", val))
         }
         targets = {
             "test": lookup.get(test.images_N),
@@ -134,13 +137,6 @@ def evaluate_encoder(
         },
         "subjects": results,
     }
-
-
-def _take(items, chosen: np.ndarray):
-    from mindhier.train.encoder_data import SubjectItems
-
-    index = torch.from_numpy(chosen)
-    return SubjectItems(items.subject, items.voxels_NV[index], items.images_N[chosen])
 
 
 def format_encoder_eval(result: dict[str, Any]) -> str:

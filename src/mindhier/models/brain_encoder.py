@@ -169,7 +169,7 @@ class BrainEncoder(nn.Module):
 def encode_in_batches(
     encoder: BrainEncoder, voxels_NV: torch.Tensor, subject: int, batch_size: int = 256, device="cpu"
 ) -> EncoderOutput:
-    """Eval-mode outputs for many voxel vectors, on the CPU, concatenated."""
+    """Eval-mode outputs for many voxel vectors (computed on `device`), concatenated on the CPU."""
     was_training = encoder.training
     encoder.eval()
     parts = [encoder(voxels_NV[i : i + batch_size].to(device), subject) for i in range(0, len(voxels_NV), batch_size)]
@@ -181,12 +181,3 @@ def encode_in_batches(
         terminal_BQD=torch.cat([p.terminal_BQD.float().cpu() for p in parts]),
         text_BSD=None if text[0] is None else torch.cat([t.float().cpu() for t in text]),
     )
-
-
-def guidance_levels(out: EncoderOutput, supervision: str) -> torch.Tensor:
-    """The levels the generator cross-attends to: e_1..e_M, or for the `single` ablation (one fixed
-    terminal feature, method.md Table 2) e_M in every level slot, whatever the routing."""
-    if supervision == "single":
-        terminal = out.levels_BMQD[:, -1:]
-        return terminal.expand_as(out.levels_BMQD).contiguous()
-    return out.levels_BMQD

@@ -141,9 +141,8 @@ class LatentDiT(nn.Module):
         side = z_t_BChw.shape[-1]
         x = self.x_embedder(rearrange(z_t_BChw.float(), "b c h w -> b (h w) c")) + self.pos_LC
         cond = self.condition(t_B, pooled_BP)
-        context_kv = context_kv if context_kv is not None else self.context_kv(terminal_BQY)
-        for block, kv in zip(self.blocks, context_kv, strict=True):
-            x = block(x, cond, kv)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cond, None if context_kv is None else context_kv[i], terminal_BQY)
         shift, scale = self.final_modulation(cond)[:, None].chunk(2, dim=-1)
         eps = self.final_linear(modulate(self.final_norm(x), shift, scale))
         return rearrange(eps, "b (h w) c -> b c h w", h=side)

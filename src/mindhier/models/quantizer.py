@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from mindhier.distributed import all_reduce_sum_
+
 
 class Phi(nn.Conv2d):
     """φ(h) = (1 − ρ)·h + ρ·Conv3×3(h)."""
@@ -77,6 +79,10 @@ class MultiScaleQuantizer(nn.Module):
         self.quant_resi = SharedPhi(channels, phi_ratio, phi_convs)
         # EMA of code hits per scale during training (VAR keeps the same buffer in its checkpoints)
         self.register_buffer("ema_vocab_hit_SV", torch.zeros(len(scales), vocab))
+        # hits since the last usage update; a training loop with gradient accumulation sets `defer_usage` and
+        # calls `update_usage` once per optimiser step, so micro-batching does not change the statistics
+        self.register_buffer("pending_hits_KV", torch.zeros(len(scales), vocab), persistent=False)
+        self.defer_usage = False
 
     @property
     def side(self) -> int:
@@ -144,7 +150,9 @@ class MultiScaleQuantizer(nn.Module):
         if self.training:
             with torch.no_grad():
                 hits_KV = torch.stack([t.flatten().bincount(minlength=self.vocab).float() for t in tokens])
-                self.ema_vocab_hit_SV.mul_(0.9).add_(hits_KV, alpha=0.1)
+                self.pending_hits_KV += hits_KV
+            if not self.defer_usage:
+                self.update_usage()
         # straight-through: the decoder's gradient reaches the encoder as if quantisation were the identity
         return f + (fhats[-1] - f).detach(), loss / len(self.scales), tokens
 
@@ -185,8 +193,19 @@ class MultiScaleQuantizer(nn.Module):
     # ----------------------------------------------------------------------------- codebook upkeep
 
     @torch.no_grad()
+    def update_usage(self) -> None:
+        """Fold the pending code hits into the EMA: the hits of every process (summed under torchrun), so the
+        codebooks of all processes see the same statistics and stay identical."""
+        hits_KV = all_reduce_sum_(self.pending_hits_KV.clone())
+        self.ema_vocab_hit_SV.mul_(0.9).add_(hits_KV, alpha=0.1)
+        self.pending_hits_KV.zero_()
+
+    @torch.no_grad()
     def restart_dead_codes(self, vectors_NC: torch.Tensor, threshold: float, generator: torch.Generator) -> int:
-        """Re-initialise codes whose EMA hits (summed over scales) fell below `threshold` to random input vectors."""
+        """Re-initialise codes whose EMA hits (summed over scales) fell below `threshold` to random input vectors.
+
+        Under torchrun every process must pass the same vectors (those of all processes, `all_gather_rows`)
+        and an identically seeded `generator`, so every codebook restarts the same codes the same way."""
         dead = (self.ema_vocab_hit_SV.sum(0) < threshold).nonzero().flatten()
         if len(dead) == 0 or len(vectors_NC) == 0:
             return 0

@@ -19,6 +19,7 @@ M levels, Q tokens per level, Y context width, P pooled width, S = M·Q context 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -159,8 +160,16 @@ class ScaleAR(nn.Module):
         return embedding
 
     def logits(self, x_BlC: torch.Tensor, head_modulation) -> torch.Tensor:
+        """Always in fp32, also under bf16 autocast: sampling filters and draws from these numbers."""
         scale, shift = head_modulation
-        return self.head(self.head_nm.norm(x_BlC) * (1 + scale) + shift)
+        device_type = x_BlC.device.type
+        full_precision = (
+            torch.autocast(device_type, enabled=False)
+            if torch.amp.is_autocast_available(device_type)
+            else contextlib.nullcontext()  # the meta device (FLOP counting) has no autocast
+        )
+        with full_precision:
+            return self.head(self.head_nm.norm(x_BlC.float()) * (1 + scale.float()) + shift.float())
 
     # ------------------------------------------------------------------------- teacher forcing
 
@@ -174,12 +183,7 @@ class ScaleAR(nn.Module):
         context = self.context(levels_BMQY)
         for block in self.blocks:
             x, _ = block(
-                x,
-                block.modulation(cond),
-                block.context_kv(context),
-                self.freqs_LP,
-                self.self_mask_LL,
-                self.cross_mask_LS,
+                x, None, None, self.freqs_LP, self.self_mask_LL, self.cross_mask_LS, cond_BD=cond, context_BSY=context
             )
         return self.logits(x, self.head_nm.modulation(cond))
 

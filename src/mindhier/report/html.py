@@ -22,10 +22,21 @@ from typing import Any
 
 import numpy as np
 
+from mindhier import run_layout
 from mindhier.fileio import read_json, staged_directory
-from mindhier.metrics.recons_eval import HEADLINE_METRICS, METRICS_FILE, compare
+from mindhier.metrics.recons_eval import HEADLINE_METRICS, METRICS_FILE, RECONS_MANIFEST, compare
 from mindhier.report import figures
-from mindhier.report.run_layout import CEILING, CONTROL, DIFFUSION, EVAL, GENERATORS, RECONS, STAGE_TIMES
+from mindhier.run_layout import (
+    PIPELINE_CEILING,
+    PIPELINE_CONTROL,
+    PIPELINE_DIFFUSION,
+    PIPELINE_ENCODER,
+    PIPELINE_EVAL,
+    PIPELINE_GENERATORS,
+    PIPELINE_RECONS,
+    PIPELINE_STAGE_TIMES,
+    PIPELINE_TOKENIZER,
+)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; max-width: 1400px; color: #222 }
@@ -39,8 +50,8 @@ img { max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd }
 
 def _methods(run: Path) -> list[str]:
     """Evaluated reconstruction sets: routings first, then the diffusion baseline, the control and the ceiling."""
-    names = sorted(p.parent.name for p in (run / EVAL).glob(f"*/{METRICS_FILE}"))
-    last = (DIFFUSION, CONTROL, CEILING)
+    names = sorted(p.parent.name for p in (run / PIPELINE_EVAL).glob(f"*/{METRICS_FILE}"))
+    last = (PIPELINE_DIFFUSION, PIPELINE_CONTROL, PIPELINE_CEILING)
     return [n for n in names if n not in last] + [n for n in last if n in names]
 
 
@@ -54,7 +65,7 @@ def _cell(entry: dict[str, Any] | None) -> str:
 
 
 def metric_table(run: Path, methods: list[str]) -> tuple[str, list[str]]:
-    records = {m: read_json(run / EVAL / m / METRICS_FILE, "metrics record") for m in methods}
+    records = {m: read_json(run / PIPELINE_EVAL / m / METRICS_FILE, "metrics record") for m in methods}
     names = [n for n in HEADLINE_METRICS if any(n in r["metrics"] for r in records.values())]
     names += sorted({n for r in records.values() for n in r["metrics"]} - set(names))
     head = "<tr><th>metric</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "<th>kind</th></tr>"
@@ -81,7 +92,7 @@ def metric_table(run: Path, methods: list[str]) -> tuple[str, list[str]]:
 
 
 def paired_table(run: Path, reference: str, others: list[str], names: list[str]) -> str:
-    files = [run / EVAL / m / METRICS_FILE for m in [reference, *others]]
+    files = [run / PIPELINE_EVAL / m / METRICS_FILE for m in [reference, *others]]
     table = compare(files, n_resamples=10_000, seed=0)
     head = (
         "<tr><th>metric</th>"
@@ -108,7 +119,7 @@ def _shared(run: Path, name: str) -> Path:
 
 
 def stage_table(run: Path) -> str:
-    path = _shared(run, STAGE_TIMES)
+    path = _shared(run, PIPELINE_STAGE_TIMES)
     if not path.is_file():
         return "<p class=note>no stage times recorded</p>"
     stages = read_json(path, "stage times")
@@ -125,27 +136,30 @@ def run_section(run: Path, out: Path, tag: str) -> tuple[str, dict[str, dict[str
 
     methods = _methods(run)
     if not methods:
-        return f"<h2>{html.escape(str(run))}</h2><p>no evaluations found under {EVAL}/</p>", {}
+        return f"<h2>{html.escape(str(run))}</h2><p>no evaluations found under {PIPELINE_EVAL}/</p>", {}
     table, names = metric_table(run, methods)
     parts = [f"<h2>{html.escape(str(run))}</h2>", "<h3>Metrics (mean, bootstrap 95 % CI over test images)</h3>", table]
-    routings = [m for m in methods if m not in (CONTROL, CEILING)]
+    routings = [m for m in methods if m not in (PIPELINE_CONTROL, PIPELINE_CEILING)]
     if len(routings) > 1:
         parts += [
             f"<h3>Guidance modes, paired (against {html.escape(routings[0])})</h3>",
             paired_table(run, routings[0], routings[1:], names),
         ]
-    if CONTROL in methods and routings:
-        parts += ["<h3>Against the shuffled-brain control (paired)</h3>", paired_table(run, CONTROL, routings, names)]
+    if PIPELINE_CONTROL in methods and routings:
+        parts += [
+            "<h3>Against the shuffled-brain control (paired)</h3>",
+            paired_table(run, PIPELINE_CONTROL, routings, names),
+        ]
 
-    manifest = read_json(run / RECONS / methods[0] / "manifest.json", "reconstruction manifest")
-    record = read_json(run / EVAL / methods[0] / METRICS_FILE, "metrics record")
+    manifest = read_json(run / PIPELINE_RECONS / methods[0] / RECONS_MANIFEST, "reconstruction manifest")
+    record = read_json(run / PIPELINE_EVAL / methods[0] / METRICS_FILE, "metrics record")
     protocol = json.dumps(record["protocol"], indent=1)
     parts.append(f"<details><summary>protocol</summary><pre>{html.escape(protocol)}</pre></details>")
     indices = np.asarray(manifest["stimulus_indices"])
     with open_dataset(record["data"], subjects=[int(manifest["subject"])]) as dataset:
         split = dataset.split(int(manifest["subject"]), manifest["split"])
         truths = split.images()
-    columns = {m: run / RECONS / m for m in methods if (run / RECONS / m).is_dir()}
+    columns = {m: run / PIPELINE_RECONS / m for m in methods if (run / PIPELINE_RECONS / m).is_dir()}
     grid = out / f"{tag}_reconstructions.png"
     figures.comparison_grid(truths, columns, indices, grid)
     parts += [
@@ -153,7 +167,7 @@ def run_section(run: Path, out: Path, tag: str) -> tuple[str, dict[str, dict[str
         f"<img src='{grid.name}'>",
     ]
     for m in routings:
-        strips = run / RECONS / m / "strips"
+        strips = run / PIPELINE_RECONS / m / "strips"
         if strips.is_dir():
             figure = out / f"{tag}_strips_{m}.png"
             figures.strips_figure(strips, indices, figure)
@@ -161,17 +175,24 @@ def run_section(run: Path, out: Path, tag: str) -> tuple[str, dict[str, dict[str
                 f"<h3>Coarse to fine: {html.escape(m)} (image after each scale)</h3>",
                 f"<img src='{figure.name}'>",
             ]
-    logs = {"encoder": _shared(run, "encoder") / "log.jsonl", "tokenizer": _shared(run, "tokenizer") / "log.jsonl"}
-    logs.update({f"generator {p.name}": p / "log.jsonl" for p in sorted((run / GENERATORS).glob("*"))})
-    if (run / DIFFUSION / "log.jsonl").is_file():
-        logs["diffusion baseline"] = run / DIFFUSION / "log.jsonl"
+    logs = {
+        "encoder": _shared(run, PIPELINE_ENCODER) / run_layout.LOG,
+        "tokenizer": _shared(run, PIPELINE_TOKENIZER) / run_layout.LOG,
+    }
+    logs.update({f"generator {p.name}": p / run_layout.LOG for p in sorted((run / PIPELINE_GENERATORS).glob("*"))})
+    if (run / PIPELINE_DIFFUSION / run_layout.LOG).is_file():
+        logs["diffusion baseline"] = run / PIPELINE_DIFFUSION / run_layout.LOG
     curves = out / f"{tag}_training.png"
     figures.training_curves(logs, curves)
     if curves.exists():
         parts += ["<h3>Training curves</h3>", f"<img src='{curves.name}'>"]
     parts += ["<h3>Per-stage time and peak memory</h3>", stage_table(run)]
     means = {
-        m: {n: e["mean"] for n, e in read_json(run / EVAL / m / METRICS_FILE, "m")["metrics"].items() if "mean" in e}
+        m: {
+            n: e["mean"]
+            for n, e in read_json(run / PIPELINE_EVAL / m / METRICS_FILE, "m")["metrics"].items()
+            if "mean" in e
+        }
         for m in methods
     }
     return "\n".join(parts), means

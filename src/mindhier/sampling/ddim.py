@@ -17,19 +17,21 @@ timestep, or "before the first", where ᾱ = 1):
 3. noise level:             σ = η·√((1 − ᾱ_τ')/(1 − ᾱ_τ))·√(1 − ᾱ_τ/ᾱ_τ')     (DDIM eq. 16)
 4. step:  z_τ' = √ᾱ_τ'·ẑ_0 + √(1 − ᾱ_τ' − σ²)·ε̂ + σ·n,  n ~ N(0, I) from `generator`   (DDIM eq. 12)
 
-η = 0 is deterministic given the starting noise. Randomness enters only through `generator`.
+η = 0 is deterministic given the starting noise. Randomness enters only through `generator` (one, or one per
+brain input; draws on the generator's device, `sampling/draws.py`).
 
 Shape letters: B batch, c_v latent channels, h/w latent side, Q terminal tokens, Y context width, P pooled width.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from mindhier.config import DdimConfig
+from mindhier.sampling.draws import as_list, normal_rows
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def ddim_step(
     t: int,
     t_prev: int,
     eta: float,
-    generator: torch.Generator | None,
+    generator: torch.Generator | Sequence[torch.Generator] | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM update z_t → z_{t_prev}; returns (z_{t_prev}, ẑ_0). Steps 2–4 of the module docstring."""
     a_t, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
@@ -77,7 +79,8 @@ def ddim_step(
     sigma = eta * ((1 - a_prev) / (1 - a_t)) ** 0.5 * (1 - a_t / a_prev) ** 0.5  # step 3
     z_prev = a_prev**0.5 * z0 + max(1 - a_prev - sigma**2, 0.0) ** 0.5 * eps_BChw  # step 4
     if sigma > 0:
-        noise = torch.randn(z_BChw.shape, generator=generator, dtype=z_BChw.dtype, device="cpu").to(z_BChw.device)
+        generators = as_list(generator) if generator is not None else [torch.default_generator]
+        noise = normal_rows(tuple(z_BChw.shape), generators, z_BChw.device, z_BChw.dtype)
         z_prev = z_prev + sigma * noise
     return z_prev, z0
 
@@ -92,7 +95,7 @@ def sample_ddim(
     null_pooled_1P: torch.Tensor,
     cfg: DdimConfig,
     noise_BChw: torch.Tensor,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     step_callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Denoise `noise` (z at the last timestep) to a normalised clean latent [B, c_v, h, w].

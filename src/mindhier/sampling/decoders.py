@@ -6,7 +6,8 @@
   (`sampling/ddim.py`); strips are the predicted clean latent ẑ_0 decoded at as many evenly spaced steps as
   the tokenizer has scales (so both kinds' strips line up in the report).
 
-Both decode through the same tokenizer decoder and take randomness only from the `generator` argument.
+Both decode through the same tokenizer decoder and take randomness only from the `generator` argument: one
+generator, or one per brain input (each input's samples then come from its own generator).
 
 Shape letters: B brain inputs, N samples each, R = B·N rows, M levels, Q tokens per level, Y level width,
 P pooled width, c_v latent channels, h/w latent side, H/W pixels.
@@ -25,6 +26,7 @@ from mindhier.models.diffusion import LatentDiT
 from mindhier.models.scale_ar import ScaleAR
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.sampling.ddim import NoiseSchedule, sample_ddim
+from mindhier.sampling.draws import as_list, normal_rows
 from mindhier.sampling.scale_ar import sample
 
 
@@ -44,7 +46,7 @@ class ImageDecoder(Protocol):
         null_levels_1MQY: torch.Tensor,
         null_pooled_1P: torch.Tensor,
         samples: int,
-        generator: torch.Generator,
+        generator: torch.Generator | list[torch.Generator],  # one, or one per brain input
         strips: bool = False,
     ) -> DecodedImages: ...
 
@@ -97,9 +99,11 @@ class DiffusionDecoder:
         terminal = levels_BMQY[:, -1].repeat_interleave(samples, dim=0)
         pooled = pooled_BP.repeat_interleave(samples, dim=0)
         shapes = self.model.shapes
-        noise = torch.randn(
-            (len(terminal), shapes.latent_channels, shapes.latent_side, shapes.latent_side), generator=generator
-        ).to(terminal.device)
+        noise = normal_rows(
+            (len(terminal), shapes.latent_channels, shapes.latent_side, shapes.latent_side),
+            as_list(generator),
+            terminal.device,
+        )
         frames = set(np.linspace(0, self.ddim.steps - 1, len(self.tokenizer.cfg.scales)).round().astype(int).tolist())
         strip_images: list[torch.Tensor] = []
 

@@ -1,21 +1,25 @@
 """Brain → image: the reconstruction pipeline (encoder → scale-wise generator, or the diffusion baseline →
-tokenizer decoder).
+tokenizer decoder), on any device, in batches.
 
-`Reconstructor.reconstruct(voxels, subject, samples, seed)` encodes the voxels with the frozen encoder
-(the conditional stream) and all-zero voxels (the unconditional stream of classifier-free guidance), samples
-N candidates per input scale by scale, and keeps the first — or, with `select="brain"`, the candidate whose
-teacher embedding agrees best with the encoder's own predicted terminal embedding (never the test image).
-Repetitions of a test image are averaged as voxels (default) or as encoder outputs (`[B, R, V]` input with
-`average="outputs"`, MindEye2's choice).
+`Reconstructor.reconstruct(voxels, subject, samples, seed)` builds the brain condition with the frozen
+encoder (`models/brain_condition.py`: the conditional stream, and the null condition of all-zero voxels for
+classifier-free guidance), samples N candidates per input scale by scale, and keeps the first — or, with
+`select="brain"`, the candidate whose teacher embedding agrees best with the encoder's own predicted terminal
+embedding (never the test image). Repetitions of a test image are averaged as voxels (default) or as encoder
+outputs (`[B, R, V]` input with `average="outputs"`, MindEye2's choice).
 
 Randomness: every input gets its own `torch.Generator`, seeded from (seed, key) — the stimulus index in the
-CLI, the row otherwise — so an image does not depend on what else is in the batch.
+CLI, the row otherwise — on the CPU, and draws happen on the generator's device, so an image depends neither
+on what else is in the batch nor on the hardware's random number generator. `batch_size` inputs are sampled
+together: the same tokens as one at a time; pixels equal up to floating-point summation order (a batched
+matrix product may round differently in the last bit), which is why the default batch of 1 reproduces earlier
+versions byte for byte on the CPU.
 
 `write_reconstructions` runs the pipeline over a split and writes `image_{index:06d}.png` files, optional
 coarse-to-fine strips and a `manifest.json` with inputs, configs, seeds and protocol. It never reads the
 test images (a test deletes them and checks the output is unchanged).
 
-Shape letters: B inputs, R repetitions, V voxels, N samples, H/W pixels, K scales.
+Shape letters (docs/glossary.md): B inputs, R repetitions, V voxels, N samples, H/W pixels, K scales.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ import torch
 
 from mindhier.config import DdimConfig, SamplerConfig
 from mindhier.data import layout
+from mindhier.data.image_tensors import resize_uint8, to_model_input, to_uint8, unit_to_uint8
 from mindhier.errors import ConfigError
 from mindhier.fileio import atomic_path, staged_directory, write_json
-from mindhier.models.brain_encoder import BrainEncoder, guidance_levels
+from mindhier.models.brain_condition import BrainCondition
+from mindhier.models.brain_encoder import BrainEncoder
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.progress import ProgressFn, report
 from mindhier.provenance import provenance
@@ -39,7 +45,7 @@ from mindhier.sampling.decoders import DiffusionDecoder, ImageDecoder, ScaleWise
 from mindhier.sampling.selection import select_by_brain
 
 SELECTIONS = ("first", "brain")
-AVERAGING = ("voxels", "outputs")
+ENCODER_CHUNK = 16  # inputs encoded together by `write_reconstructions` (at least `batch_size`)
 
 
 @dataclass
@@ -54,21 +60,28 @@ def item_generator(seed: int, key: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
 
 
-def _uint8(images_B3HW: torch.Tensor) -> np.ndarray:
-    return (images_B3HW.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
 @dataclass
 class Reconstructor:
-    encoder: BrainEncoder
-    supervision: str  # the encoder's `alignment.supervision` (for `single`: one fixed terminal feature)
+    condition: BrainCondition  # the frozen encoder as the decoder's condition
     decoder: ImageDecoder  # the scale-wise generator, or the diffusion baseline
     teacher: Any  # the Stage-1 teacher, for brain-only selection
     runs: dict[str, str]  # where the models came from
 
     @property
+    def encoder(self) -> BrainEncoder:
+        return self.condition.encoder
+
+    @property
+    def supervision(self) -> str:
+        return self.condition.supervision
+
+    @property
     def tokenizer(self) -> Tokenizer:
         return self.decoder.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.condition.device
 
     @classmethod
     def from_runs(
@@ -77,25 +90,19 @@ class Reconstructor:
         encoder_run: str | Path | None = None,
         tokenizer_run: str | Path | None = None,
         sampler: SamplerConfig | DdimConfig | None = None,
+        device: str | torch.device = "cpu",
     ) -> Reconstructor:
         """Load a generator (or diffusion baseline) run and, unless given, the encoder and tokenizer it was
-        trained with. `sampler`: a `SamplerConfig` for a generator, a `DdimConfig` for the baseline."""
-        from mindhier.runs import (
-            is_diffusion_run,
-            load_diffusion,
-            load_encoder,
-            load_generator,
-            load_tokenizer,
-            resolve_input,
-        )
+        trained with, on `device`. `sampler`: a `SamplerConfig` for a generator, a `DdimConfig` for the baseline."""
+        from mindhier.runs import load_decoder, load_encoder, load_tokenizer, resolve_input
         from mindhier.teachers import build_teacher
 
-        diffusion = is_diffusion_run(generator_run)
-        run = load_diffusion(generator_run) if diffusion else load_generator(generator_run)
+        run = load_decoder(generator_run, device=device)
+        diffusion = isinstance(run.model, _diffusion_class())
         encoder_run = encoder_run or resolve_input(run.run_dir, run.inputs["encoder_run"])
         tokenizer_run = tokenizer_run or resolve_input(run.run_dir, run.inputs["tokenizer_run"])
-        enc = load_encoder(encoder_run)
-        tok = load_tokenizer(tokenizer_run)
+        enc = load_encoder(encoder_run, device=device)
+        tok = load_tokenizer(tokenizer_run, device=device)
         shapes = run.shapes
         if diffusion:
             checks = {
@@ -127,34 +134,11 @@ class Reconstructor:
         else:
             decoder = ScaleWiseDecoder(run.model, tok, sampler or run.cfg.sampler)
         return cls(
-            enc.model,
-            enc.cfg.alignment.supervision,
+            BrainCondition(enc.model, enc.cfg.alignment.supervision),
             decoder,
-            build_teacher(enc.cfg.teacher),
+            build_teacher(enc.cfg.teacher, device=device),
             {"decoder": str(run.run_dir), "encoder": str(encoder_run), "tokenizer": str(tokenizer_run)},
         )
-
-    @torch.no_grad()
-    def condition(self, voxels, subject: int, average: str = "voxels"):
-        """(levels, pooled, predicted terminal) of [B, V] voxels, or of [B, R, V] repetitions."""
-        if average not in AVERAGING:
-            raise ConfigError(f"average must be one of {', '.join(AVERAGING)}, got {average!r}")
-        voxels = torch.as_tensor(np.asarray(voxels) if not isinstance(voxels, torch.Tensor) else voxels).float()
-        if voxels.ndim == 3 and average == "voxels":
-            voxels = voxels.mean(dim=1)
-        if voxels.ndim == 3:  # average the encoder's outputs over repetitions
-            b, r, v = voxels.shape
-            out = self.encoder(voxels.reshape(b * r, v), subject)
-            levels = guidance_levels(out, self.supervision).reshape(b, r, *out.levels_BMQD.shape[1:]).mean(1)
-            return (
-                levels,
-                out.pooled_BD.reshape(b, r, -1).mean(1),
-                out.terminal_BQD.reshape(b, r, *out.terminal_BQD.shape[1:]).mean(1),
-            )
-        if voxels.ndim != 2:
-            raise ConfigError(f"voxels must be [B, V] or [B, R, V], got shape {tuple(voxels.shape)}")
-        out = self.encoder(voxels, subject)
-        return guidance_levels(out, self.supervision), out.pooled_BD, out.terminal_BQD
 
     @torch.no_grad()
     def reconstruct(
@@ -167,31 +151,46 @@ class Reconstructor:
         average: str = "voxels",
         strips: bool = False,
         keys: list[int] | None = None,
+        batch_size: int = 1,
     ) -> Reconstruction:
+        """Images of [B, V] voxels (or [B, R, V] repetitions); `batch_size` inputs are sampled together."""
         if select not in SELECTIONS:
             raise ConfigError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
-        levels, pooled, predicted = self.condition(voxels, subject, average)
-        null_levels, null_pooled, _ = self.condition(torch.zeros(1, self.encoder.shapes.voxels[subject]), subject)
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        levels, pooled, predicted = self.condition.of_voxels(voxels, subject, average)
+        null_levels, null_pooled, _ = self.condition.null(subject)
         keys = keys if keys is not None else list(range(len(levels)))
         images, chosen, strip_rows = [], [], []
-        for b in range(len(levels)):
+        for start in range(0, len(levels), batch_size):
+            part = slice(start, start + batch_size)
             out = self.decoder.sample(
-                levels[b : b + 1],
-                pooled[b : b + 1],
+                levels[part],
+                pooled[part],
                 null_levels,
                 null_pooled,
                 samples,
-                item_generator(seed, keys[b]),
+                [item_generator(seed, key) for key in keys[part]],
                 strips=strips,
             )
-            pick = 0
+            candidates = out.images_R3HW.unflatten(0, (-1, samples))  # [b, N, 3, H, W]
+            picks = torch.zeros(len(candidates), dtype=torch.long)
             if select == "brain" and samples > 1:
-                pick = int(select_by_brain(out.images_R3HW[None], predicted[b : b + 1], self.teacher)[0])
-            chosen.append(pick)
-            images.append(_uint8(out.images_R3HW[pick : pick + 1])[0])
+                picks = select_by_brain(candidates, predicted[part], self.teacher).cpu()
+            rows = torch.arange(len(candidates)) * samples + picks
+            chosen += picks.tolist()
+            images.append(unit_to_uint8(out.images_R3HW[rows.to(out.images_R3HW.device)]))
             if strips:
-                strip_rows.append(np.stack([_uint8(s[pick : pick + 1])[0] for s in out.strips]))
-        return Reconstruction(np.stack(images), np.asarray(chosen), np.stack(strip_rows) if strips else None)
+                strip_rows.append(np.stack([unit_to_uint8(s[rows.to(s.device)]) for s in out.strips], axis=1))
+        return Reconstruction(
+            np.concatenate(images), np.asarray(chosen), np.concatenate(strip_rows) if strips else None
+        )
+
+
+def _diffusion_class():
+    from mindhier.models.diffusion import LatentDiT
+
+    return LatentDiT
 
 
 def derangement(n: int, seed: int) -> np.ndarray:
@@ -218,6 +217,7 @@ def write_reconstructions(
     determinism: int = 0,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
+    batch_size: int = 1,
 ) -> Path:
     """Reconstruct every item of a split into `out` (published atomically). See the module docstring."""
     from mindhier.data.nsd import open_dataset
@@ -234,14 +234,15 @@ def write_reconstructions(
     if shuffle_brain:
         voxels = voxels[derangement(len(voxels), seed)]
     seeds = [seed + r for r in range(max(determinism, 1))]
+    chunk = max(ENCODER_CHUNK, batch_size)
     with staged_directory(out, overwrite=overwrite) as staging:
         for r, run_seed in enumerate(seeds):
             folder = staging if r == 0 else staging / "repeats" / f"seed{run_seed}"
-            (folder / "strips").mkdir(parents=True, exist_ok=True) if strips and r == 0 else folder.mkdir(
-                parents=True, exist_ok=True
-            )
-            for start in range(0, len(indices), 16):
-                part = slice(start, start + 16)
+            folder.mkdir(parents=True, exist_ok=True)
+            if strips and r == 0:
+                (folder / "strips").mkdir()
+            for start in range(0, len(indices), chunk):
+                part = slice(start, start + chunk)
                 result = reconstructor.reconstruct(
                     voxels[part],
                     subject,
@@ -251,6 +252,7 @@ def write_reconstructions(
                     average,
                     strips=strips and r == 0,
                     keys=[int(i) for i in indices[part]],
+                    batch_size=batch_size,
                 )
                 for k, index in enumerate(indices[part]):
                     _save_png(folder / layout.image_png_name(int(index)), result.images_BHW3[k])
@@ -259,7 +261,7 @@ def write_reconstructions(
                             folder / "strips" / layout.image_png_name(int(index)),
                             np.concatenate(list(result.strips_BKHW3[k]), axis=1),
                         )
-                report(progress, f"reconstruct (seed {run_seed})", min(start + 16, len(indices)), len(indices))
+                report(progress, f"reconstruct (seed {run_seed})", min(start + chunk, len(indices)), len(indices))
         manifest = {
             "subject": subject,
             "split": split,
@@ -275,6 +277,8 @@ def write_reconstructions(
                 else "encoder outputs averaged over repetitions",
                 **reconstructor.decoder.protocol(),
                 "seed": seed,
+                "batch_size": batch_size,
+                "device": str(reconstructor.device),
                 "per_image_seed": "SeedSequence([seed, stimulus index])",
                 "control": "shuffled brain: every image reconstructed from another image's voxels (seeded derangement)"
                 if shuffle_brain
@@ -305,6 +309,8 @@ def write_tokenizer_ceiling(
     subject: int,
     split: str = "test",
     overwrite: bool = False,
+    device: str | torch.device = "cpu",
+    batch_size: int = 64,
 ) -> Path:
     """The tokenizer's own reconstructions of the true test images: the ceiling of any reconstruction here.
 
@@ -312,15 +318,19 @@ def write_tokenizer_ceiling(
     """
     from mindhier.data.nsd import open_dataset
     from mindhier.runs import load_tokenizer
-    from mindhier.train.tokenizer import resize_uint8, to_model_input, to_uint8
 
-    tokenizer = load_tokenizer(tokenizer_run)
+    tokenizer = load_tokenizer(tokenizer_run, device=device)
     with open_dataset(data_dir, subjects=[subject]) as dataset:
         items = dataset.split(subject, split)
         indices = np.asarray(items.image_index_N)
         images = resize_uint8(items.images(), tokenizer.cfg.image_px)
     with torch.no_grad():
-        recon = to_uint8(tokenizer.decode(tokenizer.encode(to_model_input(images))))
+        recon = np.concatenate(
+            [
+                to_uint8(tokenizer.decode(tokenizer.encode(to_model_input(images[i : i + batch_size], device))))
+                for i in range(0, len(images), batch_size)
+            ]
+        )
     with staged_directory(out, overwrite=overwrite) as staging:
         for k, index in enumerate(indices):
             _save_png(staging / layout.image_png_name(int(index)), recon[k])

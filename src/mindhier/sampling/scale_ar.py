@@ -10,10 +10,14 @@ For each brain input, N samples; for scale k = 1..K:
    in one batch; logits = (1 + t_k)·ℓ_cond − t_k·ℓ_uncond with t_k = cfg · (k − 1)/(K − 1), so scale 1
    is unguided; from `cfg_off_from` on only the conditional stream runs (the other half is dropped);
 3. temperature, top-k, top-p (nucleus), and a multinomial draw from a `torch.Generator` — the only
-   source of randomness;
+   source of randomness. The draw happens on the generator's own device (diffusers' convention): a CPU
+   generator gives the same tokens on any hardware, a CUDA one is reproducible per device. With one
+   generator per brain input, each input's N samples are drawn from its own generator, so an input's
+   images do not depend on what else is in the batch;
 4. add the scale's codes to f̂ (`MultiScaleQuantizer.next_input`).
 
 Finally the tokenizer decodes f̂. On request, the image after every scale (the coarse-to-fine strip).
+With `precision = bf16` the blocks run under bf16 autocast while the logits, filtering and draws stay fp32.
 
 Shape letters: B brain inputs, N samples each, R = B·N rows, l tokens of a scale, V vocabulary,
 c_v latent channels, M levels, Q tokens per level, Y level width, P pooled width.
@@ -21,6 +25,8 @@ c_v latent channels, M levels, Q tokens per level, Y level width, P pooled width
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +35,7 @@ from einops import rearrange
 from mindhier.config import SamplerConfig
 from mindhier.models.scale_ar import ScaleAR
 from mindhier.models.tokenizer import Tokenizer
+from mindhier.sampling.draws import as_list, multinomial_rows
 
 
 @dataclass
@@ -71,14 +78,15 @@ def sample(
     null_levels_1MQY: torch.Tensor,
     null_pooled_1P: torch.Tensor,
     cfg: SamplerConfig,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     strips: bool = False,
     forced_tokens: list[torch.Tensor] | None = None,
     record_logits: bool = False,
     scale_seconds: list[float] | None = None,
 ) -> SampleOutput:
-    """N = `cfg.samples` images per brain input. `forced_tokens` replaces the draws (for tests);
-    `scale_seconds`, when given, receives the wall time of every scale (then the final decode)."""
+    """N = `cfg.samples` images per brain input. `generator`: one for all draws, or one per brain input.
+    `forced_tokens` replaces the draws (for tests); `scale_seconds`, when given, receives the wall time of
+    every scale (then the final decode)."""
     import time
 
     model.eval()
@@ -91,7 +99,12 @@ def sample(
     if guided:
         levels = torch.cat([levels, null_levels_1MQY.expand(rows, -1, -1, -1).to(levels)])
         pooled = torch.cat([pooled, null_pooled_1P.expand(rows, -1).to(pooled)])
-    state = model.prepare(levels, pooled)
+    generators = as_list(generator)
+    if len(generators) not in (1, levels_BMQY.shape[0]):
+        raise ValueError(f"{len(generators)} generators for {levels_BMQY.shape[0]} brain inputs; pass 1 or one each")
+    precision = _autocast(levels.device, cfg.precision)
+    with precision:
+        state = model.prepare(levels, pooled)
     streams = 2 if guided else 1
 
     quantizer = tokenizer.quantize
@@ -103,7 +116,8 @@ def sample(
             state.keep(rows)  # guidance is off from here: drop the unconditional stream
             streams = 1
         x_in = None if next_input is None else next_input.repeat(streams, 1, 1)
-        logits = model.step(state, k, x_in)
+        with precision:
+            logits = model.step(state, k, x_in).float()
         if streams == 2:
             cond, uncond = logits[:rows], logits[rows:]
             logits = (1 + t) * cond - t * uncond
@@ -113,8 +127,7 @@ def sample(
             idx_Rl = forced_tokens[k]
         else:
             probs = filter_logits(rearrange(logits, "r l v -> (r l) v"), cfg.top_k, cfg.top_p, cfg.temperature)
-            draws = torch.multinomial(probs.softmax(-1), 1, generator=generator)
-            idx_Rl = rearrange(draws, "(r l) 1 -> r l", r=rows)
+            idx_Rl = rearrange(multinomial_rows(probs.softmax(-1), generators), "(r l) 1 -> r l", r=rows)
         tokens.append(idx_Rl)
         f_hat, nxt = quantizer.next_input(k, f_hat, quantizer.codes(idx_Rl))
         next_input = rearrange(nxt, "r c h w -> r (h w) c") if k + 1 < len(scales) else None
@@ -127,3 +140,9 @@ def sample(
     if scale_seconds is not None:
         scale_seconds.append(time.perf_counter() - clock)
     return SampleOutput(images, tokens, strip_images if strips else None, all_logits if record_logits else None)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

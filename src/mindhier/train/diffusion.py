@@ -13,49 +13,47 @@ Sizes: with `diffusion.matched`, the backbone is sized to the scale-wise generat
 `train_diffusion.steps = 0` it trains for as many steps as give the generator's training FLOPs
 (`train_generator.steps` × its FLOPs per step, both counted by `train/flops.py`). Both are recorded.
 
-Run folder: config.json, diffusion_model.json (the resolved backbone config), diffusion_shapes.json,
-inputs.json, diffusion.safetensors (best val), diffusion_last.safetensors, train_state.pt, log.jsonl,
-train_summary.json.
+Per-sample draws (CFG dropout, noise, timesteps) are made for the global batch from generators keyed by the
+step, so N processes reproduce one process; DDP or FSDP (per DiT block) under torchrun.
 
-Shape letters: B batch, N stimuli, c_v latent channels, h/w latent side.
+Run folder (`run_layout`): config.json, diffusion_model.json (the resolved backbone config),
+diffusion_shapes.json, inputs.json, diffusion.safetensors (best val), diffusion_last.safetensors, resume/,
+log.jsonl, train_summary.json.
+
+Shape letters (docs/glossary.md): B batch, N stimuli, c_v latent channels, h/w latent side.
 """
 
 from __future__ import annotations
 
-import json
-import resource
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from typing_extensions import Unpack
 
-from mindhier.checkpoint import check_run_folder, load_resume_point, save_resume_point, save_weights
-from mindhier.config import DiffusionConfig, MindhierConfig, from_dict, resolved_record, to_dict
+from mindhier import run_layout
+from mindhier.config import DiffusionConfig, MindhierConfig, from_dict, to_dict
+from mindhier.data.image_tensors import resize_uint8, to_model_input
+from mindhier.data.subject_items import SubjectItems, pooled_batch, subject_items
 from mindhier.errors import ConfigError, DataError
-from mindhier.fileio import read_json, write_json
+from mindhier.fileio import read_json
+from mindhier.models.brain_condition import BrainCondition
 from mindhier.models.brain_encoder import BrainEncoder
 from mindhier.models.diffusion import DiffusionShapes, LatentDiT, match_parameters
 from mindhier.models.scale_ar import ScaleAR
 from mindhier.models.tokenizer import Tokenizer
-from mindhier.progress import ProgressFn, report
-from mindhier.runs import relative_input
 from mindhier.sampling.ddim import NoiseSchedule
-from mindhier.train.encoder_data import SubjectItems, subject_items
+from mindhier.train.batches import rank_batch, rank_rows
 from mindhier.train.flops import diffusion_step_flops, generator_step_flops
-from mindhier.train.generator import Conditioner, batch_groups, generator_shapes, load_frozen
-from mindhier.train.sampling import rank_batch
+from mindhier.train.frozen_stage1 import load_frozen
+from mindhier.train.generator import generator_shapes
+from mindhier.train.optim import adamw, warmup_constant
+from mindhier.train.random_streams import integer_draws, keep_mask, normal_draws
+from mindhier.train.session import Launch, TrainingSession, TrainResult
 
-DIFFUSION_WEIGHTS = "diffusion.safetensors"
-LAST_WEIGHTS = "diffusion_last.safetensors"
-MODEL_FILE = "diffusion_model.json"
-SHAPES_FILE = "diffusion_shapes.json"
-INPUTS_FILE = "inputs.json"
-TRAIN_STATE = "train_state.pt"
-LOG_FILE = "log.jsonl"
-SUMMARY_FILE = "train_summary.json"
+KIND = "diffusion"
 RUN_SECTIONS = ("diffusion", "train_diffusion")
 VAL_SEED = 1234  # the fixed (noise, timestep) draws of the val loss
 
@@ -76,14 +74,14 @@ class LatentLookup:
 
 @torch.no_grad()
 def tokenizer_latents(dataset, tokenizer: Tokenizer, stimuli: np.ndarray, batch_size: int = 128) -> LatentLookup:
-    """The pre-quantisation latent of every listed stimulus, at the tokenizer's image size."""
-    from mindhier.train.tokenizer import resize_uint8, to_model_input
-
+    """The pre-quantisation latent of every listed stimulus, at the tokenizer's image size (computed on the
+    tokenizer's device, kept on the CPU)."""
+    device = next(tokenizer.parameters()).device
     indices = np.unique(stimuli)
     parts = []
     for start in range(0, len(indices), batch_size):
         images = resize_uint8(dataset.images.load(indices[start : start + batch_size]), tokenizer.cfg.image_px)
-        parts.append(tokenizer.latent(to_model_input(images)))
+        parts.append(tokenizer.latent(to_model_input(images, device)).float().cpu())
     return LatentLookup(indices, torch.cat(parts))
 
 
@@ -141,13 +139,14 @@ def plan_budget(cfg: MindhierConfig, shapes: DiffusionShapes, tokenizer: Tokeniz
 def val_loss(
     model: LatentDiT,
     schedule: NoiseSchedule,
-    conditioner: Conditioner,
+    condition: BrainCondition,
     items: list[SubjectItems],
     latents: LatentLookup,
     device,
     batch_size: int = 128,
 ) -> float:
     """Mean noise-prediction error on val items under fixed (noise, timestep) draws (conditional stream)."""
+    was_training = model.training
     model.eval()
     rng = torch.Generator().manual_seed(VAL_SEED)
     total, count = 0.0, 0
@@ -157,144 +156,98 @@ def val_loss(
             z0 = model.normalize(latents.get(subject_items_.images_N[start : start + batch_size])[0].to(device))
             noise = torch.randn(z0.shape, generator=rng).to(device)
             t = torch.randint(0, schedule.timesteps, (len(z0),), generator=rng).to(device)
-            levels, pooled = conditioner([(subject_items_.subject, voxels)])
+            levels, pooled, _ = condition([(subject_items_.subject, voxels)])
             eps = model(schedule.add_noise(z0, noise, t), t, levels[:, -1], pooled)
-            total += float(F.mse_loss(eps, noise, reduction="sum"))
+            total += float(F.mse_loss(eps.float(), noise, reduction="sum"))
             count += noise.numel()
-    model.train()
+    model.train(was_training)
     return total / max(count, 1)
 
 
 def train_diffusion(
     cfg: MindhierConfig,
-    data_dir: str | Path,
-    encoder_run: str | Path,
-    tokenizer_run: str | Path,
+    data_dir: str | Path,  # brain inputs, and the stimuli whose tokenizer latents are denoised
+    encoder_run: str | Path,  # the frozen Stage-1 encoder: its terminal level is the one static condition
+    tokenizer_run: str | Path,  # the frozen tokenizer: the latent space, and the decoder of the samples
     out: str | Path,
     *,
-    subjects: tuple[int, ...] | None = None,
-    resume: bool = False,
-    device: str | torch.device = "cpu",
-    rank: int = 0,
-    world_size: int = 1,
-    progress: ProgressFn | None = None,
-) -> Path:
-    run_dir, tc, device = Path(out), cfg.train_diffusion, torch.device(device)
-    is_main = rank == 0
-    check_run_folder(run_dir, to_dict(cfg), RUN_SECTIONS, resume)
-    frozen = load_frozen(encoder_run, tokenizer_run, subjects, "cpu")  # the latents are computed once, on the CPU
-    encoder, tokenizer, conditioner, subjects = frozen.encoder, frozen.tokenizer, frozen.conditioner, frozen.subjects
-    encoder.to(device)
+    subjects: tuple[int, ...] | None = None,  # default: the encoder's first subject
+    **launch: Unpack[Launch],
+) -> TrainResult:
+    """Train (or resume) the latent diffusion baseline into the run folder `out` (size and steps matched)."""
+    tc = cfg.train_diffusion
+    run = TrainingSession.start(out, KIND, cfg, tc, RUN_SECTIONS, **launch)
+    world = run.world
+    frozen = load_frozen(encoder_run, tokenizer_run, subjects, world.device)
+    tokenizer, condition = frozen.tokenizer, frozen.condition
     with frozen.open_dataset(data_dir) as dataset:
-        train_items = [subject_items(dataset, s, "train") for s in subjects]
-        val_items = [subject_items(dataset, s, "val") for s in subjects]
+        train_items = [subject_items(dataset, s, "train") for s in frozen.subjects]
+        val_items = [subject_items(dataset, s, "val") for s in frozen.subjects]
         seen = np.concatenate([x.images_N for x in train_items + val_items])
         latents = tokenizer_latents(dataset, tokenizer, seen)
     n_train = sum(len(x) for x in train_items)
     if n_train < tc.batch_size:
         raise ConfigError(f"{n_train} training trials, fewer than train_diffusion.batch_size {tc.batch_size}")
-    shapes = diffusion_shapes(tokenizer, encoder)
-    budget = plan_budget(cfg, shapes, tokenizer, encoder)
+    shapes = diffusion_shapes(tokenizer, frozen.encoder)
+    budget = plan_budget(cfg, shapes, tokenizer, frozen.encoder)
     schedule = NoiseSchedule.linear(budget.model.timesteps, budget.model.beta_start, budget.model.beta_end)
+    if run.resume:
+        saved = DiffusionShapes.from_json(read_json(run.run_dir / run_layout.shapes_file(KIND), "diffusion shapes"))
+        saved_model = resolved_model(run.run_dir)
+        if saved != shapes or saved_model != budget.model:
+            raise ConfigError(f"cannot resume {run.run_dir}: the encoder, tokenizer or matched size changed")
+    run.write_json(run_layout.DIFFUSION_MODEL, to_dict(budget.model))
+    run.write_json(run_layout.shapes_file(KIND), shapes.to_json())
+    run.write_json(
+        run_layout.INPUTS, {**frozen.inputs_record(run.run_dir), "routing": "static_terminal", "budget": budget.record}
+    )
 
-    torch.manual_seed(tc.seed)
+    torch.manual_seed(tc.seed)  # the same initial weights on every process
     model = LatentDiT(budget.model, shapes)
     train_images = np.concatenate([x.images_N for x in train_items])
     model.set_latent_statistics(latents.get(np.unique(train_images))[0])
-    model = model.to(device)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr
+    wrapped = run.attach(
+        model,
+        list(model.blocks),
+        lambda m: adamw(m, tc.lr, tc.weight_decay),
+        lambda opt: warmup_constant(opt, tc.warmup_steps),
+        higher_is_better=False,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, tc.warmup_steps)))
-    noise_rng = torch.Generator().manual_seed(tc.seed + 1)
-    start_step, best_loss = 0, float("inf")
-    if resume:
-        saved = DiffusionShapes.from_json(read_json(run_dir / SHAPES_FILE, "diffusion shapes"))
-        saved_model = from_dict(DiffusionConfig, read_json(run_dir / MODEL_FILE, "diffusion model config"))
-        if saved != shapes or saved_model != budget.model:
-            raise ConfigError(f"cannot resume {run_dir}: the encoder, tokenizer or matched size changed")
-        start_step, best_loss = load_resume_point(
-            run_dir, LAST_WEIGHTS, model, optimizer, scheduler, {"noise": noise_rng}
-        )
-    elif is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", resolved_record(cfg))
-        write_json(run_dir / MODEL_FILE, to_dict(budget.model))
-        write_json(run_dir / SHAPES_FILE, shapes.to_json())
-        write_json(
-            run_dir / INPUTS_FILE,
-            {
-                "encoder_run": relative_input(run_dir, encoder_run),
-                "tokenizer_run": relative_input(run_dir, tokenizer_run),
-                "subjects": list(subjects),
-                "routing": "static_terminal",
-                "encoder_supervision": conditioner.supervision,
-                "budget": budget.record,
-            },
-        )
-
-    wrapped = model
-    if world_size > 1:
-        wrapped = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    started, log_every, steps = time.perf_counter(), max(1, budget.steps // 200), budget.steps
-    for step in range(start_step, steps):
-        indices = rank_batch(n_train, tc.batch_size, step, tc.seed, rank, world_size)
-        groups, (f,) = batch_groups(train_items, indices, latents)
-        keep = [(torch.rand(len(v), 1, generator=noise_rng) >= budget.model.cfg_dropout) for _, v in groups]
-        groups = [(s, (v * k.to(v)).to(device)) for (s, v), k in zip(groups, keep, strict=True)]  # CFG dropout
-        z0 = model.normalize(f.to(device))
-        noise = torch.randn(z0.shape, generator=noise_rng).to(device)
-        t = torch.randint(0, schedule.timesteps, (len(z0),), generator=noise_rng).to(device)
-        levels, pooled = conditioner(groups)
-        with autocast:
-            eps = wrapped(schedule.add_noise(z0, noise, t), t, levels[:, -1], pooled)
-        loss = F.mse_loss(eps.float(), noise)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        optimizer.step()
-        scheduler.step()
+    run.set_total_steps(budget.steps)
+    mine = rank_rows(tc.batch_size, world.rank, world.world_size)
+    latent_shape = (shapes.latent_channels, shapes.latent_side, shapes.latent_side)
+    for step in run.steps():
+        indices = rank_batch(n_train, tc.batch_size, step, tc.seed, world.rank, world.world_size)
+        # per-sample draws for the global batch (the same whatever the number of processes), this process's rows
+        keep = keep_mask(tc.seed, step, tc.batch_size, budget.model.cfg_dropout)[mine]
+        noise_all = normal_draws(tc.seed, step, (tc.batch_size, *latent_shape))[mine]
+        t_all = integer_draws(tc.seed, step, schedule.timesteps, tc.batch_size)[mine]
+        wrapped.trained.train()
+        for rows, last in run.micro_batches(len(indices)):
+            batch = pooled_batch(train_items, indices[rows])
+            share = len(batch) / len(indices)
+            levels, pooled, _ = frozen.condition_with_dropout(batch, keep[rows][batch.order_N], world.device)
+            z0 = wrapped.module.normalize(latents.get(batch.images_N)[0].to(world.device))
+            noise = noise_all[rows][batch.order_N].to(world.device)
+            t = t_all[rows][batch.order_N].to(world.device)
+            with run.accumulating(last):
+                with run.autocast():
+                    eps = wrapped.trained(schedule.add_noise(z0, noise, t), t, levels[:, -1], pooled)
+                loss = F.mse_loss(eps.float(), noise)
+                run.backward(loss, share)
+        extra = run.optimizer_step()
         done = step + 1
-        record: dict[str, object] = {"step": done, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0]}
-        report(progress, "train diffusion", done, steps, {"loss": record["loss"]})
-        if is_main and (done % tc.eval_every == 0 or done == steps):
-            record["val_loss"] = val_loss(model, schedule, conditioner, val_items, latents, device)
-            if record["val_loss"] < best_loss:
-                best_loss = float(record["val_loss"])
-                save_weights(run_dir / DIFFUSION_WEIGHTS, model, {"step": str(done)})
-        if world_size > 1 and (done % tc.eval_every == 0 or done == steps):
-            torch.distributed.barrier()
-        if is_main and (done % log_every == 0 or "val_loss" in record or done == steps):
-            with open(run_dir / LOG_FILE, "a") as log:
-                log.write(json.dumps(record) + "\n")
-        if is_main and (done % tc.checkpoint_every == 0 or done == steps):
-            save_resume_point(run_dir, LAST_WEIGHTS, model, optimizer, scheduler, done, best_loss, {"noise": noise_rng})
-    seconds = time.perf_counter() - started
-    if is_main:
-        write_json(
-            run_dir / SUMMARY_FILE,
-            {
-                "steps": steps,
-                "resumed_from": start_step,
-                "seconds": round(seconds, 2),
-                **budget.record,
-                "best_val_loss": best_loss,
-                "subjects": list(subjects),
-                "device": str(device),
-                "world_size": world_size,
-                "torch_threads": torch.get_num_threads(),
-                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            },
+        extra |= run.evaluate(
+            done,
+            lambda: {"val_loss": val_loss(wrapped.module, schedule, condition, val_items, latents, world.device)},
+            "val_loss",
         )
-    return run_dir
+        run.end_step(done, extra)
+
+    summary = run.finish({**budget.record, "subjects": list(frozen.subjects), "best_metric": "val_loss"})
+    return TrainResult(run.run_dir, summary, wrapped.module)
 
 
 def resolved_model(run_dir: str | Path) -> DiffusionConfig:
     """The backbone a run trained (after the `matched` search)."""
-    return from_dict(DiffusionConfig, read_json(Path(run_dir) / MODEL_FILE, "diffusion model config"))
+    return from_dict(DiffusionConfig, read_json(Path(run_dir) / run_layout.DIFFUSION_MODEL, "diffusion model config"))

@@ -1,68 +1,41 @@
-"""Stage 1: train the hierarchical fMRI encoder against a frozen teacher hierarchy.
+"""Stage 1: train the hierarchical fMRI encoder against a frozen teacher hierarchy (docs/method.md §3).
 
-One explicit loop: deterministic rank-sharded batches → encoder → alignment loss → AdamW + OneCycle
-with gradient clipping (bf16 autocast on CUDA). Every `eval_every` steps, brain→image / image→brain
-retrieval on `val` picks the best checkpoint (`encoder.safetensors`, used by later stages); every
-`checkpoint_every` steps, the last weights and the optimizer/scheduler/step/RNG state are written so
-`resume=True` continues exactly. Written for `torchrun`: the caller initialises the process group and
-passes device, rank and world size; only rank 0 writes files.
+One explicit loop: deterministic global batches split across processes → encoder → alignment loss
+(SoftCLIP negatives gathered from every process) → AdamW + OneCycle with gradient clipping. Every
+`eval_every` steps, brain→image / image→brain retrieval on `val` picks the best weights
+(`encoder.safetensors`, used by later stages); every `checkpoint_every` steps a resume point is written.
+The teacher's features are computed once, on the training device, into the feature cache. Written for
+`torchrun`: the caller starts the process group and passes device, rank and world size.
 
-Run folder: config.json, encoder_shapes.json, encoder.safetensors (best on val),
-encoder_last.safetensors, train_state.pt, log.jsonl, train_summary.json.
+Run folder (`run_layout`): config.json, encoder_shapes.json, features.json, encoder.safetensors,
+encoder_last.safetensors, resume/, log.jsonl, train_summary.json.
 """
 
 from __future__ import annotations
 
-import json
-import resource
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from typing_extensions import Unpack
 
-from mindhier.checkpoint import (
-    check_run_folder,
-    load_train_state,
-    load_weights,
-    save_train_state,
-    save_weights,
-    unwrap,
-)
-from mindhier.config import MindhierConfig, resolved_record, to_dict
+from mindhier import run_layout
+from mindhier.config import MindhierConfig
 from mindhier.data.feature_cache import FeatureCache, build_feature_cache
 from mindhier.data.nsd import open_dataset
 from mindhier.errors import ConfigError
-from mindhier.fileio import read_json, write_json
+from mindhier.fileio import read_json
 from mindhier.losses import stage1_loss
 from mindhier.metrics.retrieval import retrieval_top1
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes, encode_in_batches
-from mindhier.progress import ProgressFn, report
 from mindhier.teachers import build_teacher
+from mindhier.train.batches import rank_batch
 from mindhier.train.encoder_data import EncoderData, load_encoder_data
 from mindhier.train.optim import adamw, one_cycle
-from mindhier.train.sampling import rank_batch
+from mindhier.train.session import Launch, TrainingSession, TrainResult
 
-ENCODER_WEIGHTS = "encoder.safetensors"
-LAST_WEIGHTS = "encoder_last.safetensors"
-SHAPES_FILE = "encoder_shapes.json"
-TRAIN_STATE = "train_state.pt"
-LOG_FILE = "log.jsonl"
-SUMMARY_FILE = "train_summary.json"
-FEATURES_FILE = "features.json"  # where the teacher targets came from (path + key)
+KIND = "encoder"
 RUN_SECTIONS = ("data", "teacher", "encoder", "alignment", "train_encoder")  # what a resumed run must share
-
-
-@dataclass(frozen=True)
-class EncoderRun:
-    run_dir: Path
-    steps: int
-    seconds: float  # wall time of the optimisation loop in this call
-    best_val: float  # mean of val brain→image and image→brain top-1 at the best checkpoint
-    best_step: int
-    resumed_from: int  # 0 for a fresh run
-    model: BrainEncoder  # the final (last-step) weights, in memory
 
 
 def encoder_shapes(dataset, subjects: tuple[int, ...], cache: FeatureCache, cfg: MindhierConfig) -> EncoderShapes:
@@ -88,7 +61,7 @@ def validation_score(model: BrainEncoder, data: EncoderData, device) -> dict[str
     for items in data.val:
         if len(items) < 2:
             continue
-        out = encode_in_batches(unwrap(model), items.voxels_NV, items.subject, device=device)
+        out = encode_in_batches(model, items.voxels_NV, items.subject, device=device)
         target = data.targets.get(items.images_N)[-1]
         result = retrieval_top1(out.terminal_BQD, target, generator=torch.Generator().manual_seed(0))
         scores.append((result["brain_to_image_top1"] + result["image_to_brain_top1"]) / 2)
@@ -102,131 +75,61 @@ def train_encoder(
     *,
     subjects: tuple[int, ...] | None = None,
     features: str | Path | None = None,
-    resume: bool = False,
-    device: str | torch.device = "cpu",
-    rank: int = 0,
-    world_size: int = 1,
-    progress: ProgressFn | None = None,
-) -> EncoderRun:
-    """Train (or resume) an encoder on `data_dir`; writes the run folder `out` (rank 0 only)."""
-    run_dir, tc, device = Path(out), cfg.train_encoder, torch.device(device)
-    is_main = rank == 0
-    check_run_folder(run_dir, to_dict(cfg), RUN_SECTIONS, resume)
+    **launch: Unpack[Launch],
+) -> TrainResult:
+    """Train (or resume) an encoder on `data_dir` into the run folder `out`."""
+    tc = cfg.train_encoder
+    run = TrainingSession.start(out, KIND, cfg, tc, RUN_SECTIONS, **launch)
+    world, progress = run.world, run.progress
 
     dataset = open_dataset(data_dir, cfg.data, subjects=list(subjects) if subjects else None)
     subjects = tuple(dataset.subjects)
-    teacher = build_teacher(cfg.teacher)
-    if is_main:
+    teacher = build_teacher(cfg.teacher, device=world.device)
+    if world.is_main:  # rank 0 builds the cache; the others then read it
         cache = build_feature_cache(data_dir, teacher, out=features, progress=progress)
-    if world_size > 1:
-        torch.distributed.barrier()
-    if not is_main:
-        cache = build_feature_cache(data_dir, teacher, out=features)  # reuses rank 0's cache
+    world.barrier()
+    if not world.is_main:
+        cache = build_feature_cache(data_dir, teacher, out=features)
     data = load_encoder_data(dataset, subjects, cache)
     shapes = encoder_shapes(dataset, subjects, cache, cfg)
+    if run.resume:
+        saved = EncoderShapes.from_json(read_json(run.run_dir / run_layout.shapes_file(KIND), "encoder shapes"))
+        if saved != shapes:
+            raise ConfigError(f"cannot resume {run.run_dir}: the data or teacher changed the encoder's shapes")
+    run.write_json(run_layout.shapes_file(KIND), shapes.to_json())
+    run.write_json(run_layout.FEATURES, {"path": str(cache.path), "key": cache.key, "teacher": cache.teacher})
 
-    torch.manual_seed(tc.seed)
-    model = BrainEncoder(cfg.encoder, shapes).to(device)
-    optimizer = adamw(model, tc.lr, tc.weight_decay)
-    scheduler = one_cycle(optimizer, tc.lr, tc.steps, tc.pct_start)
-    start_step, best_val, best_step = 0, -float("inf"), 0
-    if resume:
-        saved_shapes = EncoderShapes.from_json(read_json(run_dir / SHAPES_FILE, "encoder shapes"))
-        if saved_shapes != shapes:
-            raise ConfigError(f"cannot resume {run_dir}: the data or teacher changed the encoder's shapes")
-        load_weights(run_dir / LAST_WEIGHTS, model)
-        state = load_train_state(run_dir / TRAIN_STATE)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_step, best_val, best_step = int(state["step"]), float(state["best_val"]), int(state["best_step"])
-        torch.set_rng_state(state["torch_rng"])
-    elif is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", resolved_record(cfg))
-        write_json(run_dir / SHAPES_FILE, shapes.to_json())
-        write_json(run_dir / FEATURES_FILE, {"path": str(cache.path), "key": cache.key, "teacher": cache.teacher})
+    torch.manual_seed(tc.seed)  # the same initial weights on every process
+    model = BrainEncoder(cfg.encoder, shapes)
+    units = [*model.blocks, *(model.text_blocks if model.has_text else [])]
+    wrapped = run.attach(
+        model,
+        units,
+        lambda m: adamw(m, tc.lr, tc.weight_decay),
+        lambda opt: one_cycle(opt, tc.lr, tc.steps, tc.pct_start),
+        higher_is_better=True,
+        # other subjects' input layers, and unsupervised heads, get no gradient in a step
+        find_unused_parameters=len(subjects) > 1 or cfg.alignment.supervision != "cascaded",
+    )
 
-    wrapped = model
-    if world_size > 1:
-        wrapped = torch.nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            # other subjects' input layers, and unsupervised heads, get no gradient in a step
-            find_unused_parameters=len(subjects) > 1 or cfg.alignment.supervision != "cascaded",
-        )
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-    def checkpoint(step: int) -> None:
-        save_weights(run_dir / LAST_WEIGHTS, model, {"step": str(step)})
-        save_train_state(
-            run_dir / TRAIN_STATE,
-            {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "step": step,
-                "best_val": best_val,
-                "best_step": best_step,
-                "torch_rng": torch.get_rng_state(),
-            },
-        )
-
-    log_every = max(1, tc.steps // 200)
-    started = time.perf_counter()
-    wrapped.train()
-    for step in range(start_step, tc.steps):
-        indices = rank_batch(data.n_train, tc.batch_size, step, tc.seed, rank, world_size)
-        groups, _, targets, text_target = data.train_batch(indices)
-        groups = [(s, v.to(device, non_blocking=True)) for s, v in groups]
-        targets = [t.to(device, non_blocking=True) for t in targets]
-        text_target = text_target.to(device) if text_target is not None else None
-        with autocast:
-            out = wrapped(groups)
-        loss, terms = stage1_loss(out, targets, cfg.alignment, text_target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        optimizer.step()
-        scheduler.step()
+    for step in run.steps():
+        indices = rank_batch(data.n_train, tc.batch_size, step, tc.seed, world.rank, world.world_size)
+        wrapped.trained.train()
+        for rows, last in run.micro_batches(len(indices)):
+            batch = data.train_batch(indices[rows])
+            share = len(batch.rows) / len(indices)
+            groups = [(s, v.to(world.device, non_blocking=True)) for s, v in batch.rows.groups]
+            targets = [t.to(world.device, non_blocking=True) for t in batch.targets]
+            text = batch.text_NSD.to(world.device) if batch.text_NSD is not None else None
+            with run.accumulating(last):
+                with run.autocast():
+                    out = wrapped.trained(groups)
+                loss, terms = stage1_loss(out, targets, cfg.alignment, text)
+                run.backward(loss, share, terms)
+        extra = run.optimizer_step()
         done = step + 1
-        record = {"step": done, "loss": float(loss.detach()), **terms, "lr": scheduler.get_last_lr()[0]}
-        report(progress, "train encoder", done, tc.steps, {"loss": record["loss"]})
+        extra |= run.evaluate(done, lambda: validation_score(wrapped.module, data, world.device), "val_retrieval_top1")
+        run.end_step(done, extra)
 
-        if done % tc.eval_every == 0 or done == tc.steps:
-            if is_main:
-                record.update(validation_score(model, data, device))
-                score = record["val_retrieval_top1"]
-                if not score <= best_val:  # also true for the first finite score
-                    best_val, best_step = score, done
-                    save_weights(run_dir / ENCODER_WEIGHTS, model, {"step": str(done)})
-                wrapped.train()
-            if world_size > 1:
-                torch.distributed.barrier()
-        if is_main and (done % log_every == 0 or "val_retrieval_top1" in record or done == tc.steps):
-            with open(run_dir / LOG_FILE, "a") as log:
-                log.write(json.dumps(record) + "\n")
-        if is_main and (done % tc.checkpoint_every == 0 or done == tc.steps):
-            checkpoint(done)
-
-    seconds = time.perf_counter() - started
-    if is_main:
-        if not (run_dir / ENCODER_WEIGHTS).exists():  # no usable val split: the last weights are the choice
-            save_weights(run_dir / ENCODER_WEIGHTS, model, {"step": str(tc.steps)})
-        write_json(
-            run_dir / SUMMARY_FILE,
-            {
-                "steps": tc.steps,
-                "resumed_from": start_step,
-                "seconds": round(seconds, 2),
-                "steps_per_second": round((tc.steps - start_step) / max(seconds, 1e-9), 2),
-                "best_val_retrieval_top1": best_val,
-                "best_step": best_step,
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "subjects": list(subjects),
-                "device": str(device),
-                "world_size": world_size,
-                "torch_threads": torch.get_num_threads(),
-                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            },
-        )
-    return EncoderRun(run_dir, tc.steps, seconds, best_val, best_step, start_step, model)
+    summary = run.finish({"subjects": list(subjects), "best_metric": "val_retrieval_top1"})
+    return TrainResult(run.run_dir, summary, wrapped.module)

@@ -19,11 +19,14 @@ def adamw(model: nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.999)) 
 
 
 def one_cycle(optimizer: torch.optim.Optimizer, max_lr: float, total_steps: int, pct_start: float):
-    """PyTorch's OneCycleLR as the authors configure it: cosine, div 25, final div 1000, β1 cycling."""
+    """PyTorch's OneCycleLR as the authors configure it: cosine, div 25, final div 1000, β1 cycling. Each of its
+    two phases spans at least two steps (PyTorch divides by a phase's length minus one)."""
+    pct = min(max(pct_start, 2.0 / total_steps), 1.0 - 2.0 / total_steps)
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=max_lr,
-        total_steps=total_steps,
-        pct_start=max(pct_start, 1.0 / total_steps),
-        final_div_factor=1000.0,
+        optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct, final_div_factor=1000.0
     )
+
+
+def warmup_constant(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """A linear warm-up over `warmup_steps`, then the base rate (Stage 2, the tokenizer, the baseline)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)))

@@ -1,4 +1,4 @@
-"""Train the multi-scale VQ tokenizer on stimulus images (no fMRI needed).
+"""Train the multi-scale VQ tokenizer on stimulus images (no fMRI needed; docs/method.md §4.1).
 
 Images come from a dataset folder (the `train` split's stimuli for training, `val`'s for validation;
 test stimuli are never used) or from any image folder (`folder:PATH`, its seeded train/test pools).
@@ -8,49 +8,45 @@ Loss per step:
 
 where the perceptual distance compares channel-normalised features of EfficientNet-Lite0's first `b`
 blocks at the images' native size (cheap at 32 px), and L_VQ is the quantizer's codebook + commitment
-loss. AdamW, linear warm-up then constant rate, gradient clipping; every `dead_code_every` steps, codes
-whose hit rate fell below the threshold are re-seeded from current encoder outputs. Every `eval_every`
+loss. AdamW(0.5, 0.9), linear warm-up then a constant rate, gradient clipping. Every `dead_code_every`
+steps, codes whose hit rate fell below the threshold are re-seeded from encoder outputs of the whole
+global batch (gathered from every process, drawn from a generator keyed by the step), and the code-hit
+statistics are summed over processes, so every process keeps the same codebook. Every `eval_every`
 steps: val MSE / PixCorr / SSIM, codebook usage and perplexity in the log, a reconstruction figure, and
-the best-val weights in `tokenizer.safetensors`. Resumable like Stage 1; rank-aware (rank 0 writes).
+the best-val weights in `tokenizer.safetensors`. Resumable; rank-aware (rank 0 writes). DDP only (FSDP is
+refused: restarts write codebook rows in place, and the tokenizer fits on any GPU).
 
-Run folder: config.json, tokenizer.safetensors (best val MSE), tokenizer_last.safetensors,
-train_state.pt, log.jsonl, val_recon_step{N}.png, train_summary.json.
+Run folder (`run_layout`): config.json, tokenizer.safetensors (best val MSE), tokenizer_last.safetensors,
+resume/, log.jsonl, val_recon_step{N}.png, train_summary.json.
 
-Shape letters: N images, B batch, H/W pixels.
+Shape letters (docs/glossary.md): N images, B batch, H/W pixels.
 """
 
 from __future__ import annotations
 
-import json
-import resource
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
+from typing_extensions import Unpack
 
-from mindhier.checkpoint import (
-    check_run_folder,
-    load_train_state,
-    load_weights,
-    save_train_state,
-    save_weights,
-)
-from mindhier.config import MindhierConfig, resolved_record, to_dict
+from mindhier import run_layout
+from mindhier.config import MindhierConfig
+from mindhier.data.image_tensors import resize_uint8, to_model_input, to_uint8
+from mindhier.distributed import all_gather_rows
 from mindhier.errors import ConfigError, DataError
-from mindhier.fileio import write_json
+from mindhier.fileio import atomic_path
 from mindhier.metrics.image import pixcorr, ssim
 from mindhier.models.tokenizer import Tokenizer
-from mindhier.progress import ProgressFn, report
-from mindhier.train.sampling import rank_batch
+from mindhier.train.batches import rank_batch
+from mindhier.train.optim import adamw, warmup_constant
+from mindhier.train.random_streams import keyed_generator
+from mindhier.train.session import Launch, TrainingSession, TrainResult
 
-TOKENIZER_WEIGHTS = "tokenizer.safetensors"
-LAST_WEIGHTS = "tokenizer_last.safetensors"
-TRAIN_STATE = "train_state.pt"
-LOG_FILE = "log.jsonl"
-SUMMARY_FILE = "train_summary.json"
+KIND = "tokenizer"
 RUN_SECTIONS = ("tokenizer", "train_tokenizer")
 FIGURE_IMAGES = 8
 
@@ -60,24 +56,6 @@ class TokenizerImages:
     train_NHWC: np.ndarray  # uint8 at the tokenizer's size
     val_NHWC: np.ndarray
     source: str  # where they came from, for the log
-
-
-def resize_uint8(images_NHWC: np.ndarray, size: int) -> np.ndarray:
-    """Antialiased bilinear resize of uint8 images."""
-    if images_NHWC.shape[1] == size:
-        return images_NHWC
-    x = torch.from_numpy(images_NHWC).permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-
-
-def to_model_input(images_NHWC: np.ndarray) -> torch.Tensor:
-    """uint8 [N, H, W, 3] → float [N, 3, H, W] in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images_NHWC)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
-def to_uint8(images_B3HW: torch.Tensor) -> np.ndarray:
-    return ((images_B3HW.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def load_tokenizer_images(source: str | Path, size: int, seed: int = 0) -> TokenizerImages:
@@ -129,14 +107,16 @@ class PerceptualDistance(torch.nn.Module):
 @torch.no_grad()
 def validation_metrics(model: Tokenizer, images_NHWC: np.ndarray, batch_size: int = 128) -> dict[str, float]:
     """MSE on [-1, 1], PixCorr and SSIM (MindEye2's definitions), codebook usage and perplexity."""
+    was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     recons, hits = [], torch.zeros(model.cfg.vocab)
     for start in range(0, len(images_NHWC), batch_size):
-        x = to_model_input(images_NHWC[start : start + batch_size])
+        x = to_model_input(images_NHWC[start : start + batch_size], device)
         tokens = model.encode(x)
-        recons.append(model.decode(tokens))
-        hits += torch.cat([t.flatten() for t in tokens]).bincount(minlength=model.cfg.vocab).float()
-    model.train()
+        recons.append(model.decode(tokens).float().cpu())
+        hits += torch.cat([t.flatten() for t in tokens]).bincount(minlength=model.cfg.vocab).float().cpu()
+    model.train(was_training)
     recon = torch.cat(recons)
     truth = to_model_input(images_NHWC)
     p = hits / hits.sum()
@@ -151,41 +131,49 @@ def validation_metrics(model: Tokenizer, images_NHWC: np.ndarray, batch_size: in
     }
 
 
-def save_figure(path: Path, model: Tokenizer, images_NHWC: np.ndarray) -> None:
-    """Rows: originals, reconstructions, then the image after each scale (coarse to fine)."""
+@torch.no_grad()
+def figure_rows(model: Tokenizer, images_NHWC: np.ndarray) -> np.ndarray:
+    """Rows: originals, reconstructions, then the image after each scale (coarse to fine), as one uint8 grid."""
+    was_training = model.training
+    model.eval()
+    x = to_model_input(images_NHWC[:FIGURE_IMAGES], next(model.parameters()).device)
+    tokens = model.encode(x)
+    rows = [images_NHWC[:FIGURE_IMAGES], to_uint8(model.decode(tokens))]
+    rows += [to_uint8(img) for img in model.coarse_to_fine(tokens)]
+    model.train(was_training)
+    return np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
+
+
+def save_figure(path: Path, grid_HW3: np.ndarray) -> None:
     from PIL import Image
 
-    from mindhier.fileio import atomic_path
-
-    x = to_model_input(images_NHWC[:FIGURE_IMAGES])
-    model.eval()
-    with torch.no_grad():
-        tokens = model.encode(x)
-        rows = [images_NHWC[:FIGURE_IMAGES], to_uint8(model.decode(tokens))]
-        rows += [to_uint8(img) for img in model.coarse_to_fine(tokens)]
-    model.train()
-    grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
-    image = Image.fromarray(grid)
+    image = Image.fromarray(grid_HW3)
     image = image.resize((image.width * 2, image.height * 2), Image.Resampling.NEAREST)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
+
+
+def validate_and_draw(model: Tokenizer, images_NHWC: np.ndarray, figure: Path) -> dict[str, float]:
+    """Validation metrics, and the reconstruction figure written to `figure`."""
+    save_figure(figure, figure_rows(model, images_NHWC))
+    return validation_metrics(model, images_NHWC)
 
 
 def train_tokenizer(
     cfg: MindhierConfig,
     source: str | Path,
     out: str | Path,
-    *,
-    resume: bool = False,
-    device: str | torch.device = "cpu",
-    rank: int = 0,
-    world_size: int = 1,
-    progress: ProgressFn | None = None,
-) -> Path:
-    """Train (or resume) a tokenizer on the images of `source`; returns the run folder."""
-    run_dir, tc, device = Path(out), cfg.train_tokenizer, torch.device(device)
-    is_main = rank == 0
-    check_run_folder(run_dir, to_dict(cfg), RUN_SECTIONS, resume)
+    **launch: Unpack[Launch],
+) -> TrainResult:
+    """Train (or resume) a tokenizer on the images of `source` into the run folder `out`."""
+    tc = cfg.train_tokenizer
+    if tc.strategy == "fsdp":
+        raise ConfigError(
+            "train_tokenizer.strategy=fsdp is not supported: dead-code restarts write codebook rows in place, and the "
+            "tokenizer (109 M parameters at paper scale) fits on every GPU; use ddp"
+        )
+    run = TrainingSession.start(out, KIND, cfg, tc, RUN_SECTIONS, **launch)
+    world = run.world
     images = load_tokenizer_images(source, cfg.tokenizer.image_px, tc.seed)
     if len(images.train_NHWC) < tc.batch_size:
         raise DataError(
@@ -193,104 +181,61 @@ def train_tokenizer(
             f"{tc.batch_size}; lower train_tokenizer.batch_size or add images"
         )
 
-    torch.manual_seed(tc.seed)
-    model = Tokenizer(cfg.tokenizer).to(device)
-    perceptual = PerceptualDistance(tc.perceptual_blocks).to(device) if tc.perceptual_weight > 0 else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=(0.5, 0.9), weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, tc.warmup_steps)))
-    restart_rng = torch.Generator().manual_seed(tc.seed)
-    start_step, best_mse = 0, float("inf")
-    if resume:
-        load_weights(run_dir / LAST_WEIGHTS, model)
-        state = load_train_state(run_dir / TRAIN_STATE)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_step, best_mse = int(state["step"]), float(state["best_mse"])
-        torch.set_rng_state(state["torch_rng"])
-        restart_rng.set_state(state["restart_rng"])
-    elif is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", resolved_record(cfg))
-
-    wrapped = model
-    if world_size > 1:
-        wrapped = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    torch.manual_seed(tc.seed)  # the same initial weights on every process
+    model = Tokenizer(cfg.tokenizer)
+    model.quantize.defer_usage = True  # code hits fold into the EMA once per optimiser step
+    perceptual = PerceptualDistance(tc.perceptual_blocks).to(world.device) if tc.perceptual_weight > 0 else None
+    wrapped = run.attach(
+        model,
+        [model.encoder, model.decoder],
+        lambda m: adamw(m, tc.lr, tc.weight_decay, betas=(0.5, 0.9)),
+        lambda opt: warmup_constant(opt, tc.warmup_steps),
+        higher_is_better=False,
+    )
     train_images = images.train_NHWC
-    started, log_every = time.perf_counter(), max(1, tc.steps // 200)
-    for step in range(start_step, tc.steps):
-        idx = rank_batch(len(train_images), tc.batch_size, step, tc.seed, rank, world_size)
-        x = to_model_input(train_images[idx]).to(device)
-        recon, vq_loss, _, latent = wrapped(x)
-        terms = {
-            "l1": tc.l1_weight * (recon - x).abs().mean(),
-            "l2": tc.l2_weight * (recon - x).square().mean(),
-            "vq": tc.vq_weight * vq_loss,
-        }
-        if perceptual is not None:
-            terms["perceptual"] = tc.perceptual_weight * perceptual(recon, x)
-        loss = torch.stack(list(terms.values())).sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        optimizer.step()
-        scheduler.step()
+    for step in run.steps():
+        idx = rank_batch(len(train_images), tc.batch_size, step, tc.seed, world.rank, world.world_size)
+        wrapped.trained.train()
+        latents = []
+        for rows, last in run.micro_batches(len(idx)):
+            x = to_model_input(train_images[idx[rows]], world.device)
+            share = len(x) / len(idx)
+            with run.accumulating(last):
+                with run.autocast():
+                    recon, vq_loss, _, latent = wrapped.trained(x)
+                recon = recon.float()
+                terms = {
+                    "l1": tc.l1_weight * (recon - x).abs().mean(),
+                    "l2": tc.l2_weight * (recon - x).square().mean(),
+                    "vq": tc.vq_weight * vq_loss,
+                }
+                if perceptual is not None:
+                    terms["perceptual"] = tc.perceptual_weight * perceptual(recon, x)
+                loss = torch.stack(list(terms.values())).sum()
+                run.backward(loss, share, {k: float(v.detach()) for k, v in terms.items()})
+            latents.append(latent.detach().float())
+        model.quantize.update_usage()
+        extra = run.optimizer_step()
         done = step + 1
-        record = {"step": done, "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
         if tc.dead_code_every and done % tc.dead_code_every == 0:
-            vectors = latent.detach().permute(0, 2, 3, 1).reshape(-1, latent.shape[1]).cpu()
-            if world_size > 1:  # every rank restarts the same codes with the same vectors
-                torch.distributed.broadcast(vectors, src=0)
-            record["restarted_codes"] = model.quantize.restart_dead_codes(
-                vectors.to(device), tc.dead_code_threshold, restart_rng
+            # the encoder outputs of the whole global batch, in its order, on every process
+            vectors = all_gather_rows(rearrange(torch.cat(latents), "b c h w -> (b h w) c"))
+            extra["restarted_codes"] = model.quantize.restart_dead_codes(
+                vectors, tc.dead_code_threshold, keyed_generator(tc.seed, done, "dead_codes")
             )
-        report(progress, "train tokenizer", done, tc.steps, {"loss": record["loss"]})
-        if is_main and (done % tc.eval_every == 0 or done == tc.steps) and len(images.val_NHWC):
-            record.update(validation_metrics(model, images.val_NHWC))
-            save_figure(run_dir / f"val_recon_step{done}.png", model, images.val_NHWC)
-            if record["val_mse"] < best_mse:
-                best_mse = record["val_mse"]
-                save_weights(run_dir / TOKENIZER_WEIGHTS, model, {"step": str(done)})
-        if is_main and (done % log_every == 0 or "val_mse" in record or done == tc.steps):
-            with open(run_dir / LOG_FILE, "a") as log:
-                log.write(json.dumps(record) + "\n")
-        if is_main and (done % tc.checkpoint_every == 0 or done == tc.steps):
-            save_weights(run_dir / LAST_WEIGHTS, model, {"step": str(done)})
-            save_train_state(
-                run_dir / TRAIN_STATE,
-                {
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "step": done,
-                    "best_mse": best_mse,
-                    "torch_rng": torch.get_rng_state(),
-                    "restart_rng": restart_rng.get_state(),
-                },
+        if len(images.val_NHWC):  # the tokenizer trains with DDP only: rank 0 validates and draws the figure
+            figure = run.run_dir / run_layout.val_figure_file(done)
+            extra |= run.evaluate(
+                done, lambda f=figure: validate_and_draw(wrapped.module, images.val_NHWC, f), "val_mse"
             )
+        run.end_step(done, extra)
 
-    seconds = time.perf_counter() - started
-    if is_main:
-        if not (run_dir / TOKENIZER_WEIGHTS).exists():
-            save_weights(run_dir / TOKENIZER_WEIGHTS, model, {"step": str(tc.steps)})
-        final = validation_metrics(model, images.val_NHWC) if len(images.val_NHWC) else {}
-        write_json(
-            run_dir / SUMMARY_FILE,
-            {
-                "steps": tc.steps,
-                "resumed_from": start_step,
-                "seconds": round(seconds, 2),
-                "images": {"source": images.source, "train": len(train_images), "val": len(images.val_NHWC)},
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "best_val_mse": best_mse,
-                "final_val": final,
-                "device": str(device),
-                "world_size": world_size,
-                "torch_threads": torch.get_num_threads(),
-                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            },
-        )
-    if start_step > tc.steps:
-        raise ConfigError(f"the run in {run_dir} is already past {tc.steps} steps")
-    return run_dir
+    final = validation_metrics(wrapped.module, images.val_NHWC) if len(images.val_NHWC) and world.is_main else {}
+    summary = run.finish(
+        {
+            "images": {"source": images.source, "train": len(train_images), "val": len(images.val_NHWC)},
+            "best_metric": "val_mse",
+            "final_val": final,
+        }
+    )
+    return TrainResult(run.run_dir, summary, wrapped.module)

@@ -1,0 +1,43 @@
+"""The `plan` subcommand: per-GPU training memory of every stage under DDP and FSDP (`mindhier.memory_plan`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mindhier.cli.options import add_config_options, resolve_config
+
+DEFAULT_VOXELS = 15724  # NSD subject 1; kept equal to memory_plan.DEFAULT_VOXELS (a test checks)
+
+
+def add_plan_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `plan` to the `mindhier` subcommands (`commands`: the parser's `add_subparsers()` object)."""
+    p = commands.add_parser(
+        "plan",
+        help="per-GPU training memory of every stage under DDP and FSDP, and the micro-batch that fits",
+        description="Builds every trainable model on the meta device (no weights, no data) and prints, per stage, "
+        "strategy and activation checkpointing, the per-GPU memory and the largest micro-batch that fits.",
+    )
+    p.add_argument("--gpus", type=int, required=True, metavar="N", help="GPUs the stage trains on")
+    p.add_argument("--gpu-memory", type=float, required=True, metavar="GB", help="memory of one GPU, GiB")
+    p.add_argument(
+        "--voxels", type=int, default=DEFAULT_VOXELS, help=f"voxels of the encoder's subject (default {DEFAULT_VOXELS})"
+    )
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the plan as JSON")
+    # the planner is for paper-scale runs; the demo's models fit anywhere
+    add_config_options(p, default_preset="nsd-paper")
+    p.set_defaults(func=cmd_plan)
+    return p
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from mindhier.fileio import write_json
+    from mindhier.memory_plan import format_plan, plan_memory, plan_record
+
+    cfg = resolve_config(args)
+    plan = plan_memory(cfg, args.gpus, args.gpu_memory, voxels=args.voxels)
+    print(format_plan(plan))
+    if args.json:
+        write_json(args.json, plan_record(plan))
+        print(f"wrote {args.json}")
+    return 0

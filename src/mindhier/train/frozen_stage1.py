@@ -1,0 +1,74 @@
+"""What a Stage-2 decoder (the generator or the diffusion baseline) trains on: the frozen encoder, seen as
+the brain condition (`models/brain_condition.py`), and the frozen tokenizer, with the subjects to train on.
+
+Both are loaded strictly from their run folders onto the training device and never receive gradients.
+Every process holds its own copy (the encoder is 307 M and the VQ-VAE 109 M parameters at paper scale).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mindhier.config import MindhierConfig
+from mindhier.data.nsd import open_dataset
+from mindhier.data.subject_items import PooledBatch
+from mindhier.errors import ConfigError
+from mindhier.models.brain_condition import BrainCondition, Condition
+from mindhier.models.brain_encoder import BrainEncoder
+from mindhier.models.tokenizer import Tokenizer
+from mindhier.runs import load_encoder, load_tokenizer, relative_input
+
+
+@dataclass(frozen=True)
+class FrozenStage1:
+    encoder_run: Path
+    tokenizer_run: Path
+    encoder_cfg: MindhierConfig
+    encoder: BrainEncoder
+    tokenizer: Tokenizer
+    condition: BrainCondition
+    subjects: tuple[int, ...]
+
+    def open_dataset(self, data_dir: str | Path):
+        expected = {s: self.encoder.shapes.voxels[s] for s in self.subjects}
+        return open_dataset(data_dir, self.encoder_cfg.data, subjects=list(self.subjects), expected_voxels=expected)
+
+    def inputs_record(self, run_dir: Path) -> dict:
+        """What `inputs.json` records of the frozen models (paths relative to the run folder)."""
+        return {
+            "encoder_run": relative_input(run_dir, self.encoder_run),
+            "tokenizer_run": relative_input(run_dir, self.tokenizer_run),
+            "subjects": list(self.subjects),
+            "encoder_supervision": self.condition.supervision,
+        }
+
+    def condition_with_dropout(self, batch: PooledBatch, keep_N, device) -> Condition:
+        """The brain condition of a batch whose dropped samples (keep = False, in row order) have zeroed voxels:
+        their condition is the encoder's null output, the unconditional stream of guidance."""
+        groups, start = [], 0
+        for subject, voxels in batch.groups:
+            keep = keep_N[start : start + len(voxels)].to(device=device, dtype=voxels.dtype)
+            groups.append((subject, voxels.to(device) * keep[:, None]))
+            start += len(voxels)
+        return self.condition(groups)
+
+
+def load_frozen(
+    encoder_run: str | Path, tokenizer_run: str | Path, subjects: tuple[int, ...] | None, device
+) -> FrozenStage1:
+    """Load both frozen models; `subjects` (default: the encoder's first) must be ones the encoder knows."""
+    encoder_files = load_encoder(encoder_run, device=device)
+    encoder = encoder_files.model.requires_grad_(False)
+    tokenizer = load_tokenizer(tokenizer_run, device=device).requires_grad_(False)
+    trained_on = tuple(s for s, _ in encoder_files.shapes.subject_voxels)
+    subjects = tuple(subjects or trained_on[:1])
+    unknown = [s for s in subjects if s not in trained_on]
+    if unknown:
+        raise ConfigError(
+            f"the encoder {encoder_run} was not trained on subject {unknown[0]}; it knows {list(trained_on)}"
+        )
+    condition = BrainCondition(encoder, encoder_files.cfg.alignment.supervision)
+    return FrozenStage1(
+        Path(encoder_run), Path(tokenizer_run), encoder_files.cfg, encoder, tokenizer, condition, subjects
+    )
