@@ -47,7 +47,7 @@ def _output(batch=4, levels=3, text=False):
         levels_BMQD=torch.randn(batch, levels, 5, 8),
         heads=[torch.randn(batch, 5, 8 + m, requires_grad=True) for m in range(levels)],
         terminal_BQD=torch.randn(batch, 5, 10, requires_grad=True),
-        text_BSD=torch.randn(batch, 3, 6, requires_grad=True) if text else None,
+        text_BUD=torch.randn(batch, 3, 6, requires_grad=True) if text else None,
     )
 
 

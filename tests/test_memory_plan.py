@@ -129,7 +129,7 @@ def test_checkpointing_shrinks_activations(paper_plan):
         on = paper_plan.row(stage.name, "fsdp", True)
         assert on.activation_bytes_per_sample < off.activation_bytes_per_sample
         assert on.micro_batch > off.micro_batch
-    # checkpointing keeps at least every block's residual input, [1, L, C] in bf16 (the brief's estimate)
+    # checkpointing keeps at least every block's residual input, [1, L, D] in bf16 (the brief's estimate)
     generator, cfg = paper_plan.stage("generator"), preset("nsd-paper")
     tokens = sum(s * s for s in cfg.tokenizer.scales)
     assert generator.activations.block_input_bytes >= cfg.generator.depth * tokens * cfg.generator.width * 2

@@ -11,6 +11,9 @@ of processes:
   restarts draw from the vectors of all processes (`all_gather_rows`), so codebooks stay identical.
 
 Nothing here starts or ends a process group: the caller (the CLI under torchrun, or a test) does.
+
+Shape letters (docs/glossary.md): N rows of this process (any trailing axes, `…`); the number of processes
+is `world`.
 """
 
 from __future__ import annotations
@@ -35,30 +38,30 @@ class _GatherWithGrad(torch.autograd.Function):
     """All-gather along dim 0 whose backward returns, to each process, the summed gradient of its rows."""
 
     @staticmethod
-    def forward(ctx, x_ND: torch.Tensor) -> torch.Tensor:
-        ctx.rows = x_ND.shape[0]
-        parts = [torch.empty_like(x_ND) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x_ND.contiguous())
+    def forward(ctx, rows: torch.Tensor) -> torch.Tensor:  # rows: [N, …]
+        ctx.rows = rows.shape[0]
+        parts = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, rows.contiguous())
         return torch.cat(parts)
 
     @staticmethod
-    def backward(ctx, grad_WND: torch.Tensor) -> torch.Tensor:
-        grad = grad_WND.contiguous().clone()
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # grad: [world·N, …]
+        grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)  # every process's loss depends on every row
         start = dist.get_rank() * ctx.rows
         return grad[start : start + ctx.rows]
 
 
-def gather_with_grad(x_ND: torch.Tensor) -> torch.Tensor:
-    """[N, …] rows of this process → [W·N, …] rows of all processes in rank order, differentiable.
+def gather_with_grad(rows: torch.Tensor) -> torch.Tensor:
+    """[N, …] rows of this process → [world·N, …] rows of all processes in rank order, differentiable.
 
     Every process must pass the same number of rows. Each process then computes the same global loss;
-    its gradient reaches each row's owner summed over the W processes, and the data-parallel average of
-    parameter gradients (÷ W) makes the update that of the single-process loss.
+    its gradient reaches each row's owner summed over the `world` processes, and the data-parallel average of
+    parameter gradients (÷ world) makes the update that of the single-process loss.
     """
     if not is_running() or dist.get_world_size() == 1:
-        return x_ND
-    return _GatherWithGrad.apply(x_ND)
+        return rows
+    return _GatherWithGrad.apply(rows)
 
 
 def all_reduce_sum_(x: torch.Tensor) -> torch.Tensor:
@@ -68,15 +71,15 @@ def all_reduce_sum_(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def all_gather_rows(x_ND: torch.Tensor) -> torch.Tensor:
+def all_gather_rows(rows: torch.Tensor) -> torch.Tensor:
     """Rows of all processes in rank order, without gradient; processes may hold different row counts."""
     if not is_running() or dist.get_world_size() == 1:
-        return x_ND
-    sizes = [torch.zeros(1, dtype=torch.long, device=x_ND.device) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, torch.tensor([x_ND.shape[0]], device=x_ND.device))
+        return rows
+    sizes = [torch.zeros(1, dtype=torch.long, device=rows.device) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([rows.shape[0]], device=rows.device))
     longest = int(max(s.item() for s in sizes))
-    padded = torch.zeros((longest, *x_ND.shape[1:]), dtype=x_ND.dtype, device=x_ND.device)
-    padded[: x_ND.shape[0]] = x_ND
+    padded = torch.zeros((longest, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+    padded[: rows.shape[0]] = rows
     parts = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(parts, padded)
     return torch.cat([part[: int(size.item())] for part, size in zip(parts, sizes, strict=True)])

@@ -1,6 +1,6 @@
 """Training objectives.
 
-Stage 1 — hierarchy-to-hierarchy alignment (method.md §3.3–4). With n(x) the L2 normalisation of a
+Stage 1 — hierarchy-to-hierarchy alignment (docs/method.md §3.3–4). With n(x) the L2 normalisation of a
 sample's flattened token sequence:
 
     align(a, b)   = ‖n(a) − n(b)‖²  per sample, averaged over the batch. This is the paper's
@@ -18,9 +18,9 @@ sample's flattened token sequence:
 plus, when the teacher has a text side, align(t̂, t) + SoftCLIP(t̂, t) weighted by `text_weight`
 (the loss works without it). `terminal_only` and `single` differ only downstream: `terminal_only`
 hands the generator all M (unsupervised) levels, `single` the terminal level alone (the paper's
-"single feature" ablation, Table 2).
+"single feature" ablation, Table 2; docs/method.md §4).
 
-Shape letters: B batch, Q tokens, D dim, F flattened features.
+Shape letters (docs/glossary.md): B batch, Q tokens, U text tokens, D width, F flattened features.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def stage1_loss(
     out: EncoderOutput,
     targets: list[torch.Tensor],
     cfg: AlignmentConfig,
-    text_target_BSD: torch.Tensor | None = None,
+    text_target_BUD: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The total loss and its named terms (floats, for logging)."""
     terms: dict[str, torch.Tensor] = {}
@@ -69,12 +69,12 @@ def stage1_loss(
     terms["softclip"] = cfg.softclip_weight * soft_clip_loss(
         flat_normalized(out.terminal_BQD), flat_normalized(targets[-1]), cfg.temperature
     )
-    if out.text_BSD is not None and text_target_BSD is not None:
-        terms["align_text"] = cfg.text_weight * cfg.mse_weight * alignment_loss(out.text_BSD, text_target_BSD)
+    if out.text_BUD is not None and text_target_BUD is not None:
+        terms["align_text"] = cfg.text_weight * cfg.mse_weight * alignment_loss(out.text_BUD, text_target_BUD)
         terms["softclip_text"] = (
             cfg.text_weight
             * cfg.softclip_weight
-            * soft_clip_loss(flat_normalized(out.text_BSD), flat_normalized(text_target_BSD), cfg.temperature)
+            * soft_clip_loss(flat_normalized(out.text_BUD), flat_normalized(text_target_BUD), cfg.temperature)
         )
     total = torch.stack(list(terms.values())).sum()
     return total, {name: float(value.detach()) for name, value in terms.items()}

@@ -146,7 +146,7 @@ def hierarchy_subject():
     sim = tiny().simulator
     scenes = make_source("scenes").generate("train", 600, 32, seed=0)
     semantic = lite2_semantic_fn(sim.semantic_px)
-    features = compute_features(scenes.images_NHWC, scenes.categories_NK, sim.retina_px, sim.feature_grid, semantic)
+    features = compute_features(scenes.images_NHWC, scenes.categories_NJ, sim.retina_px, sim.feature_grid, semantic)
     model = random_subject(
         1,
         sim,
@@ -201,7 +201,7 @@ def test_early_voxels_respond_to_their_receptive_field_location(hierarchy_subjec
 def test_higher_voxels_respond_to_category_and_early_ones_hardly(hierarchy_subject):
     _, scenes, features, model, _ = hierarchy_subject
     signal = model.signal(features).numpy()
-    design = np.c_[scenes.categories_NK, np.ones(len(scenes))]
+    design = np.c_[scenes.categories_NJ, np.ones(len(scenes))]
     coef, *_ = np.linalg.lstsq(design, signal, rcond=None)
     r2 = 1 - ((signal - design @ coef) ** 2).sum(0) / ((signal - signal.mean(0)) ** 2).sum(0)
     higher, v1, mid = (

@@ -90,8 +90,8 @@ def test_scenes_have_the_requested_shape_at_any_size(size):
     assert stimuli.images_NHWC.shape == (3, size, size, 3)
     assert stimuli.images_NHWC.dtype == np.uint8
     assert len(stimuli) == len(stimuli.captions) == len(stimuli.labels) == 3
-    assert stimuli.categories_NK.shape == (3, len(CATEGORIES))
-    assert stimuli.categories_NK.dtype == np.float32
+    assert stimuli.categories_NJ.shape == (3, len(CATEGORIES))
+    assert stimuli.categories_NJ.dtype == np.float32
 
 
 def test_scene_labels_do_not_depend_on_size():
@@ -204,10 +204,10 @@ def test_caption_grammar_for_each_background_kind():
 
 def test_multi_hot_categories_match_the_labels(scenes_64):
     assert scenes_64.category_names == CATEGORIES
-    for row_K, labels in zip(scenes_64.categories_NK, scenes_64.labels, strict=True):
-        present = {CATEGORIES[k] for k in np.flatnonzero(row_K)}
+    for row_J, labels in zip(scenes_64.categories_NJ, scenes_64.labels, strict=True):
+        present = {CATEGORIES[k] for k in np.flatnonzero(row_J)}
         assert present == {obj["category"] for obj in labels["objects"]}
-        assert set(np.unique(row_K)) <= {0.0, 1.0}
+        assert set(np.unique(row_J)) <= {0.0, 1.0}
 
 
 def test_objects_are_drawn_where_the_labels_say(scenes_64):
@@ -292,7 +292,7 @@ def test_photo_splits_use_disjoint_photographs():
     test = source.generate("test", 30, 16, seed=0)
     assert {labels["photo"] for labels in train.labels} <= set(TRAIN_PHOTOS)
     assert {labels["photo"] for labels in test.labels} == set(TEST_PHOTOS)
-    assert train.category_names is None and train.categories_NK is None
+    assert train.category_names is None and train.categories_NJ is None
     assert train.captions[0] == f"a crop of the photograph '{train.labels[0]['photo']}'"
     assert not set(_digests(train.images_NHWC)) & set(_digests(test.images_NHWC))
 

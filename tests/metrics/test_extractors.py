@@ -29,7 +29,7 @@ IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 OPENAI_CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 SWAV_FILE = "swav_800ep_pretrain.pth.tar"
-# MindEye2's input sizes (method.md §7)
+# MindEye2's input sizes (docs/method.md §7)
 PROTOCOL_PX = {"alexnet_2": 256, "alexnet_5": 256, "inception": 342, "effnet": 255, "swav": 224, "clip": 224}
 
 

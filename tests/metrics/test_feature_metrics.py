@@ -45,7 +45,7 @@ def test_ridge_probe_recovers_a_linear_map_and_picks_a_small_ridge():
     w, bias = torch.randn(6, 3, generator=g), torch.randn(3, generator=g)
     x_train, x_val = torch.randn(200, 4, 6, generator=g), torch.randn(50, 4, 6, generator=g)
     probe = fit_probe(x_train, x_train @ w + bias, x_val, x_val @ w + bias)
-    torch.testing.assert_close(probe.weight_DE, w.double(), atol=0.05, rtol=0.05)
+    torch.testing.assert_close(probe.weight_DDm, w.double(), atol=0.05, rtol=0.05)
     assert probe.ridge == min((1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0))
     heavy = fit_ridge(x_train, x_train @ w + bias, ridge=1e4)
-    assert heavy.weight_DE.abs().max() < 0.01  # strong ridge shrinks to the mean
+    assert heavy.weight_DDm.abs().max() < 0.01  # strong ridge shrinks to the mean

@@ -134,10 +134,10 @@ def test_labels_to_targets_by_hand():
         {"objects": [{"category": "star", "colour": "red"}, {"category": "star", "colour": "blue"}]},
         {"objects": [{"category": "heart", "colour": "pink"}, {"category": "disc", "colour": "pink"}]},
     ]
-    categories_NK, colours_NC = labels_to_targets(labels)
+    categories_NJ, colours_NJ = labels_to_targets(labels)
     # CATEGORIES: disc square triangle star ring cross bar heart; colours: red orange yellow green cyan blue purple pink
-    np.testing.assert_array_equal(categories_NK, [[0, 0, 0, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 1]])
-    np.testing.assert_array_equal(colours_NC, [[1, 0, 0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1]])
+    np.testing.assert_array_equal(categories_NJ, [[0, 0, 0, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 1]])
+    np.testing.assert_array_equal(colours_NJ, [[1, 0, 0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1]])
     with pytest.raises(DataError, match="scenes"):
         labels_to_targets([{"photo": "cat.jpg"}])
     with pytest.raises(DataError, match="unicorn"):

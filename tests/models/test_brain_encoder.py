@@ -26,7 +26,7 @@ def test_nsd_paper_parameter_count_matches_the_authors():
             out = model(torch.zeros(batch, 15724), subject=1)
         assert out.levels_BMQD.shape == (batch, 4, 257, 768)
         assert out.terminal_BQD.shape == (batch, 257, 768)
-        assert out.text_BSD.shape == (batch, 77, 768)
+        assert out.text_BUD.shape == (batch, 77, 768)
 
 
 def _shapes(depth, queries=5):
@@ -44,7 +44,7 @@ def test_output_shapes_for_each_preset(preset, batch):
     assert [h.shape for h in out.heads] == [(batch, 5, d) for d in shapes.level_dims]
     assert out.terminal_BQD.shape == (batch, 5, shapes.level_dims[-1])
     assert out.pooled_BD.shape == (batch, shapes.level_dims[-1])
-    assert out.text_BSD is None
+    assert out.text_BUD is None
 
 
 def test_multi_subject_batch_matches_per_subject_forward():

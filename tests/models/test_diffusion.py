@@ -54,7 +54,7 @@ def test_latent_statistics_normalise_per_channel():
     assert torch.allclose(z.mean(dim=(0, 2, 3)), torch.zeros(8), atol=1e-5)
     assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(8), atol=1e-4)
     assert torch.allclose(model.denormalize(z), f, atol=1e-4)
-    assert "latent_mean_C" in model.state_dict() and "pos_LC" not in model.state_dict()
+    assert "latent_mean_C" in model.state_dict() and "pos_LD" not in model.state_dict()
 
 
 def test_positions_differ_per_cell():

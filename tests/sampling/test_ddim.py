@@ -18,7 +18,7 @@ def test_linear_schedule_follows_ddpm():
     assert s.alpha_bar(0) == pytest.approx(1 - 1e-4)
     assert s.alpha_bar(999) == pytest.approx(float(torch.prod(1 - betas)))
     assert s.alpha_bar(-1) == 1.0
-    assert torch.all(s.alphas_cumprod_T[1:] < s.alphas_cumprod_T[:-1])
+    assert torch.all(s.alphas_cumprod[1:] < s.alphas_cumprod[:-1])
     z0, noise = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
     t = torch.tensor([0, 500, 999])
     z_t = s.add_noise(z0, noise, t)

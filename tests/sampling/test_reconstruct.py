@@ -68,7 +68,7 @@ def test_python_api_and_seeds(generator_run):
     # an image does not depend on its batch: reconstructing item 3 alone gives the same picture
     alone = pipeline.reconstruct(voxels[3:4], subject=1, samples=2, seed=0, keys=[3])
     assert np.array_equal(alone.images_BHW3[0], a.images_BHW3[3])
-    repeats = np.stack([voxels, voxels + 0.1], axis=1)  # [B, R, V]
+    repeats = np.stack([voxels, voxels + 0.1], axis=1)  # [B, T, V]
     by_outputs = pipeline.reconstruct(repeats, subject=1, average="outputs", strips=True)
     assert by_outputs.strips_BKHW3.shape == (5, len(cfg.tokenizer.scales), 16, 16, 3)
     with pytest.raises(ConfigError, match="voxels must be"):

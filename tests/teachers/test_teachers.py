@@ -221,21 +221,21 @@ def test_clip_levels_match_hooks_on_the_resblocks(tiny_clip_model):
             handle.remove()
     outputs = teacher(images)
     for output, layer in zip(outputs, (1, 3), strict=True):
-        hidden_NTW = captured[layer - 1]
+        hidden_NQd = captured[layer - 1]
         if not visual.transformer.batch_first:
-            hidden_NTW = hidden_NTW.transpose(0, 1)
-        expected = visual.ln_post(hidden_NTW) @ visual.proj
+            hidden_NQd = hidden_NQd.transpose(0, 1)
+        expected = visual.ln_post(hidden_NQd) @ visual.proj
         torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_clip_text_is_the_unprojected_last_hidden_state(tiny_clip_model):
     teacher = CLIPTeacher(_clip_cfg(text=True), model=tiny_clip_model)
     captions = ["a red bus on a street", "two cats asleep on a sofa"]
-    text_NLE = teacher.encode_text(captions)
-    assert text_NLE.shape == (2, 77, 64) and text_NLE.dtype == torch.float32
-    assert not torch.allclose(text_NLE[0], text_NLE[1])
+    text_NUD = teacher.encode_text(captions)
+    assert text_NUD.shape == (2, 77, 64) and text_NUD.dtype == torch.float32
+    assert not torch.allclose(text_NUD[0], text_NUD[1])
     tokens = teacher.tokenizer(captions)
-    pooled = text_NLE[torch.arange(2), tokens.argmax(dim=-1)] @ tiny_clip_model.text_projection
+    pooled = text_NUD[torch.arange(2), tokens.argmax(dim=-1)] @ tiny_clip_model.text_projection
     with torch.no_grad():
         torch.testing.assert_close(pooled, tiny_clip_model.encode_text(tokens), rtol=1e-5, atol=1e-6)
     assert teacher.describe()["text"] == {"context": 77, "dim": 64}

@@ -10,7 +10,9 @@ brain's semantic voxels (so the simulator is not built on the teacher). Both als
 perceptual proxies, always labelled as such.
 
 Inputs are RGB in [-1, 1] (the TF-Lite convention, which gave slightly better ImageNet predictions
-than ImageNet mean/std). Shape letters: N images, H/W pixels, C channels, D pooled feature size.
+than ImageNet mean/std).
+
+Shape letters (docs/glossary.md): N images, H/W pixels, C channels, h/w feature-map size, D pooled feature size.
 """
 
 from __future__ import annotations
@@ -93,5 +95,5 @@ def to_network_input(images_NCHW: torch.Tensor, size: int) -> torch.Tensor:
 def pooled_features(model: nn.Module, images_NCHW: torch.Tensor, size: int) -> torch.Tensor:
     """Global-average-pooled head features [N, D] (D = 1280 for Lite0 and Lite2)."""
     x = to_network_input(images_NCHW, size).contiguous(memory_format=torch.channels_last)
-    features_NDhw = model.extract_features(x)
-    return features_NDhw.mean(dim=(2, 3)).float()
+    features_NChw = model.extract_features(x)
+    return features_NChw.mean(dim=(2, 3)).float()

@@ -14,7 +14,7 @@ one process:
 * the speed ratios diffusion / scale-wise, the parameter counts and training FLOPs of both, and the
   machine, threads and torch version.
 
-Shape letters: B batch.
+Shape letters (docs/glossary.md): B batch.
 """
 
 from __future__ import annotations

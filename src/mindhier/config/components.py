@@ -31,7 +31,7 @@ class StimulusConfig:
 
 @dataclass(frozen=True)
 class SimulatorConfig:
-    """The synthetic brain: a voxel-wise encoding model with an NSD-like design (method.md §2)."""
+    """The synthetic brain: a voxel-wise encoding model with an NSD-like design (docs/method.md §2.4)."""
 
     subjects: tuple[int, ...] = (1,)  # subject ids (1..99); each gets its own voxels and weights
     n_train: int = 4000  # unique training images, each shown once
@@ -91,7 +91,7 @@ LAYER_MAPPINGS = ("balanced", "early", "late")
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """The frozen vision network whose feature hierarchy the brain encoder is aligned to (method.md §3.2).
+    """The frozen vision network whose feature hierarchy the brain encoder is aligned to (docs/method.md §3.2).
 
     Layer ℓ is the output of block ℓ counted from 1 (CLIP: transformer block; EfficientNet: MBConv block).
     """
@@ -137,15 +137,15 @@ NAMED_MAPPING_LEVELS = 4  # every named layer mapping picks four layers
 
 @dataclass(frozen=True)
 class BrainEncoderConfig:
-    """The hierarchical fMRI encoder (method.md §3.1); the query count Q comes from the teacher's tokens.
+    """The hierarchical fMRI encoder (docs/method.md §3.1); the query count Q comes from the teacher's tokens.
 
-    voxels → per-subject Linear(V_s → hidden[0]) → GELU → shared [Linear → GELU]… → Linear(→ T·D)
-    → T latent tokens + position embedding → `depth` cascaded post-norm decoder layers over Q queries
+    voxels → per-subject Linear(V_s → hidden[0]) → GELU → shared [Linear → GELU]… → Linear(→ X·D)
+    → X latent tokens + position embedding → `depth` cascaded post-norm decoder layers over Q queries
     → levels e_1..e_M (M = depth) → token-wise heads to the teacher dims, and a projected terminal output.
     """
 
     hidden_dims: tuple[int, ...] = (512, 512)  # widths of the voxel MLP (the first is the per-subject layer's)
-    latent_tokens: int = 16  # T: tokens the MLP output is split into (the decoder's memory)
+    latent_tokens: int = 16  # X: tokens the MLP output is split into (the decoder's memory)
     width: int = 64  # D: token width of the decoder and of every level e_m
     depth: int = 4  # M: cascaded decoder layers = levels, one per teacher layer
     heads: int = 4
@@ -173,7 +173,7 @@ class BrainEncoderConfig:
 
 @dataclass(frozen=True)
 class AlignmentConfig:
-    """Hierarchy-to-hierarchy alignment (method.md §3.3–4): which levels are supervised, and how.
+    """Hierarchy-to-hierarchy alignment (docs/method.md §3.3–4): which levels are supervised, and how.
 
     Each alignment term is ‖n(a) − n(b)‖² for L2-normalised flattened token sequences: the paper's MSE
     times the sequence's element count (its scale 2·10⁵ is that count for CLIP-L, 257·768 ≈ 197,376).
@@ -228,7 +228,7 @@ class LoopConfig:
 
 @dataclass(frozen=True)
 class EncoderTrainConfig(LoopConfig):
-    """Stage-1 optimisation: AdamW + OneCycle over a fixed number of steps (method.md §3.4)."""
+    """Stage-1 optimisation: AdamW + OneCycle over a fixed number of steps (docs/method.md §3.4)."""
 
     section: ClassVar[str] = "train_encoder"
 
@@ -256,7 +256,7 @@ class EncoderTrainConfig(LoopConfig):
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    """The multi-scale residual VQ tokenizer (VAR's VQ-VAE, method.md §5.1); images in [-1, 1]."""
+    """The multi-scale residual VQ tokenizer (VAR's VQ-VAE, docs/method.md §5.1); images in [-1, 1]."""
 
     image_px: int = 32  # side of the images it encodes (stimuli are resized to it)
     channels: int = 16  # base width of the conv encoder/decoder
@@ -332,11 +332,11 @@ ROUTING_MODES = ("coarse_to_fine", "fine_to_coarse", "all_levels", "static_termi
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """The scale-wise autoregressive generator (Switti-style, method.md §5); vocabulary and scales come from
+    """The scale-wise autoregressive generator (Switti-style, docs/method.md §5); vocabulary and scales come from
     the tokenizer, context width and levels from the encoder."""
 
     depth: int = 3  # transformer blocks
-    width: int = 96  # C
+    width: int = 96  # D
     heads: int = 4  # head dim = width / heads (2-D RoPE needs it divisible by 4)
     ffn_mult: float = 8 / 3  # SwiGLU hidden = int(width · ffn_mult)
     routing: str = "coarse_to_fine"  # coarse_to_fine | fine_to_coarse | all_levels | static_terminal
@@ -365,7 +365,7 @@ class GeneratorConfig:
 
 @dataclass(frozen=True)
 class GeneratorTrainConfig(LoopConfig):
-    """Stage-2 optimisation: AdamW(0.9, 0.95), constant rate after warm-up, clipping (method.md §5.5)."""
+    """Stage-2 optimisation: AdamW(0.9, 0.95), constant rate after warm-up, clipping (docs/method.md §5.5)."""
 
     section: ClassVar[str] = "train_generator"
 
@@ -390,14 +390,14 @@ class GeneratorTrainConfig(LoopConfig):
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """Scale-by-scale sampling (method.md §6.3)."""
+    """Scale-by-scale sampling (docs/method.md §6.3)."""
 
     cfg_scale: float = 3.0  # guidance t_k = cfg_scale · (k − 1)/(K − 1): off at scale 1, full at scale K
     cfg_off_from: int = 0  # 1-based scale from which guidance is switched off (0 = never)
     top_k: int = 0  # keep the k most likely tokens (0 = all)
     top_p: float = 1.0  # nucleus: smallest set with this probability mass (1 = all)
     temperature: float = 1.0
-    samples: int = 1  # N samples per brain input; the first is reported unless a brain-only rule selects
+    samples: int = 1  # S samples per brain input; the first is reported unless a brain-only rule selects
     seed: int = 0
     precision: str = "fp32"  # fp32 | bf16 (blocks under bf16 autocast; logits, filtering and draws in fp32)
 
@@ -421,7 +421,7 @@ class DiffusionConfig:
     latent size from the tokenizer, context width and terminal tokens from the encoder."""
 
     depth: int = 3  # transformer blocks
-    width: int = 96  # C (the `matched` search replaces width, then depth)
+    width: int = 96  # D (the `matched` search replaces width, then depth)
     heads: int = 4
     mlp_ratio: float = 4.0  # MLP hidden = int(width · mlp_ratio)
     matched: bool = True  # size the backbone to the scale-wise generator's parameter count (within 5 %)

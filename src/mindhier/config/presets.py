@@ -64,7 +64,7 @@ def demo() -> MindhierConfig:
 
 
 def nsd_paper() -> MindhierConfig:
-    """The paper's sizes and schedule on real NSD (method.md §3): CLIP ViT-L/14 layers 12/16/20/24.
+    """The paper's sizes and schedule on real NSD (docs/method.md §3): CLIP ViT-L/14 layers 12/16/20/24.
 
     Stage 1: V → 4096 → 2048 → 100×768, 4 decoder layers over 257 queries, 8 heads, FFN 3072,
     dropout 0.1, a 77-query text branch; AdamW lr 1e-4, wd 0.01, OneCycle with pct_start 2/300, global

@@ -5,7 +5,7 @@ epoch; running a frozen CLIP ViT-L/14 on the fly would dominate training. `build
 once over every stimulus that any split of any subject refers to and writes
 
     meta.json                   format and version, key, teacher identity, image-set fingerprint, levels, shards
-    shard-00000.safetensors     index int64 [n]; level1 … levelM float16 [n, T_m, D_m]; text float16 [n, L, E]
+    shard-00000.safetensors     index int64 [n]; level1 … levelM float16 [n, Q_m, D_m]; text float16 [n, U, D_text]
     shard-00001.safetensors     …
 
 Shards hold consecutive runs of the sorted stimulus indices, at most 2,048 images and about 1 GiB each (paper
@@ -16,8 +16,8 @@ Levels are numbered from 1 as in the paper (e_1..e_M); `level{m}` is the teacher
 The key is the sha256 of the canonical JSON of the teacher's `describe()` and the image-set fingerprint
 (`mindhier.data.feature_fingerprint`); a cache is reused only when the key matches.
 
-Shape letters: N images, T tokens of a level, D feature size of a level, L text tokens, E text width,
-H/W pixels.
+Shape letters (docs/glossary.md): N images, Q tokens of a level (Q_m at level m), D width of a level (D_m),
+U text tokens (of width D_text), H/W pixels.
 """
 
 from __future__ import annotations
@@ -157,8 +157,8 @@ def _write(
     indices_N = plan.indices_N
     text_shape = None
     if plan.captions is not None:
-        probe_1LE = teacher.encode_text(plan.captions[:1])
-        text_shape = (int(probe_1LE.shape[1]), int(probe_1LE.shape[2]))
+        probe_1UD = teacher.encode_text(plan.captions[:1])
+        text_shape = (int(probe_1UD.shape[1]), int(probe_1UD.shape[2]))
     per_shard = _shard_size(teacher, text_shape, max_shard_images)
     shards = []
     done = 0
@@ -178,12 +178,12 @@ def _write(
                 raise RuntimeError(
                     f"teacher {teacher.name} returned {len(outputs)} levels, its levels list {len(levels)}"
                 )
-            for m, output_NTD in enumerate(outputs, start=1):
-                tensors[level_key(m)][b : b + len(batch_N)] = _to_storage(output_NTD, f"{teacher.name} level {m}")
+            for m, output_NQD in enumerate(outputs, start=1):
+                tensors[level_key(m)][b : b + len(batch_N)] = _to_storage(output_NQD, f"{teacher.name} level {m}")
             if text_shape is not None:
                 captions = plan.captions[start + b : start + b + len(batch_N)]
-                text_NLE = teacher.encode_text(captions)
-                tensors[_TEXT][b : b + len(batch_N)] = _to_storage(text_NLE, f"{teacher.name} text")
+                text_NUD = teacher.encode_text(captions)
+                tensors[_TEXT][b : b + len(batch_N)] = _to_storage(text_NUD, f"{teacher.name} text")
             done += len(batch_N)
             report(progress, "teacher features", done, len(indices_N))
         name = f"shard-{shard_number:05d}.safetensors"
@@ -364,7 +364,7 @@ class FeatureCache:
 
     @property
     def text_shape(self) -> tuple[int, int] | None:
-        """(L, E) of the caption features, None without text."""
+        """(U, D_text) of the caption features, None without text."""
         text = self.meta.get("text")
         return (int(text["tokens"]), int(text["dim"])) if text else None
 
@@ -388,12 +388,12 @@ class FeatureCache:
     # ------------------------------------------------------------------------------ reading
 
     def get(self, stimulus_indices, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
-        """One tensor [N, T_m, D_m] per level for these stimuli, in the requested order (repeats allowed)."""
+        """One tensor [N, Q_m, D_m] per level for these stimuli, in the requested order (repeats allowed)."""
         positions_N = self._positions(stimulus_indices)
         return [self._gather(level_key(m), positions_N, dtype) for m in range(1, len(self.meta["levels"]) + 1)]
 
     def get_text(self, stimulus_indices, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Caption features [N, L, E] for these stimuli, in the requested order."""
+        """Caption features [N, U, D_text] for these stimuli, in the requested order."""
         if not self.has_text:
             raise DataError(f"feature cache {self.path} has no caption features; rebuild it with teacher.text=true")
         return self._gather(_TEXT, self._positions(stimulus_indices), dtype)

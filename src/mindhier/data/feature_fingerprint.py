@@ -12,7 +12,7 @@ identity:
   file is never edited in place, so we accept that.
 * With caption features, the sha256 of the captions too.
 
-Shape letters: N images.
+Shape letters (docs/glossary.md): N images.
 """
 
 from __future__ import annotations

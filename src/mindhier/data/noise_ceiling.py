@@ -6,7 +6,7 @@ the variance of responses across repetitions of the same image and σ_signal² =
 
     NC = 100 · ncsnr² / (ncsnr² + 1/n)      (percent of variance a perfect model could explain).
 
-Shape letters: T trials, V voxels.
+Shape letters (docs/glossary.md): T trials, N repeated images, V voxels.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ def ncsnr_from_trials(betas_TV: np.ndarray, image_T: np.ndarray) -> np.ndarray:
     order_T = np.argsort(group_T, kind="stable")
     group_T, b_TV = group_T[order_T], b_TV[order_T]
     starts = np.flatnonzero(np.r_[True, group_T[1:] != group_T[:-1]])
-    n_G = np.diff(np.r_[starts, len(group_T)]).astype(np.float64)
-    means_GV = np.add.reduceat(b_TV, starts, axis=0) / n_G[:, None]
-    group_T = np.repeat(np.arange(len(starts)), n_G.astype(np.int64))
-    dof = float((n_G - 1).sum())
-    noise_var_V = np.square(b_TV - means_GV[group_T]).sum(axis=0) / dof
+    count_N = np.diff(np.r_[starts, len(group_T)]).astype(np.float64)
+    means_NV = np.add.reduceat(b_TV, starts, axis=0) / count_N[:, None]
+    group_T = np.repeat(np.arange(len(starts)), count_N.astype(np.int64))
+    dof = float((count_N - 1).sum())
+    noise_var_V = np.square(b_TV - means_NV[group_T]).sum(axis=0) / dof
     total_var_V = b_TV.var(axis=0, ddof=1)
     signal_var_V = np.maximum(total_var_V - noise_var_V, 0.0)
     return np.sqrt(signal_var_V / np.maximum(noise_var_V, 1e-12))

@@ -1,6 +1,6 @@
 """Teacher targets by stimulus index: the feature cache held in RAM when small, read lazily when not.
 
-Shape letters (docs/glossary.md): N items, Q tokens, D teacher dim, S text tokens.
+Shape letters (docs/glossary.md): N items, Q tokens, D teacher dim, U text tokens.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ any split of any subject refers to, at the tokenizer's size, and writes
 The key hashes the tokenizer identity and the image-set fingerprint (`feature_fingerprint`); a cache made
 with another tokenizer or other images is never reused.
 
-Shape letters: N images, l = s² tokens of a scale.
+Shape letters (docs/glossary.md): N images, l = s² tokens of a scale.
 """
 
 from __future__ import annotations

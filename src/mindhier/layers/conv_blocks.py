@@ -1,6 +1,6 @@
 """Convolutional building blocks of the VQ-VAE (the LDM / VAR design), with VAR's attribute names.
 
-Shape letters: B batch, C channels, H/W spatial size, N = H·W positions.
+Shape letters (docs/glossary.md): B batch, C channels, H/W spatial size, L = H·W tokens.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class AttnBlock(nn.Module):
     def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
         height = x_BCHW.shape[-2]
         q, k, v = rearrange(self.qkv(self.norm(x_BCHW)), "b (three c) h w -> three b 1 (h w) c", three=3)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, 1, N, C)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, 1, L, C)
         return x_BCHW + self.proj_out(rearrange(out, "b 1 (h w) c -> b c h w", h=height))
 
 

@@ -1,4 +1,4 @@
-"""The post-norm transformer decoder layer of the paper's hierarchical fMRI encoder (method.md §3.1).
+"""The post-norm transformer decoder layer of the paper's hierarchical fMRI encoder (docs/method.md §3.1).
 
 Same computation and parameters as `torch.nn.TransformerDecoderLayer(norm_first=False, activation="gelu")`:
 
@@ -6,7 +6,7 @@ Same computation and parameters as `torch.nn.TransformerDecoderLayer(norm_first=
     x ← LN2(x + Drop(CrossAttn(x, memory)))
     x ← LN3(x + Drop(W2 · Drop(GELU(W1 · x))))
 
-Shape letters: B batch, Q queries, T memory tokens, D width, F feed-forward width.
+Shape letters (docs/glossary.md): B batch, Q queries, X memory tokens, D width.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class DecoderBlock(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x_BQD: torch.Tensor, memory_BTD: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_BQD: torch.Tensor, memory_BXD: torch.Tensor) -> torch.Tensor:
         x = self.norm1(x_BQD + self.drop(self.self_attn(x_BQD)))
-        x = self.norm2(x + self.drop(self.cross_attn(x, memory_BTD)))
+        x = self.norm2(x + self.drop(self.cross_attn(x, memory_BXD)))
         return self.norm3(x + self.drop(self.ffn(x)))

@@ -7,7 +7,7 @@
 
 LayerNorms are non-affine (the modulation supplies scale and shift).
 
-Shape letters: B batch, L tokens, S context tokens, C width, Y context width.
+Shape letters (docs/glossary.md): B batch, L tokens, X context tokens, D width, Y context width.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from torch import nn
 from mindhier.layers.attention import Attention
 
 
-def modulate(x_BLC: torch.Tensor, shift_B1C: torch.Tensor, scale_B1C: torch.Tensor) -> torch.Tensor:
-    return x_BLC * (1 + scale_B1C) + shift_B1C
+def modulate(x_BLD: torch.Tensor, shift_B1D: torch.Tensor, scale_B1D: torch.Tensor) -> torch.Tensor:
+    return x_BLD * (1 + scale_B1D) + shift_B1D
 
 
 class DiTBlock(nn.Module):
@@ -38,19 +38,19 @@ class DiTBlock(nn.Module):
 
     def forward(
         self,
-        x_BLC: torch.Tensor,
-        cond_BC: torch.Tensor,
+        x_BLD: torch.Tensor,
+        cond_BD: torch.Tensor,
         context_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
-        context_BSY: torch.Tensor | None = None,
+        context_BXY: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`context_kv`: the cross-attention's projected keys/values of the context (`cross_attn.project_kv`),
         computed once when sampling; training passes the context itself, projected here inside the block's
         own forward (what FSDP's per-block sharding needs)."""
         if context_kv is None:
-            context_kv = self.cross_attn.project_kv(context_BSY.float())
+            context_kv = self.cross_attn.project_kv(context_BXY.float())
         shift1, scale1, gate1, shift2, scale2, gate2 = rearrange(
-            self.adaLN_modulation(cond_BC), "b (six c) -> six b 1 c", six=6
+            self.adaLN_modulation(cond_BD), "b (six d) -> six b 1 d", six=6
         )
-        x = x_BLC + gate1 * self.attn(modulate(self.norm1(x_BLC), shift1, scale1))
+        x = x_BLD + gate1 * self.attn(modulate(self.norm1(x_BLD), shift1, scale1))
         x = x + self.cross_attn(self.norm_cross(x), kv=context_kv)
         return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))

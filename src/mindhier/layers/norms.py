@@ -1,6 +1,6 @@
 """Root-mean-square normalisation (Zhang & Sennrich 2019), as in Switti's blocks.
 
-Shape letters: any leading dims, D features.
+Shape letters (docs/glossary.md): D width (after any leading axes).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ by x·ω_j·c_s and the next E/4 by y·ω_j·c_s, with ω_j = θ^(−4j/E) and c
 scale's grid is stretched over the same span [0, size], so coarse and fine maps share a coordinate frame.
 Pairs are consecutive elements (x[2i], x[2i+1]).
 
-Shape letters: B batch, H heads, l tokens of a scale, L all tokens, E head dim, P = E/2 complex pairs.
+Shape letters (docs/glossary.md): B batch, A heads, l tokens of a scale, L all tokens, E head dim,
+e = E/2 complex pairs.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def sequence_frequencies(scales: tuple[int, ...], head_dim: int, theta: float, s
     return torch.cat([scale_frequencies(s, head_dim, theta, size) for s in scales])
 
 
-def apply_rotary(x_BHlE: torch.Tensor, freqs_lP: torch.Tensor) -> torch.Tensor:
+def apply_rotary(x_BAlE: torch.Tensor, freqs_le: torch.Tensor) -> torch.Tensor:
     """Rotate consecutive pairs of the last dim by the given unit complex numbers (float32 maths)."""
-    pairs = torch.view_as_complex(x_BHlE.float().reshape(*x_BHlE.shape[:-1], -1, 2))
-    return torch.view_as_real(pairs * freqs_lP).flatten(-2).type_as(x_BHlE)
+    pairs = torch.view_as_complex(x_BAlE.float().reshape(*x_BAlE.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * freqs_le).flatten(-2).type_as(x_BAlE)

@@ -1,4 +1,4 @@
-"""The Switti transformer block with AdaLN, as MindHier fine-tunes it (method.md §5.1–5.2).
+"""The Switti transformer block with AdaLN, as MindHier fine-tunes it (docs/method.md §5.1–5.2).
 
     (γ1, γ2, α1, α2, β1, β2) = Linear(SiLU(c))                                     AdaLN from the condition c
     x ← x + RMS_sa2( SelfAttn( RMS_sa1(x)·(1 + α1) + β1 ) ) · γ1                   RoPE on q, k
@@ -8,8 +8,8 @@
 QK-normalisation is a non-affine LayerNorm over the full width of q and k before the heads are split.
 Attribute names follow Switti's checkpoints (`attn.to_qkv`, `cross_attn.to_kv`, `ada_lin.1`, ...).
 
-Shape letters: B batch, l query tokens, S context tokens, C width, H heads, E head dim, D condition width,
-Y context width.
+Shape letters (docs/glossary.md): B batch, l query tokens, L all tokens, X context tokens, D width (of the
+tokens and of the condition), A heads, E head dim, e = E/2 RoPE pairs, Y context width.
 """
 
 from __future__ import annotations
@@ -32,21 +32,21 @@ class SelfAttention(nn.Module):
         self.q_norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
         self.k_norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
 
-    def qkv(self, x_BlC: torch.Tensor, freqs_lP: torch.Tensor | None):
-        q, k, v = self.to_qkv(x_BlC).chunk(3, dim=-1)
+    def qkv(self, x_BlD: torch.Tensor, freqs_le: torch.Tensor | None):
+        q, k, v = self.to_qkv(x_BlD).chunk(3, dim=-1)
         q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = (rearrange(t, "b l (h e) -> b h l e", h=self.heads) for t in (q, k, v))
-        if freqs_lP is not None:
-            q, k = apply_rotary(q, freqs_lP), apply_rotary(k, freqs_lP)
+        q, k, v = (rearrange(t, "b l (a e) -> b a l e", a=self.heads) for t in (q, k, v))
+        if freqs_le is not None:
+            q, k = apply_rotary(q, freqs_le), apply_rotary(k, freqs_le)
         return q, k, v
 
-    def forward(self, x_BlC, freqs_lP=None, mask_lL=None, past_kv=None):
+    def forward(self, x_BlD, freqs_le=None, mask_lL=None, past_kv=None):
         """`past_kv` (block-causal sampling) holds earlier scales' keys/values; returns output and new k, v."""
-        q, k, v = self.qkv(x_BlC, freqs_lP)
+        q, k, v = self.qkv(x_BlD, freqs_le)
         if past_kv is not None:
             k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask_lL)
-        return self.proj(rearrange(out, "b h l e -> b l (h e)")), (k, v)
+        return self.proj(rearrange(out, "b a l e -> b l (a e)")), (k, v)
 
 
 class CrossAttention(nn.Module):
@@ -59,16 +59,16 @@ class CrossAttention(nn.Module):
         self.q_norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
         self.k_norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
 
-    def context_kv(self, context_BSY: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of the (normed) context, [B, H, S, E] each: computed once per sample in sampling."""
-        k, v = self.to_kv(context_BSY).chunk(2, dim=-1)
+    def context_kv(self, context_BXY: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of the (normed) context, [B, A, X, E] each: computed once per sample in sampling."""
+        k, v = self.to_kv(context_BXY).chunk(2, dim=-1)
         k = self.k_norm(k)
-        return tuple(rearrange(t, "b s (h e) -> b h s e", h=self.heads) for t in (k, v))
+        return tuple(rearrange(t, "b x (a e) -> b a x e", a=self.heads) for t in (k, v))
 
-    def forward(self, x_BlC, kv, mask_lS=None):
-        q = rearrange(self.q_norm(self.to_q(x_BlC)), "b l (h e) -> b h l e", h=self.heads)
-        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask_lS)
-        return self.proj(rearrange(out, "b h l e -> b l (h e)"))
+    def forward(self, x_BlD, kv, mask_lX=None):
+        q = rearrange(self.q_norm(self.to_q(x_BlD)), "b l (a e) -> b a l e", a=self.heads)
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask_lX)
+        return self.proj(rearrange(out, "b a l e -> b l (a e)"))
 
 
 class SwiGLU(nn.Module):
@@ -96,35 +96,35 @@ class AdaLNSelfCrossBlock(nn.Module):
         self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(cond_width, 6 * width))
 
     def modulation(self, cond_BD: torch.Tensor) -> torch.Tensor:
-        """AdaLN parameters [B, 1, 6, C] (γ1, γ2, α1, α2, β1, β2): computed once per sample in sampling."""
-        return rearrange(self.ada_lin(cond_BD), "b (six c) -> b 1 six c", six=6)
+        """AdaLN parameters [B, 1, 6, D] (γ1, γ2, α1, α2, β1, β2): computed once per sample in sampling."""
+        return rearrange(self.ada_lin(cond_BD), "b (six d) -> b 1 six d", six=6)
 
-    def context_kv(self, context_BSY: torch.Tensor):
-        return self.cross_attn.context_kv(self.attention_y_norm(context_BSY))
+    def context_kv(self, context_BXY: torch.Tensor):
+        return self.cross_attn.context_kv(self.attention_y_norm(context_BXY))
 
     def forward(
         self,
-        x_BlC,
+        x_BlD,
         modulation=None,
         context_kv=None,
-        freqs_lP=None,
+        freqs_le=None,
         self_mask=None,
         cross_mask=None,
         past_kv=None,
         *,
         cond_BD=None,
-        context_BSY=None,
+        context_BXY=None,
     ):
         """Sampling passes the per-sample `modulation` and `context_kv` computed once (`modulation`,
-        `context_kv`); training passes `cond_BD` and `context_BSY`, so every use of the block's parameters
+        `context_kv`); training passes `cond_BD` and `context_BXY`, so every use of the block's parameters
         happens inside its own forward (what FSDP's per-block sharding needs)."""
         if modulation is None:
             modulation = self.modulation(cond_BD)
         if context_kv is None:
-            context_kv = self.context_kv(context_BSY)
+            context_kv = self.context_kv(context_BXY)
         gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation.unbind(2)
-        h, new_kv = self.attn(self.self_attention_norm1(x_BlC) * (1 + scale1) + shift1, freqs_lP, self_mask, past_kv)
-        x = x_BlC + self.self_attention_norm2(h) * gamma1
+        h, new_kv = self.attn(self.self_attention_norm1(x_BlD) * (1 + scale1) + shift1, freqs_le, self_mask, past_kv)
+        x = x_BlD + self.self_attention_norm2(h) * gamma1
         x = x + self.cross_attention_norm2(self.cross_attn(self.cross_attention_norm1(x), context_kv, cross_mask))
         x = x + self.ffn_norm2(self.ffn(self.ffn_norm1(x) * (1 + scale2) + shift2)) * gamma2
         return x, new_kv

@@ -1,4 +1,4 @@
-"""The field's image-evaluation feature extractors (MindEye2's protocol, method.md §7), offline, behind one interface.
+"""The image-evaluation feature extractors of MindEye2's protocol (docs/method.md §7), offline, behind one interface.
 
 Each extractor maps float RGB images in [0, 1] of any size to float32 features [N, F] (a layer's output,
 flattened), without autograd, in internal batches. The real ones follow MindEye2's evaluation code exactly:
@@ -47,7 +47,7 @@ at each network's native size (Lite0 224, Lite2 260):
 
 Proxies report both metrics (two-way and correlation distance).
 
-Shape letters: N images, C colour channels, H/W pixels, F flattened features, h/w feature-map size.
+Shape letters (docs/glossary.md): N images, C colour channels, H/W pixels, F flattened features, h/w feature-map size.
 """
 
 from __future__ import annotations

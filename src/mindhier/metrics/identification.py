@@ -1,10 +1,10 @@
-"""Exhaustive two-way identification (MindEye2's protocol, method.md §7).
+"""Exhaustive two-way identification (MindEye2's protocol, docs/method.md §7).
 
 With Pearson correlations r[i, j] = corr(target_i, pred_j), prediction j scores the fraction of the
 other N − 1 targets i ≠ j it correlates with less than with its own target: mean over j of
 #{i ≠ j : r[i, j] < r[j, j]} / (N − 1). Chance is 50 %. (Not a random-pair 2AFC.)
 
-Shape letters: N items, F features.
+Shape letters (docs/glossary.md): N items, F features.
 """
 
 from __future__ import annotations

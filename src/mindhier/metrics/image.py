@@ -1,4 +1,4 @@
-"""Pixel-level image metrics exactly as MindEye2's evaluation computes them (method.md §7).
+"""Pixel-level image metrics exactly as MindEye2's evaluation computes them (docs/method.md §7).
 
 Both images are resized to 425 × 425 (torchvision bilinear resize of [0, 1] tensors), then
 
@@ -6,7 +6,7 @@ Both images are resized to 425 × 425 (torchvision bilinear resize of [0, 1] ten
 * SSIM    — `skimage.metrics.structural_similarity` on `skimage.color.rgb2gray` of each, with Gaussian
             weights, σ = 1.5, `use_sample_covariance=False`, `data_range=1.0`, per image.
 
-Shape letters: N images, H/W pixels.
+Shape letters (docs/glossary.md): N images, H/W pixels.
 """
 
 from __future__ import annotations

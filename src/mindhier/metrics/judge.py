@@ -27,8 +27,8 @@ scenes is kept in `Judge.validation` and saved in `judge.json`.
 `get_judge(cache_dir, cfg)` trains once per config and keeps the result in `cache_dir/judge-<hash>/`
 (`judge.safetensors` + `judge.json`), published with one rename, so a crash never leaves half a judge.
 
-Shape letters: N images, B a batch, H = W = side in pixels, K = 8 categories, C = 8 colour names,
-L = K + C logits, X either K or C, D = 2 × 8w pooled features (mean and max).
+Shape letters (docs/glossary.md): N images, B a batch, H = W = side in pixels, J classes (the 8 categories, the
+8 colour names, or both: 16 logits), D = 2 × 8w pooled features (mean and max).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def judge_config_hash(cfg: JudgeConfig) -> str:
 
 
 class JudgeNet(nn.Module):
-    """Four conv blocks and a linear layer to L = K + C logits (categories first, then colours)."""
+    """Four conv blocks and a linear layer to the logits of all J classes (categories first, then colours)."""
 
     def __init__(self, width: int, n_categories: int = len(CATEGORIES), n_colours: int = len(COLOUR_NAMES)) -> None:
         super().__init__()
@@ -157,17 +157,17 @@ class JudgeNet(nn.Module):
         x = (images_N3HW - INPUT_MEAN) / INPUT_SCALE
         for block in self.blocks:
             x = block(x)
-        pooled_N2D = torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
-        return self.head(pooled_N2D)
+        pooled_ND = torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
+        return self.head(pooled_ND)
 
 
 # --- labels ----------------------------------------------------------------------------------------------
 
 
 def labels_to_targets(labels: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """Multi-hot float32 targets (categories_NK, colours_NC) from `scenes` labels, one dict per image."""
-    categories_NK = np.zeros((len(labels), len(CATEGORIES)), dtype=np.float32)
-    colours_NC = np.zeros((len(labels), len(COLOUR_NAMES)), dtype=np.float32)
+    """Multi-hot float32 targets (categories_NJ, colours_NJ) from `scenes` labels, one dict per image."""
+    categories_NJ = np.zeros((len(labels), len(CATEGORIES)), dtype=np.float32)
+    colours_NJ = np.zeros((len(labels), len(COLOUR_NAMES)), dtype=np.float32)
     for index, scene in enumerate(labels):
         if not isinstance(scene, dict) or "objects" not in scene:
             raise DataError(f"image {index} has no `objects` in its labels; the scene judge needs `scenes` stimuli")
@@ -178,9 +178,9 @@ def labels_to_targets(labels: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.
                     f"image {index} has an object of category {category!r} and colour {colour!r}; the judge knows "
                     f"categories {', '.join(CATEGORIES)} and colours {', '.join(COLOUR_NAMES)}"
                 )
-            categories_NK[index, CATEGORIES.index(category)] = 1.0
-            colours_NC[index, COLOUR_NAMES.index(colour)] = 1.0
-    return categories_NK, colours_NC
+            categories_NJ[index, CATEGORIES.index(category)] = 1.0
+            colours_NJ[index, COLOUR_NAMES.index(colour)] = 1.0
+    return categories_NJ, colours_NJ
 
 
 # --- inputs ----------------------------------------------------------------------------------------------
@@ -258,7 +258,7 @@ class Judge:
     def predict(
         self, images: np.ndarray | torch.Tensor, batch_size: int = 256, symmetric: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(category_probs_NK, colour_probs_NC), float32, for uint8 [N, H, W, 3] or float [N, 3, H, W] images.
+        """(category_probs_NJ, colour_probs_NJ), float32, for uint8 [N, H, W, 3] or float [N, 3, H, W] images.
 
         With `symmetric`, each probability is the mean over the 8 symmetries of the square (the training
         augmentation): 8× the compute of one pass, still about 1.5 ms per image on 2 CPU cores, and steadier
@@ -266,14 +266,14 @@ class Judge:
         degraded scenes too).
         """
         x_N3HW = as_judge_input(images, self.cfg.image_px)
-        probs_NL = torch.zeros(x_N3HW.shape[0], len(CATEGORIES) + len(COLOUR_NAMES))
+        probs_NJ = torch.zeros(x_N3HW.shape[0], len(CATEGORIES) + len(COLOUR_NAMES))
         for start in range(0, x_N3HW.shape[0], batch_size):
             x_B3HW = x_N3HW[start : start + batch_size]
             views = square_symmetries(x_B3HW) if symmetric else [x_B3HW]
-            probs_NL[start : start + batch_size] = torch.stack([torch.sigmoid(self.net(v)) for v in views]).mean(0)
-        probs_NL = probs_NL.numpy().astype(np.float32)
+            probs_NJ[start : start + batch_size] = torch.stack([torch.sigmoid(self.net(v)) for v in views]).mean(0)
+        probs_NJ = probs_NJ.numpy().astype(np.float32)
         k = len(CATEGORIES)
-        return probs_NL[:, :k], probs_NL[:, k:]
+        return probs_NJ[:, :k], probs_NJ[:, k:]
 
     def record(self) -> dict[str, Any]:
         """What `judge.json` holds: config, vocabulary, validation accuracy, training facts, provenance."""
@@ -325,11 +325,11 @@ def load_judge(path: str | Path) -> Judge:
 def _scenes(
     split: Split, count: int, cfg: JudgeConfig, progress: ProgressFn | None
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, tuple[dict[str, Any], ...]]:
-    """(images_N3HW in [0, 1], targets_NL, images_NHWC uint8, labels) of the judge's own scenes."""
+    """(images_N3HW in [0, 1], targets_NJ, images_NHWC uint8, labels) of the judge's own scenes."""
     stimuli = ScenesSource().generate(split, count, cfg.image_px, cfg.seed, progress=progress)
-    categories_NK, colours_NC = labels_to_targets(stimuli.labels)
-    targets_NL = torch.from_numpy(np.concatenate([categories_NK, colours_NC], axis=1))
-    return as_judge_input(stimuli.images_NHWC, cfg.image_px), targets_NL, stimuli.images_NHWC, stimuli.labels
+    categories_NJ, colours_NJ = labels_to_targets(stimuli.labels)
+    targets_NJ = torch.from_numpy(np.concatenate([categories_NJ, colours_NJ], axis=1))
+    return as_judge_input(stimuli.images_NHWC, cfg.image_px), targets_NJ, stimuli.images_NHWC, stimuli.labels
 
 
 def train_judge(cfg: JudgeConfig | None = None, progress: ProgressFn | None = None) -> Judge:
@@ -337,7 +337,7 @@ def train_judge(cfg: JudgeConfig | None = None, progress: ProgressFn | None = No
     cfg = cfg or JudgeConfig()
     started = time.perf_counter()
     # 1. Data: the `train` and `test` splits of the judge's own seed, rendered at the judge's side.
-    x_N3HW, targets_NL, _, _ = _scenes("train", cfg.n_train, cfg, progress)
+    x_N3HW, targets_NJ, _, _ = _scenes("train", cfg.n_train, cfg, progress)
     _, _, val_images_NHWC, val_labels = _scenes("test", cfg.n_val, cfg, progress)
 
     # 2. Network and optimiser; all randomness from one generator. Channels-last convs are ~2× faster on CPU.
@@ -360,7 +360,7 @@ def train_judge(cfg: JudgeConfig | None = None, progress: ProgressFn | None = No
             if cfg.degrade > 0:
                 x_B3HW = degrade_augment(x_B3HW, generator, cfg.degrade)
             x_B3HW = x_B3HW.contiguous(memory_format=torch.channels_last)
-            loss = F.binary_cross_entropy_with_logits(net(x_B3HW), targets_NL[index_B])
+            loss = F.binary_cross_entropy_with_logits(net(x_B3HW), targets_NJ[index_B])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -410,31 +410,31 @@ def get_judge(cache_dir: str | Path, cfg: JudgeConfig | None = None, progress: P
 # --- scoring ---------------------------------------------------------------------------------------------
 
 
-def _set_f1(predicted_NX: np.ndarray, true_NX: np.ndarray) -> np.ndarray:
+def _set_f1(predicted_NJ: np.ndarray, true_NJ: np.ndarray) -> np.ndarray:
     """Per-row F1 of two boolean sets: 2|P ∩ T| / (|P| + |T|), 1 when both are empty."""
-    overlap_N = (predicted_NX & true_NX).sum(axis=1)
-    sizes_N = predicted_NX.sum(axis=1) + true_NX.sum(axis=1)
+    overlap_N = (predicted_NJ & true_NJ).sum(axis=1)
+    sizes_N = predicted_NJ.sum(axis=1) + true_NJ.sum(axis=1)
     return np.where(sizes_N > 0, 2 * overlap_N / np.maximum(sizes_N, 1), 1.0).astype(np.float32)
 
 
 def score_predictions(
-    category_probs_NK: np.ndarray, colour_probs_NC: np.ndarray, labels: Sequence[dict[str, Any]]
+    category_probs_NJ: np.ndarray, colour_probs_NJ: np.ndarray, labels: Sequence[dict[str, Any]]
 ) -> dict[str, np.ndarray]:
     """`judge_scores` from probabilities the judge already gave."""
-    if not len(labels) == len(category_probs_NK) == len(colour_probs_NC):
-        raise ValueError(f"got {len(category_probs_NK)} predictions but {len(labels)} label dicts")
-    categories_NK, colours_NC = labels_to_targets(labels)
+    if not len(labels) == len(category_probs_NJ) == len(colour_probs_NJ):
+        raise ValueError(f"got {len(category_probs_NJ)} predictions but {len(labels)} label dicts")
+    categories_NJ, colours_NJ = labels_to_targets(labels)
     scores: dict[str, np.ndarray] = {}
-    for name, probs_NX, true_NX in (
-        ("category", category_probs_NK, categories_NK),
-        ("colour", colour_probs_NC, colours_NC),
+    for name, probs_NJ, true_NJ in (
+        ("category", category_probs_NJ, categories_NJ),
+        ("colour", colour_probs_NJ, colours_NJ),
     ):
-        predicted_NX, truth_NX = probs_NX >= THRESHOLD, true_NX > 0.5
-        scores[f"{name}_f1"] = _set_f1(predicted_NX, truth_NX)
-        scores[f"{name}_exact"] = (predicted_NX == truth_NX).all(axis=1).astype(np.float32)
-        n_true_N = np.maximum(truth_NX.sum(axis=1), 1)
-        scores[f"true_{name}_prob"] = ((probs_NX * truth_NX).sum(axis=1) / n_true_N).astype(np.float32)
-        scores[f"{name}_label_accuracy"] = (predicted_NX == truth_NX).mean(axis=1).astype(np.float32)
+        predicted_NJ, truth_NJ = probs_NJ >= THRESHOLD, true_NJ > 0.5
+        scores[f"{name}_f1"] = _set_f1(predicted_NJ, truth_NJ)
+        scores[f"{name}_exact"] = (predicted_NJ == truth_NJ).all(axis=1).astype(np.float32)
+        n_true_N = np.maximum(truth_NJ.sum(axis=1), 1)
+        scores[f"true_{name}_prob"] = ((probs_NJ * truth_NJ).sum(axis=1) / n_true_N).astype(np.float32)
+        scores[f"{name}_label_accuracy"] = (predicted_NJ == truth_NJ).mean(axis=1).astype(np.float32)
     return scores
 
 

@@ -5,7 +5,7 @@ ablations): a ridge regression W from D-dim tokens to D_m-dim teacher tokens, sh
 token positions, fitted on `train`, with the ridge strength chosen on `val` (by mean cosine of the
 flattened predictions) and the result reported on `test`.
 
-Shape letters: N items, Q tokens, D encoder width, E teacher dim.
+Shape letters (docs/glossary.md): N items, Q tokens, D encoder width, D_m teacher width (Dm in names).
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ RIDGE_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 @dataclass(frozen=True)
 class RidgeProbe:
-    weight_DE: torch.Tensor
-    bias_E: torch.Tensor
+    weight_DDm: torch.Tensor
+    bias_Dm: torch.Tensor
     ridge: float
 
     def __call__(self, x_NQD: torch.Tensor) -> torch.Tensor:
-        return x_NQD.double() @ self.weight_DE + self.bias_E
+        return x_NQD.double() @ self.weight_DDm + self.bias_Dm
 
 
-def fit_ridge(x_NQD: torch.Tensor, y_NQE: torch.Tensor, ridge: float) -> RidgeProbe:
+def fit_ridge(x_NQD: torch.Tensor, y_NQDm: torch.Tensor, ridge: float) -> RidgeProbe:
     x = x_NQD.double().reshape(-1, x_NQD.shape[-1])
-    y = y_NQE.double().reshape(-1, y_NQE.shape[-1])
+    y = y_NQDm.double().reshape(-1, y_NQDm.shape[-1])
     x_mean, y_mean = x.mean(0), y.mean(0)
     xc, yc = x - x_mean, y - y_mean
     gram = xc.T @ xc + ridge * x.shape[0] * torch.eye(x.shape[1], dtype=x.dtype)

@@ -5,7 +5,7 @@ similarities s[i, j] between brain embedding i and image embedding j, forward (b
 is the fraction of rows whose maximum is on the diagonal, backward (image → brain) the same over
 columns. Reported: mean and sd over draws, and chance = 1 / pool.
 
-Shape letters: N items, F features.
+Shape letters (docs/glossary.md): N items, F features.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ bootstrap 95 % interval from resampling images with replacement (10,000 seeded r
 Two methods on the same images are compared pairwise: the bootstrap interval of the mean per-image
 difference, a two-sided bootstrap p-value, and the Wilcoxon signed-rank test.
 
-Shape letters: N images, R resamples.
+Shape letters (docs/glossary.md): N images, S bootstrap resamples.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ N_RESAMPLES = 10_000
 
 def _resample_means(values_N: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    index_RN = rng.integers(0, len(values_N), size=(n_resamples, len(values_N)))
-    return values_N[index_RN].mean(axis=1)
+    index_SN = rng.integers(0, len(values_N), size=(n_resamples, len(values_N)))
+    return values_N[index_SN].mean(axis=1)
 
 
 def bootstrap_ci(values, n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = 0.95) -> dict[str, Any]:

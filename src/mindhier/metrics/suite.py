@@ -1,6 +1,6 @@
 """`mindhier.metrics.evaluate`: every image metric of the field on one set of reconstructions.
 
-Per image, on the full pool of N test images (MindEye2's protocol, method.md §7):
+Per image, on the full pool of N test images (MindEye2's protocol, docs/method.md §7):
 
 * `pixcorr`, `ssim` — at 425 px, MindEye2's definitions (`metrics/image.py`);
 * for each feature extractor (`metrics/extractors.py`): `<name>.two_way` — exhaustive two-way
@@ -13,7 +13,7 @@ Per image, on the full pool of N test images (MindEye2's protocol, method.md §7
 
 Each mean carries a bootstrap 95 % interval over images (`metrics/statistics.py`).
 
-Shape letters: N images, F features, R repeats.
+Shape letters (docs/glossary.md): N images, F features, S reconstructions under different seeds.
 """
 
 from __future__ import annotations
@@ -150,19 +150,19 @@ def _info_dict(info) -> dict[str, Any]:
     return asdict(info)
 
 
-def determinism(repeats_RN3HW: torch.Tensor, extractor=None, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Agreement of R reconstructions of the same inputs under different seeds, per input.
+def determinism(repeats_SN3HW: torch.Tensor, extractor=None, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Agreement of S reconstructions of the same inputs under different seeds, per input.
 
-    `pairwise_ssim`: mean SSIM over the R(R − 1)/2 pairs; `pairwise_feature_corr`: mean Pearson r of the
+    `pairwise_ssim`: mean SSIM over the S(S − 1)/2 pairs; `pairwise_feature_corr`: mean Pearson r of the
     extractor's features over the same pairs (when an extractor is given).
     """
-    r = repeats_RN3HW.shape[0]
-    if r < 2:
+    s = repeats_SN3HW.shape[0]
+    if s < 2:
         raise ValueError("determinism needs at least 2 repeats")
-    pairs = [(i, j) for i in range(r) for j in range(i + 1, r)]
-    out = {"pairwise_ssim": np.mean([ssim(repeats_RN3HW[i], repeats_RN3HW[j]) for i, j in pairs], axis=0)}
+    pairs = [(i, j) for i in range(s) for j in range(i + 1, s)]
+    out = {"pairwise_ssim": np.mean([ssim(repeats_SN3HW[i], repeats_SN3HW[j]) for i, j in pairs], axis=0)}
     if extractor is not None:
-        feats = [_features(extractor, repeats_RN3HW[i], batch_size) for i in range(r)]
+        feats = [_features(extractor, repeats_SN3HW[i], batch_size) for i in range(s)]
         out["pairwise_feature_corr"] = np.mean(
             [correlation_matrix(feats[i], feats[j]).diagonal().numpy() for i, j in pairs], axis=0
         )

@@ -11,10 +11,10 @@ and the **null condition** — the encoder's output for all-zero voxels — is t
 classifier-free guidance (training zeroes a sample's voxels with probability `cfg_dropout`, so the
 decoder learns it). Training and sampling both build the condition here, so they cannot drift apart.
 
-Repetitions of a test image ([B, R, V]) are averaged as voxels (default) or as encoder outputs
+Trials of a test image ([B, T, V]) are averaged as voxels (default) or as encoder outputs
 (MindEye2's choice).
 
-Shape letters (docs/glossary.md): B inputs, R repetitions, V voxels, M levels, Q tokens per level,
+Shape letters (docs/glossary.md): B inputs, T trials, V voxels, M levels, Q tokens per level,
 D level width, P pooled width.
 """
 
@@ -40,7 +40,7 @@ class Condition(NamedTuple):
 
 def guidance_levels(out: EncoderOutput, supervision: str) -> torch.Tensor:
     """The levels the generator cross-attends to: e_1..e_M, or for the `single` ablation (one fixed
-    terminal feature, the paper's Table 2) e_M in every level slot, whatever the routing."""
+    terminal feature, the paper's Table 2, docs/method.md §4) e_M in every level slot, whatever the routing."""
     if supervision == "single":
         terminal = out.levels_BMQD[:, -1:]
         return terminal.expand_as(out.levels_BMQD).contiguous()
@@ -66,19 +66,19 @@ class BrainCondition:
 
     @torch.no_grad()
     def of_voxels(self, voxels, subject: int, average: str = "voxels") -> Condition:
-        """The condition of one subject's [B, V] voxels, or of [B, R, V] repetitions."""
+        """The condition of one subject's [B, V] voxels, or of [B, T, V] trials."""
         if average not in AVERAGING:
             raise ConfigError(f"average must be one of {', '.join(AVERAGING)}, got {average!r}")
         voxels = torch.as_tensor(np.asarray(voxels) if not isinstance(voxels, torch.Tensor) else voxels).float()
         voxels = voxels.to(self.device)
         if voxels.ndim == 3 and average == "voxels":
             voxels = voxels.mean(dim=1)
-        if voxels.ndim == 3:  # average the encoder's outputs over repetitions
-            b, r, v = voxels.shape
-            out = self(((subject, voxels.reshape(b * r, v)),))
-            return Condition(*(t.reshape(b, r, *t.shape[1:]).mean(1) for t in out))
+        if voxels.ndim == 3:  # average the encoder's outputs over trials
+            b, t, v = voxels.shape
+            out = self(((subject, voxels.reshape(b * t, v)),))
+            return Condition(*(x.reshape(b, t, *x.shape[1:]).mean(1) for x in out))
         if voxels.ndim != 2:
-            raise ConfigError(f"voxels must be [B, V] or [B, R, V], got shape {tuple(voxels.shape)}")
+            raise ConfigError(f"voxels must be [B, V] or [B, T, V], got shape {tuple(voxels.shape)}")
         return self(((subject, voxels),))
 
     def null(self, subject: int) -> Condition:

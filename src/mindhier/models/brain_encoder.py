@@ -1,7 +1,7 @@
-"""The hierarchical fMRI encoder (HFE) of MindHier (method.md §3.1).
+"""The hierarchical fMRI encoder (HFE) of MindHier (docs/method.md §3.1).
 
-    voxels_BV ─ per-subject Linear(V_s → H_0) ─ GELU ─ shared MLP ─ Linear(→ T·D) ─ + position embedding
-              → memory [B, T, D]
+    voxels_BV ─ per-subject Linear(V_s → hidden_dims[0]) ─ GELU ─ shared MLP ─ Linear(→ X·D) ─ + position embedding
+              → memory [B, X, D]
     Q learned queries ─ M cascaded post-norm decoder layers (self-attn, cross-attn to memory, FFN)
               → levels e_1 … e_M, each [B, Q, D] (shallow → deep; e_M is the terminal level)
     heads_m:  Linear(D → D_m) per level, token-wise (identity when D_m = D, as in the paper)
@@ -11,8 +11,8 @@
 The generator cross-attends to the raw levels e_m, not to the head outputs. Multi-subject: one input
 layer per subject (each with its own voxel count), everything after it shared.
 
-Shape letters: B batch, V voxels, H hidden width, T latent tokens, Q queries, D width, M levels,
-D_m the teacher's dim at level m, S text queries.
+Shape letters (docs/glossary.md): B batch, V voxels, X latent memory tokens, Q queries, D width, M levels,
+D_m the teacher's dim at level m, U text tokens.
 """
 
 from __future__ import annotations
@@ -66,11 +66,11 @@ class EncoderOutput:
     levels_BMQD: torch.Tensor  # raw e_1..e_M: the generator's context
     heads: list[torch.Tensor]  # head_m(e_m): [B, Q, D_m] each, aligned to the teacher's level m
     terminal_BQD: torch.Tensor  # ê = P(e_M): [B, Q, D_M]
-    text_BSD: torch.Tensor | None  # text branch output [B, S, D_text], or None
+    text_BUD: torch.Tensor | None  # text branch output [B, U, D_text], or None
 
     @property
     def pooled_BD(self) -> torch.Tensor:
-        """Mean of ê over tokens: the generator's start token / AdaLN condition (method.md §5.2)."""
+        """Mean of ê over tokens: the generator's start token / AdaLN condition (docs/method.md §5.2)."""
         return self.terminal_BQD.mean(dim=1)
 
 
@@ -129,7 +129,7 @@ class BrainEncoder(nn.Module):
         return tuple(s for s, _ in self.shapes.subject_voxels)
 
     def memory(self, voxels: torch.Tensor | Sequence[tuple[int, torch.Tensor]], subject: int | None = None):
-        """Latent tokens [B, T, D] from one subject's voxels, or from (subject, voxels) groups in order."""
+        """Latent tokens [B, X, D] from one subject's voxels, or from (subject, voxels) groups in order."""
         groups = [(subject, voxels)] if isinstance(voxels, torch.Tensor) else list(voxels)
         hidden = []
         for s, voxels_BV in groups:
@@ -143,24 +143,24 @@ class BrainEncoder(nn.Module):
                 )
             hidden.append(layer(voxels_BV))
         latent = self.trunk(torch.cat(hidden))
-        return rearrange(latent, "b (t d) -> b t d", t=self.cfg.latent_tokens) + self.latent_pos
+        return rearrange(latent, "b (x d) -> b x d", x=self.cfg.latent_tokens) + self.latent_pos
 
     def forward(
         self, voxels: torch.Tensor | Sequence[tuple[int, torch.Tensor]], subject: int | None = None
     ) -> EncoderOutput:
-        memory_BTD = self.memory(voxels, subject)
-        batch = memory_BTD.shape[0]
+        memory_BXD = self.memory(voxels, subject)
+        batch = memory_BXD.shape[0]
         x = self.queries.expand(batch, -1, -1)
         levels = []
         for block in self.blocks:
-            x = block(x, memory_BTD)
+            x = block(x, memory_BXD)
             levels.append(x)
         heads = [head(level) for head, level in zip(self.heads, levels, strict=True)]
         text = None
         if self.has_text:
             t = self.text_queries.expand(batch, -1, -1)
             for block in self.text_blocks:
-                t = block(t, memory_BTD)
+                t = block(t, memory_BXD)
             text = self.text_proj(t)
         return EncoderOutput(torch.stack(levels, dim=1), heads, self.terminal_proj(levels[-1]), text)
 
@@ -174,10 +174,10 @@ def encode_in_batches(
     encoder.eval()
     parts = [encoder(voxels_NV[i : i + batch_size].to(device), subject) for i in range(0, len(voxels_NV), batch_size)]
     encoder.train(was_training)
-    text = [p.text_BSD for p in parts]
+    text = [p.text_BUD for p in parts]
     return EncoderOutput(
         levels_BMQD=torch.cat([p.levels_BMQD.float().cpu() for p in parts]),
         heads=[torch.cat([p.heads[m].float().cpu() for p in parts]) for m in range(len(parts[0].heads))],
         terminal_BQD=torch.cat([p.terminal_BQD.float().cpu() for p in parts]),
-        text_BSD=None if text[0] is None else torch.cat([t.float().cpu() for t in text]),
+        text_BUD=None if text[0] is None else torch.cat([t.float().cpu() for t in text]),
     )

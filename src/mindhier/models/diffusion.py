@@ -13,8 +13,8 @@ the same tokenizer decoder (`DiffusionConfig.decode`).
 
 `match_parameters` sizes the backbone (width, then depth) to a target parameter count.
 
-Shape letters: B batch, C width, c_v latent channels, h/w latent side, L = h·w tokens, Q terminal tokens,
-Y context width, P pooled width, F sinusoidal frequency features.
+Shape letters (docs/glossary.md): B batch, D width, C latent channels, h/w latent side, L = h·w tokens,
+Q terminal tokens, Y context width, P pooled width.
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ from mindhier.config import DiffusionConfig
 from mindhier.errors import ConfigError
 from mindhier.layers.dit_block import DiTBlock, modulate
 
-TIMESTEP_FEATURES = 256  # F (DiT's frequency embedding size)
+TIMESTEP_FEATURES = 256  # DiT's frequency embedding size
 
 
 @dataclass(frozen=True)
 class DiffusionShapes:
     """Sizes taken from the tokenizer and the encoder (not from the diffusion config)."""
 
-    latent_channels: int  # c_v
+    latent_channels: int  # C
     latent_side: int  # h = w
     level_tokens: int  # Q, tokens of the terminal level
     context_width: int  # Y
@@ -68,7 +68,7 @@ def sincos_positions_2d(side: int, width: int) -> torch.Tensor:
 
 
 def timestep_features(t_B: torch.Tensor, dim: int = TIMESTEP_FEATURES, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal features [B, F] of (integer or real) timesteps (Vaswani et al. 2017, as DiT embeds t)."""
+    """Sinusoidal features [B, dim] of (integer or real) timesteps (Vaswani et al. 2017, as DiT embeds t)."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t_B.device) / half)
     angles = t_B.float()[:, None] * freqs[None]
@@ -79,8 +79,8 @@ class LatentDiT(nn.Module):
     def __init__(self, cfg: DiffusionConfig, shapes: DiffusionShapes):
         super().__init__()
         self.cfg, self.shapes = cfg, shapes
-        width, c_v = cfg.width, shapes.latent_channels
-        self.x_embedder = nn.Linear(c_v, width)
+        width, channels = cfg.width, shapes.latent_channels
+        self.x_embedder = nn.Linear(channels, width)
         self.t_embedder = nn.Sequential(nn.Linear(TIMESTEP_FEATURES, width), nn.SiLU(), nn.Linear(width, width))
         self.fmri_pooler = nn.Linear(shapes.pooled_width, width)
         self.blocks = nn.ModuleList(
@@ -88,11 +88,11 @@ class LatentDiT(nn.Module):
         )
         self.final_norm = nn.LayerNorm(width, eps=1e-6, elementwise_affine=False)
         self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
-        self.final_linear = nn.Linear(width, c_v)
+        self.final_linear = nn.Linear(width, channels)
         # the training latents' per-channel statistics: set once by the trainer, saved with the weights
-        self.register_buffer("latent_mean_C", torch.zeros(c_v))
-        self.register_buffer("latent_std_C", torch.ones(c_v))
-        self.register_buffer("pos_LC", sincos_positions_2d(shapes.latent_side, width)[None], persistent=False)
+        self.register_buffer("latent_mean_C", torch.zeros(channels))
+        self.register_buffer("latent_std_C", torch.ones(channels))
+        self.register_buffer("pos_LD", sincos_positions_2d(shapes.latent_side, width)[None], persistent=False)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -137,9 +137,9 @@ class LatentDiT(nn.Module):
         pooled_BP: torch.Tensor,
         context_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
-        """Predicted noise ε̂ [B, c_v, h, w] of a normalised noisy latent at timesteps t."""
+        """Predicted noise ε̂ [B, C, h, w] of a normalised noisy latent at timesteps t."""
         side = z_t_BChw.shape[-1]
-        x = self.x_embedder(rearrange(z_t_BChw.float(), "b c h w -> b (h w) c")) + self.pos_LC
+        x = self.x_embedder(rearrange(z_t_BChw.float(), "b c h w -> b (h w) c")) + self.pos_LD
         cond = self.condition(t_B, pooled_BP)
         for i, block in enumerate(self.blocks):
             x = block(x, cond, None if context_kv is None else context_kv[i], terminal_BQY)

@@ -1,12 +1,12 @@
-"""Multi-scale residual vector quantisation, as in VAR (method.md §5.1).
+"""Multi-scale residual vector quantisation, as in VAR (docs/method.md §5.1).
 
-A latent map f [B, C, H, W] becomes K token maps r_1..r_K of growing side s_1 < … < s_K = H:
+A latent map f [B, C, h, w] becomes K token maps r_1..r_K of growing side s_1 < … < s_K = h:
 
     f_rest ← f,  f̂ ← 0
     for k = 1..K:
         z_k  = area-downsample(f_rest, s_k)                          (no resampling at the last scale)
         r_k  = argmin_v ‖z_k − e_v‖²                                 token map [B, s_k, s_k]
-        h_k  = φ_k(bicubic-upsample(e[r_k], H))                      (no resampling at the last scale)
+        h_k  = φ_k(bicubic-upsample(e[r_k], h))                      (no resampling at the last scale)
         f̂   ← f̂ + h_k;   f_rest ← f_rest − h_k
 
 with φ(h) = (1 − ρ)·h + ρ·Conv3×3(h): a few convs shared across scales, scale k using the one whose
@@ -16,8 +16,8 @@ generator for scale k + 1 (teacher forcing) is f̂ after k scales, area-downsamp
 Parameter and buffer names follow the published VAR/Switti checkpoints (`quantize.embedding`,
 `quantize.quant_resi.qresi_ls.{i}`, `quantize.ema_vocab_hit_SV`), so those load one to one.
 
-Shape letters: B batch, C latent channels, H = W latent side, V vocabulary, K scales, s a scale's side,
-l = s² tokens of a scale, L all tokens, N flattened vectors.
+Shape letters (docs/glossary.md): B batch, C latent channels, h = w latent side, Z codebook size, K scales,
+s a scale's side, l = s² tokens of a scale, L all tokens, N flattened vectors.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class MultiScaleQuantizer(nn.Module):
         self.register_buffer("ema_vocab_hit_SV", torch.zeros(len(scales), vocab))
         # hits since the last usage update; a training loop with gradient accumulation sets `defer_usage` and
         # calls `update_usage` once per optimiser step, so micro-batching does not change the statistics
-        self.register_buffer("pending_hits_KV", torch.zeros(len(scales), vocab), persistent=False)
+        self.register_buffer("pending_hits_KZ", torch.zeros(len(scales), vocab), persistent=False)
         self.defer_usage = False
 
     @property
@@ -95,9 +95,9 @@ class MultiScaleQuantizer(nn.Module):
 
     def nearest(self, z_NC: torch.Tensor) -> torch.Tensor:
         """Index of the nearest code (squared L2) of each vector."""
-        codes_VC = self.embedding.weight.detach().float()
-        d_NV = z_NC.float().square().sum(1, keepdim=True) + codes_VC.square().sum(1) - 2 * z_NC.float() @ codes_VC.T
-        return d_NV.argmin(dim=1)
+        codes_ZC = self.embedding.weight.detach().float()
+        d_NZ = z_NC.float().square().sum(1, keepdim=True) + codes_ZC.square().sum(1) - 2 * z_NC.float() @ codes_ZC.T
+        return d_NZ.argmin(dim=1)
 
     def downsample(self, f_BChw: torch.Tensor, side: int) -> torch.Tensor:
         return f_BChw if side == f_BChw.shape[-1] else F.interpolate(f_BChw, size=(side, side), mode="area")
@@ -149,8 +149,8 @@ class MultiScaleQuantizer(nn.Module):
         loss = sum(F.mse_loss(fh, f.detach()) + self.beta * F.mse_loss(fh.detach(), f) for fh in fhats)
         if self.training:
             with torch.no_grad():
-                hits_KV = torch.stack([t.flatten().bincount(minlength=self.vocab).float() for t in tokens])
-                self.pending_hits_KV += hits_KV
+                hits_KZ = torch.stack([t.flatten().bincount(minlength=self.vocab).float() for t in tokens])
+                self.pending_hits_KZ += hits_KZ
             if not self.defer_usage:
                 self.update_usage()
         # straight-through: the decoder's gradient reaches the encoder as if quantisation were the identity
@@ -168,7 +168,7 @@ class MultiScaleQuantizer(nn.Module):
         return out
 
     def decode(self, tokens: list[torch.Tensor]) -> torch.Tensor:
-        """f̂ [B, C, H, W] from the tokens of every scale."""
+        """f̂ [B, C, h, w] from the tokens of every scale."""
         if len(tokens) != len(self.scales):
             raise ValueError(f"expected tokens for {len(self.scales)} scales, got {len(tokens)}")
         return self.accumulated(tokens)[-1]
@@ -196,9 +196,9 @@ class MultiScaleQuantizer(nn.Module):
     def update_usage(self) -> None:
         """Fold the pending code hits into the EMA: the hits of every process (summed under torchrun), so the
         codebooks of all processes see the same statistics and stay identical."""
-        hits_KV = all_reduce_sum_(self.pending_hits_KV.clone())
-        self.ema_vocab_hit_SV.mul_(0.9).add_(hits_KV, alpha=0.1)
-        self.pending_hits_KV.zero_()
+        hits_KZ = all_reduce_sum_(self.pending_hits_KZ.clone())
+        self.ema_vocab_hit_SV.mul_(0.9).add_(hits_KZ, alpha=0.1)
+        self.pending_hits_KZ.zero_()
 
     @torch.no_grad()
     def restart_dead_codes(self, vectors_NC: torch.Tensor, threshold: float, generator: torch.Generator) -> int:

@@ -1,4 +1,4 @@
-"""Scale-to-level routing: which brain level each generated scale may cross-attend to (method.md §5.4).
+"""Scale-to-level routing: which brain level each generated scale may cross-attend to (docs/method.md §5.4).
 
 With K scales (k = 1..K, coarse to fine) and M levels (m = 1..M, shallow to deep, e_M terminal):
 
@@ -9,10 +9,10 @@ With K scales (k = 1..K, coarse to fine) and M levels (m = 1..M, shallow to deep
 
 The routing becomes a boolean cross-attention mask built from each token's scale index — the same
 function in training (all L rows at once) and in sampling (the rows of one scale), so the authors'
-sampling-time bug (slicing the first rows of a full-sequence mask, method.md §9) cannot happen. The
+sampling-time bug (slicing the first rows of a full-sequence mask, docs/method.md §9) cannot happen. The
 context is the levels concatenated in order e_1 … e_M, Q tokens each.
 
-Shape letters: L tokens of all scales, S = M·Q context tokens.
+Shape letters (docs/glossary.md): L tokens of all scales, X = M·Q context tokens.
 """
 
 from __future__ import annotations
@@ -43,14 +43,14 @@ def routing_table(routing: str, n_scales: int, n_levels: int) -> list[tuple[int,
 
 
 def scale_cross_mask(routing: str, k: int, n_scales: int, n_levels: int, level_tokens: int) -> torch.Tensor:
-    """Boolean [1, S]: the context tokens scale k (1-based) may attend to."""
+    """Boolean [1, X]: the context tokens scale k (1-based) may attend to."""
     level_of_token = torch.arange(n_levels * level_tokens) // level_tokens + 1
     allowed = torch.tensor(levels_for_scale(routing, k, n_scales, n_levels))
     return torch.isin(level_of_token, allowed)[None]
 
 
 def sequence_cross_mask(routing: str, scales: tuple[int, ...], n_levels: int, level_tokens: int) -> torch.Tensor:
-    """Boolean [L, S] for the whole teacher-forced sequence: each row is its scale's mask."""
+    """Boolean [L, X] for the whole teacher-forced sequence: each row is its scale's mask."""
     rows = [
         scale_cross_mask(routing, k + 1, len(scales), n_levels, level_tokens).expand(side * side, -1)
         for k, side in enumerate(scales)

@@ -1,4 +1,4 @@
-"""The scale-wise autoregressive generator with scale-aware neural guidance (MindHier Stage 2, method.md §5).
+"""The scale-wise autoregressive generator with scale-aware neural guidance (MindHier Stage 2, docs/method.md §5).
 
     c      = fmri_pooler(p)                      p: the encoder's pooled terminal feature (mean of ê)
     x_1    = c + pos_start + lvl_embed[1]        the start token: "seeding the forest" with e_M
@@ -13,8 +13,8 @@ Both build their routing mask with the same function from the scale index. Names
 checkpoints; the modules MindHier adds are `fmri_pooler`, every block's `cross_attn.to_kv` and
 `attention_y_norm` (other context width), see `SWITTI_NEW_MODULES`.
 
-Shape letters: B batch, L all tokens, l tokens of one scale, C width, V vocabulary, c_v latent channels,
-M levels, Q tokens per level, Y context width, P pooled width, S = M·Q context tokens.
+Shape letters (docs/glossary.md): B batch, L all tokens, l tokens of one scale, D width, Z codebook size,
+C latent channels, M levels, Q tokens per level, Y context width, P pooled width, X = M·Q context tokens.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ SWITTI_NEW_MODULES = ("fmri_pooler.", "cross_attn.to_kv.", "attention_y_norm.")
 class GeneratorShapes:
     """Sizes taken from the tokenizer and the encoder (not from the generator config)."""
 
-    vocab: int  # V
-    latent_channels: int  # c_v, the tokenizer's code dimension
+    vocab: int  # Z
+    latent_channels: int  # C, the tokenizer's code dimension
     scales: tuple[int, ...]  # token-map sides, coarse to fine
     n_levels: int  # M
     level_tokens: int  # Q
@@ -64,15 +64,15 @@ class GeneratorShapes:
 class StepState:
     """Per-sample work reused by every scale while sampling."""
 
-    cond_BC: torch.Tensor
-    modulations: list[torch.Tensor]  # per block [B, 1, 6, C]
+    cond_BD: torch.Tensor
+    modulations: list[torch.Tensor]  # per block [B, 1, 6, D]
     context_kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block keys/values of the context
-    head_modulation: tuple[torch.Tensor, torch.Tensor]  # (scale, shift) [B, 1, C]
+    head_modulation: tuple[torch.Tensor, torch.Tensor]  # (scale, shift) [B, 1, D]
     past_kv: list[tuple[torch.Tensor, torch.Tensor] | None]  # block-causal: earlier scales' keys/values
 
     def keep(self, batch: int) -> None:
         """Drop all but the first `batch` rows (the conditional stream, when guidance switches off)."""
-        self.cond_BC = self.cond_BC[:batch]
+        self.cond_BD = self.cond_BD[:batch]
         self.modulations = [m[:batch] for m in self.modulations]
         self.context_kv = [(k[:batch], v[:batch]) for k, v in self.context_kv]
         self.head_modulation = tuple(t[:batch] for t in self.head_modulation)
@@ -89,7 +89,7 @@ class ScaleAR(nn.Module):
         self.fmri_pooler = nn.Linear(shapes.pooled_width, width)
         self.pos_start = nn.Parameter(torch.empty(1, self.first_l, width))
         self.lvl_embed = nn.Embedding(len(scales), width)
-        if cfg.positions == "learned":
+        if cfg.positions == "learned":  # VAR's parameter name: a checkpoint key, so it keeps VAR's spelling
             self.pos_1LC = nn.Parameter(torch.empty(1, shapes.n_tokens, width))
         self.blocks = nn.ModuleList(
             AdaLNSelfCrossBlock(width, cfg.heads, shapes.context_width, width, int(width * cfg.ffn_mult), cfg.norm_eps)
@@ -103,22 +103,22 @@ class ScaleAR(nn.Module):
         self.register_buffer("scale_of_L", scale_of, persistent=False)
         self.register_buffer("self_mask_LL", sequence_self_mask(scales, cfg.block_causal), persistent=False)
         self.register_buffer(
-            "cross_mask_LS",
+            "cross_mask_LX",
             sequence_cross_mask(cfg.routing, scales, shapes.n_levels, shapes.level_tokens),
             persistent=False,
         )
         if cfg.positions == "rope":
             freqs = sequence_frequencies(scales, width // cfg.heads, cfg.rope_theta, cfg.rope_size)
-            self.register_buffer("freqs_LP", freqs, persistent=False)
+            self.register_buffer("freqs_Le", freqs, persistent=False)
         else:
-            self.freqs_LP = None
+            self.freqs_Le = None
         self.offsets = [0]
         for s in scales:
             self.offsets.append(self.offsets[-1] + s * s)
         self.init_weights()
 
     def init_weights(self, adaln: float = 0.5, adaln_gamma: float = 1e-5, head: float = 0.02) -> None:
-        """Switti's initialisation: every Linear and embedding truncated-normal with sd √(1/(3C)), biases 0;
+        """Switti's initialisation: every Linear and embedding truncated-normal with sd √(1/(3D)), biases 0;
         the head ×0.02; AdaLN weights ×0.5 with their γ rows ×1e-5 (blocks start near the identity); the
         attention output projections ÷ √(2·depth)."""
         std = math.sqrt(1 / self.cfg.width / 3)
@@ -148,42 +148,42 @@ class ScaleAR(nn.Module):
         """Levels e_1..e_M concatenated along tokens: [B, M·Q, Y]."""
         return rearrange(levels_BMQY, "b m q y -> b (m q) y")
 
-    def start_tokens(self, cond_BC: torch.Tensor) -> torch.Tensor:
-        return cond_BC[:, None].expand(-1, self.first_l, -1) + self.pos_start
+    def start_tokens(self, cond_BD: torch.Tensor) -> torch.Tensor:
+        return cond_BD[:, None].expand(-1, self.first_l, -1) + self.pos_start
 
     def scale_embedding(self, k: int) -> torch.Tensor:
-        """Level (scale) embedding, plus learned positions when used, for scale k (0-based): [1, l, C]."""
+        """Level (scale) embedding, plus learned positions when used, for scale k (0-based): [1, l, D]."""
         a, b = self.offsets[k], self.offsets[k + 1]
         embedding = self.lvl_embed(self.scale_of_L[a:b])[None]
         if self.cfg.positions == "learned":
             embedding = embedding + self.pos_1LC[:, a:b]
         return embedding
 
-    def logits(self, x_BlC: torch.Tensor, head_modulation) -> torch.Tensor:
+    def logits(self, x_BlD: torch.Tensor, head_modulation) -> torch.Tensor:
         """Always in fp32, also under bf16 autocast: sampling filters and draws from these numbers."""
         scale, shift = head_modulation
-        device_type = x_BlC.device.type
+        device_type = x_BlD.device.type
         full_precision = (
             torch.autocast(device_type, enabled=False)
             if torch.amp.is_autocast_available(device_type)
             else contextlib.nullcontext()  # the meta device (FLOP counting) has no autocast
         )
         with full_precision:
-            return self.head(self.head_nm.norm(x_BlC.float()) * (1 + scale.float()) + shift.float())
+            return self.head(self.head_nm.norm(x_BlD.float()) * (1 + scale.float()) + shift.float())
 
     # ------------------------------------------------------------------------- teacher forcing
 
-    def forward(self, next_inputs_BLc: torch.Tensor, levels_BMQY: torch.Tensor, pooled_BP: torch.Tensor):
-        """Logits [B, L, V] for all scales from the teacher-forcing inputs [B, L − first_l, c_v]."""
+    def forward(self, next_inputs_BLC: torch.Tensor, levels_BMQY: torch.Tensor, pooled_BP: torch.Tensor):
+        """Logits [B, L, Z] for all scales from the teacher-forcing inputs [B, L − first_l, C]."""
         cond = self.fmri_pooler(pooled_BP.float())
-        x = torch.cat([self.start_tokens(cond), self.word_embed(next_inputs_BLc.float())], dim=1)
+        x = torch.cat([self.start_tokens(cond), self.word_embed(next_inputs_BLC.float())], dim=1)
         x = x + self.lvl_embed(self.scale_of_L)[None]
         if self.cfg.positions == "learned":
             x = x + self.pos_1LC
         context = self.context(levels_BMQY)
         for block in self.blocks:
             x, _ = block(
-                x, None, None, self.freqs_LP, self.self_mask_LL, self.cross_mask_LS, cond_BD=cond, context_BSY=context
+                x, None, None, self.freqs_Le, self.self_mask_LL, self.cross_mask_LX, cond_BD=cond, context_BXY=context
             )
         return self.logits(x, self.head_nm.modulation(cond))
 
@@ -193,20 +193,20 @@ class ScaleAR(nn.Module):
         cond = self.fmri_pooler(pooled_BP.float())
         context = self.context(levels_BMQY)
         return StepState(
-            cond_BC=cond,
+            cond_BD=cond,
             modulations=[block.modulation(cond) for block in self.blocks],
             context_kv=[tuple(block.context_kv(context)) for block in self.blocks],
             head_modulation=self.head_nm.modulation(cond),
             past_kv=[None] * len(self.blocks),
         )
 
-    def step(self, state: StepState, k: int, next_input_Blc: torch.Tensor | None) -> torch.Tensor:
-        """Logits [B, s_k², V] of scale k (0-based); `next_input` is f̂ at s_k (None for the first scale)."""
-        x = self.start_tokens(state.cond_BC) if k == 0 else self.word_embed(next_input_Blc.float())
+    def step(self, state: StepState, k: int, next_input_BlC: torch.Tensor | None) -> torch.Tensor:
+        """Logits [B, s_k², Z] of scale k (0-based); `next_input` is f̂ at s_k (None for the first scale)."""
+        x = self.start_tokens(state.cond_BD) if k == 0 else self.word_embed(next_input_BlC.float())
         x = x + self.scale_embedding(k)
         a, b = self.offsets[k], self.offsets[k + 1]
-        freqs = None if self.freqs_LP is None else self.freqs_LP[a:b]
-        cross_mask = self.cross_mask_LS[a:b]
+        freqs = None if self.freqs_Le is None else self.freqs_Le[a:b]
+        cross_mask = self.cross_mask_LX[a:b]
         for i, block in enumerate(self.blocks):
             past = state.past_kv[i] if self.cfg.block_causal else None
             x, new_kv = block(x, state.modulations[i], state.context_kv[i], freqs, None, cross_mask, past)
@@ -224,6 +224,6 @@ class _AdaLNBeforeHead(nn.Module):
         self.norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
         self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
 
-    def modulation(self, cond_BC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scale, shift = rearrange(self.ada_lin(cond_BC), "b (two c) -> two b 1 c", two=2)
+    def modulation(self, cond_BD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale, shift = rearrange(self.ada_lin(cond_BD), "b (two d) -> two b 1 d", two=2)
         return scale, shift

@@ -8,7 +8,7 @@
 Module and parameter names follow VAR's `VQVAE`, so the checkpoint VAR and Switti publish maps onto the
 `nsd-paper` configuration one to one (checked against a committed manifest in the tests).
 
-Shape letters: B batch, H/W image pixels, C latent channels, h/w latent side, l tokens of a scale.
+Shape letters (docs/glossary.md): B batch, H/W image pixels, C latent channels, h/w latent side, l tokens of a scale.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """PNG figures of the report: image grids (PIL) and training curves (matplotlib, headless).
 
-Shape letters: N images, H/W pixels, M methods.
+Shape letters (docs/glossary.md): N images, H/W pixels.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ timestep, or "before the first", where ᾱ = 1):
 η = 0 is deterministic given the starting noise. Randomness enters only through `generator` (one, or one per
 brain input; draws on the generator's device, `sampling/draws.py`).
 
-Shape letters: B batch, c_v latent channels, h/w latent side, Q terminal tokens, Y context width, P pooled width.
+Shape letters (docs/glossary.md): B batch, C latent channels, h/w latent side, Q terminal tokens, Y context width,
+P pooled width.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from mindhier.sampling.draws import as_list, normal_rows
 
 @dataclass(frozen=True)
 class NoiseSchedule:
-    alphas_cumprod_T: torch.Tensor  # ᾱ of the T training timesteps (float64)
+    alphas_cumprod: torch.Tensor  # [timesteps]: ᾱ of the T training timesteps (float64)
 
     @classmethod
     def linear(cls, timesteps: int, beta_start: float, beta_end: float) -> NoiseSchedule:
@@ -45,15 +46,15 @@ class NoiseSchedule:
 
     @property
     def timesteps(self) -> int:
-        return len(self.alphas_cumprod_T)
+        return len(self.alphas_cumprod)
 
     def alpha_bar(self, t: int) -> float:
         """ᾱ at 0-based timestep t; t = −1 is the clean end of the chain (ᾱ = 1)."""
-        return 1.0 if t < 0 else float(self.alphas_cumprod_T[t])
+        return 1.0 if t < 0 else float(self.alphas_cumprod[t])
 
     def add_noise(self, z0_BChw: torch.Tensor, noise_BChw: torch.Tensor, t_B: torch.Tensor) -> torch.Tensor:
         """z_t = √ᾱ_t · z_0 + √(1 − ᾱ_t) · ε  (DDPM eq. 4), per sample timestep."""
-        alpha_bar = self.alphas_cumprod_T.to(z0_BChw.device)[t_B].to(z0_BChw.dtype)[:, None, None, None]
+        alpha_bar = self.alphas_cumprod.to(z0_BChw.device)[t_B].to(z0_BChw.dtype)[:, None, None, None]
         return alpha_bar.sqrt() * z0_BChw + (1 - alpha_bar).sqrt() * noise_BChw
 
 
@@ -98,7 +99,7 @@ def sample_ddim(
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
     step_callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """Denoise `noise` (z at the last timestep) to a normalised clean latent [B, c_v, h, w].
+    """Denoise `noise` (z at the last timestep) to a normalised clean latent [B, C, h, w].
 
     The conditional and unconditional streams run in one batch (step 1); the context's keys/values are
     projected once. `step_callback(i, ẑ_0)` sees every step's predicted clean latent (for strips).

@@ -9,8 +9,8 @@
 Both decode through the same tokenizer decoder and take randomness only from the `generator` argument: one
 generator, or one per brain input (each input's samples then come from its own generator).
 
-Shape letters: B brain inputs, N samples each, R = B·N rows, M levels, Q tokens per level, Y level width,
-P pooled width, c_v latent channels, h/w latent side, H/W pixels.
+Shape letters (docs/glossary.md): B brain inputs, S samples each, R = B·S rows, M levels, Q tokens per level,
+Y level width, P pooled width, C latent channels, h/w latent side, H/W pixels.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from mindhier.sampling.scale_ar import sample
 
 @dataclass
 class DecodedImages:
-    images_R3HW: torch.Tensor  # float in [0, 1]; sample i of input b at row b·N + i
+    images_R3HW: torch.Tensor  # float in [0, 1]; sample s of input b at row b·S + s
     strips: list[torch.Tensor] | None  # per frame [R, 3, H, W] in [0, 1], when asked for
 
 

@@ -5,7 +5,7 @@ reproducible per device. With one generator per brain input, the rows of a batch
 the generators in order, so each input's draws come from its own generator and an input's images do not
 depend on what else is in the batch.
 
-Shape letters (docs/glossary.md): N rows, V vocabulary.
+Shape letters (docs/glossary.md): N rows, Z codebook size.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ def as_list(generator: torch.Generator | Sequence[torch.Generator]) -> list[torc
     return [generator] if isinstance(generator, torch.Generator) else list(generator)
 
 
-def multinomial_rows(probs_NV: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+def multinomial_rows(probs_NZ: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
     """One draw per row, [N, 1] on the probabilities' device."""
-    parts = probs_NV.chunk(len(generators)) if len(generators) > 1 else (probs_NV,)
+    parts = probs_NZ.chunk(len(generators)) if len(generators) > 1 else (probs_NZ,)
     out = [
-        torch.multinomial(part.to(g.device), 1, generator=g).to(probs_NV.device)
+        torch.multinomial(part.to(g.device), 1, generator=g).to(probs_NZ.device)
         for part, g in zip(parts, generators, strict=True)
     ]
     return out[0] if len(out) == 1 else torch.cat(out)

@@ -1,14 +1,14 @@
 """Analytic FLOPs of scale-wise sampling (for model FLOP utilisation; 1 multiply-add = 2 FLOPs).
 
-Per brain input and guidance stream, with width C, SwiGLU hidden F, vocabulary V, code dimension c_v,
-context S = M·Q tokens of width Y, and l = s_k² tokens at scale k:
+Per brain input and guidance stream, with width D, SwiGLU hidden width `hidden`, codebook size Z, latent
+code channels C, context X = M·Q tokens of width Y, and l = s_k² tokens at scale k:
 
-    once (prepare)   pooler 2·P·C; per block AdaLN 2·C·6C and context keys/values 2·S·Y·2C; head AdaLN 2·C·2C
-    scale k          word embedding 2·l·c_v·C (k > 1); per block:
-                       self-attention  2·l·C·3C (q, k, v) + 2·2·l·l'·C (scores, values) + 2·l·C·C (output)
-                       cross-attention 2·l·C·C (q) + 2·2·l·S·C + 2·l·C·C (output)
-                       SwiGLU          3 · 2·l·C·F
-                     head 2·l·C·V
+    once (prepare)   pooler 2·P·D; per block AdaLN 2·D·6D and context keys/values 2·X·Y·2D; head AdaLN 2·D·2D
+    scale k          word embedding 2·l·C·D (k > 1); per block:
+                       self-attention  2·l·D·3D (q, k, v) + 2·2·l·l'·D (scores, values) + 2·l·D·D (output)
+                       cross-attention 2·l·D·D (q) + 2·2·l·X·D + 2·l·D·D (output)
+                       SwiGLU          3 · 2·l·D·hidden
+                     head 2·l·D·Z
 
 with l' = l within a scale, or all tokens so far with block-causal attention. Both streams run while
 guidance is on (`cfg_off_from` drops the unconditional one). The VQ decoder's FLOPs are counted from its
@@ -27,7 +27,7 @@ from mindhier.models.tokenizer import Tokenizer
 
 
 def scale_wise_sampling_flops(model: ScaleAR, sampler: SamplerConfig, batch: int = 1) -> dict[str, object]:
-    """FLOPs of sampling `batch` brain inputs (N = `sampler.samples` each): per scale, prepare, total."""
+    """FLOPs of sampling `batch` brain inputs (S = `sampler.samples` each): per scale, prepare, total."""
     shapes, cfg = model.shapes, model.cfg
     width, depth = cfg.width, cfg.depth
     hidden = int(width * cfg.ffn_mult)

@@ -3,10 +3,10 @@ tokenizer decoder), on any device, in batches.
 
 `Reconstructor.reconstruct(voxels, subject, samples, seed)` builds the brain condition with the frozen
 encoder (`models/brain_condition.py`: the conditional stream, and the null condition of all-zero voxels for
-classifier-free guidance), samples N candidates per input scale by scale, and keeps the first — or, with
+classifier-free guidance), samples S candidates per input scale by scale, and keeps the first — or, with
 `select="brain"`, the candidate whose teacher embedding agrees best with the encoder's own predicted terminal
-embedding (never the test image). Repetitions of a test image are averaged as voxels (default) or as encoder
-outputs (`[B, R, V]` input with `average="outputs"`, MindEye2's choice).
+embedding (never the test image). Trials of a test image are averaged as voxels (default) or as encoder
+outputs (`[B, T, V]` input with `average="outputs"`, MindEye2's choice).
 
 Randomness: every input gets its own `torch.Generator`, seeded from (seed, key) — the stimulus index in the
 CLI, the row otherwise — on the CPU, and draws happen on the generator's device, so an image depends neither
@@ -19,7 +19,7 @@ versions byte for byte on the CPU.
 coarse-to-fine strips and a `manifest.json` with inputs, configs, seeds and protocol. It never reads the
 test images (a test deletes them and checks the output is unchanged).
 
-Shape letters (docs/glossary.md): B inputs, R repetitions, V voxels, N samples, H/W pixels, K scales.
+Shape letters (docs/glossary.md): B inputs, T trials, V voxels, S samples, R = B·S rows, H/W pixels, K scales.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class Reconstructor:
         keys: list[int] | None = None,
         batch_size: int = 1,
     ) -> Reconstruction:
-        """Images of [B, V] voxels (or [B, R, V] repetitions); `batch_size` inputs are sampled together."""
+        """Images of [B, V] voxels (or [B, T, V] trials); `batch_size` inputs are sampled together."""
         if select not in SELECTIONS:
             raise ConfigError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
         if batch_size < 1:
@@ -173,7 +173,7 @@ class Reconstructor:
                 [item_generator(seed, key) for key in keys[part]],
                 strips=strips,
             )
-            candidates = out.images_R3HW.unflatten(0, (-1, samples))  # [b, N, 3, H, W]
+            candidates = out.images_R3HW.unflatten(0, (-1, samples))  # [B, S, 3, H, W]
             picks = torch.zeros(len(candidates), dtype=torch.long)
             if select == "brain" and samples > 1:
                 picks = select_by_brain(candidates, predicted[part], self.teacher).cpu()

@@ -1,6 +1,6 @@
-"""Scale-by-scale sampling from the generator (method.md §6.3).
+"""Scale-by-scale sampling from the generator (docs/method.md §6.3).
 
-For each brain input, N samples; for scale k = 1..K:
+For each brain input, S samples; for scale k = 1..K:
 
 1. run the blocks on the scale's tokens only — the start token at k = 1, else the word embedding of f̂
    (the sum of all earlier scales' codes) area-downsampled to s_k. Per-sample work (AdaLN modulations,
@@ -12,15 +12,15 @@ For each brain input, N samples; for scale k = 1..K:
 3. temperature, top-k, top-p (nucleus), and a multinomial draw from a `torch.Generator` — the only
    source of randomness. The draw happens on the generator's own device (diffusers' convention): a CPU
    generator gives the same tokens on any hardware, a CUDA one is reproducible per device. With one
-   generator per brain input, each input's N samples are drawn from its own generator, so an input's
+   generator per brain input, each input's S samples are drawn from its own generator, so an input's
    images do not depend on what else is in the batch;
 4. add the scale's codes to f̂ (`MultiScaleQuantizer.next_input`).
 
 Finally the tokenizer decodes f̂. On request, the image after every scale (the coarse-to-fine strip).
 With `precision = bf16` the blocks run under bf16 autocast while the logits, filtering and draws stay fp32.
 
-Shape letters: B brain inputs, N samples each, R = B·N rows, l tokens of a scale, V vocabulary,
-c_v latent channels, M levels, Q tokens per level, Y level width, P pooled width.
+Shape letters (docs/glossary.md): B brain inputs, S samples each, R = B·S rows, l tokens of a scale,
+Z codebook size, C latent channels, M levels, Q tokens per level, Y level width, P pooled width.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from mindhier.sampling.draws import as_list, multinomial_rows
 
 @dataclass
 class SampleOutput:
-    images_R3HW: torch.Tensor  # float in [0, 1], sample i of input b at row b·N + i
+    images_R3HW: torch.Tensor  # float in [0, 1], sample s of input b at row b·S + s
     tokens: list[torch.Tensor]  # per scale [R, s²]
     strips: list[torch.Tensor] | None  # per scale [R, 3, H, W] in [0, 1], when asked for
-    logits: list[torch.Tensor] | None  # per scale guided logits [R, s², V], when asked for
+    logits: list[torch.Tensor] | None  # per scale guided logits [R, s², Z], when asked for
 
 
 def guidance_weight(k: int, n_scales: int, cfg: SamplerConfig) -> float:
@@ -54,9 +54,9 @@ def guidance_weight(k: int, n_scales: int, cfg: SamplerConfig) -> float:
     return cfg.cfg_scale * k / max(n_scales - 1, 1)
 
 
-def filter_logits(logits_NV: torch.Tensor, top_k: int, top_p: float, temperature: float) -> torch.Tensor:
+def filter_logits(logits_NZ: torch.Tensor, top_k: int, top_p: float, temperature: float) -> torch.Tensor:
     """Temperature, then top-k, then nucleus filtering (the most likely token always survives)."""
-    logits = logits_NV.float() / temperature
+    logits = logits_NZ.float() / temperature
     if 0 < top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -84,7 +84,7 @@ def sample(
     record_logits: bool = False,
     scale_seconds: list[float] | None = None,
 ) -> SampleOutput:
-    """N = `cfg.samples` images per brain input. `generator`: one for all draws, or one per brain input.
+    """S = `cfg.samples` images per brain input. `generator`: one for all draws, or one per brain input.
     `forced_tokens` replaces the draws (for tests); `scale_seconds`, when given, receives the wall time of
     every scale (then the final decode)."""
     import time
@@ -126,7 +126,7 @@ def sample(
         if forced_tokens is not None:
             idx_Rl = forced_tokens[k]
         else:
-            probs = filter_logits(rearrange(logits, "r l v -> (r l) v"), cfg.top_k, cfg.top_p, cfg.temperature)
+            probs = filter_logits(rearrange(logits, "r l z -> (r l) z"), cfg.top_k, cfg.top_p, cfg.temperature)
             idx_Rl = rearrange(multinomial_rows(probs.softmax(-1), generators), "(r l) 1 -> r l", r=rows)
         tokens.append(idx_Rl)
         f_hat, nxt = quantizer.next_input(k, f_hat, quantizer.codes(idx_Rl))

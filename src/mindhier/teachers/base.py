@@ -1,12 +1,12 @@
-"""The teacher contract: a frozen vision network seen as a hierarchy of token levels (method.md §3.2).
+"""The teacher contract: a frozen vision network seen as a hierarchy of token levels (docs/method.md §3.2).
 
 Stage 1 aligns the brain encoder's level outputs e_1..e_M to a teacher's levels v_1..v_M, each a token sequence
 of its own width; the last level is the terminal one (the paper's CLIP layer 24). Everything downstream (feature
 cache, encoder, losses, cross-attention routing) needs only what this module defines: the level shapes, a
 forward pass from [0, 1] RGB images, an identity for cache keys and, optionally, caption features.
 
-Shape letters: N images (or captions), C colour channels, H/W pixels, T tokens of a level, D feature size of a
-level.
+Shape letters (docs/glossary.md): N images (or captions), C colour channels, H/W pixels, Q tokens of a level
+(Q_m at level m), D width of a level (D_m), U text tokens (of width D_text).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class TeacherLevel:
 
     name: str  # human-readable origin, e.g. "block5" (EfficientNet) or "layer12" (CLIP)
     layer: int  # 1-based layer number in the network
-    tokens: int  # T_m, tokens per image at this level
+    tokens: int  # Q_m, tokens per image at this level
     dim: int  # D_m, feature size of each token
 
     def to_dict(self) -> dict:
@@ -50,7 +50,7 @@ class Teacher(Protocol):
         ...
 
     def __call__(self, images_NCHW: torch.Tensor) -> list[torch.Tensor]:
-        """Float RGB in [0, 1] → one float32 tensor [N, T_m, D_m] per level, computed without autograd."""
+        """Float RGB in [0, 1] → one float32 tensor [N, Q_m, D_m] per level, computed without autograd."""
         ...
 
     def describe(self) -> dict:
@@ -63,7 +63,7 @@ class Teacher(Protocol):
         ...
 
     def encode_text(self, captions: list[str]) -> torch.Tensor:
-        """Captions → [N, T_text, D_text]; raises `ConfigError` when `has_text` is False."""
+        """Captions → [N, U, D_text]; raises `ConfigError` when `has_text` is False."""
         ...
 
 

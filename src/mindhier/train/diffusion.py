@@ -20,7 +20,7 @@ Run folder (`run_layout`): config.json, diffusion_model.json (the resolved backb
 diffusion_shapes.json, inputs.json, diffusion.safetensors (best val), diffusion_last.safetensors, resume/,
 log.jsonl, train_summary.json.
 
-Shape letters (docs/glossary.md): B batch, N stimuli, c_v latent channels, h/w latent side.
+Shape letters (docs/glossary.md): B batch, N stimuli, V voxels, C latent channels, h/w latent side.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ VAL_SEED = 1234  # the fixed (noise, timestep) draws of the val loss
 
 @dataclass(frozen=True)
 class LatentLookup:
-    """Tokenizer latents f [N, c_v, h, w] of stimuli, by stimulus index (the `TokenCache.get` interface)."""
+    """Tokenizer latents f [N, C, h, w] of stimuli, by stimulus index (the `TokenCache.get` interface)."""
 
     indices: np.ndarray  # sorted int64 stimulus indices
     latents_NChw: torch.Tensor

@@ -120,7 +120,7 @@ def train_encoder(
             share = len(batch.rows) / len(indices)
             groups = [(s, v.to(world.device, non_blocking=True)) for s, v in batch.rows.groups]
             targets = [t.to(world.device, non_blocking=True) for t in batch.targets]
-            text = batch.text_NSD.to(world.device) if batch.text_NSD is not None else None
+            text = batch.text_NUD.to(world.device) if batch.text_NUD is not None else None
             with run.accumulating(last):
                 with run.autocast():
                     out = wrapped.trained(groups)

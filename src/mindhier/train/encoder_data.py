@@ -4,7 +4,7 @@ Training items are single trials of the `train` split of every subject, pooled (
 each subject's rows pass through its own input layer). `val` items are per-image averages. Teacher targets
 come from the feature cache (`data/target_lookup.py`).
 
-Shape letters (docs/glossary.md): N items, Q tokens, D teacher dim, S text tokens.
+Shape letters (docs/glossary.md): N items, Q tokens, D teacher dim, U text tokens.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mindhier.data.target_lookup import TargetLookup
 class EncoderBatch:
     rows: PooledBatch  # (subject, voxels) groups
     targets: list[torch.Tensor]  # per level [N, Q, D_m], rows in group order
-    text_NSD: torch.Tensor | None
+    text_NUD: torch.Tensor | None
 
 
 @dataclass

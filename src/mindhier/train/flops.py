@@ -5,7 +5,8 @@ data, so counting costs no compute even at paper scale. Counted: matrix multipli
 attention (PyTorch's registered formulas; 1 multiply-add = 2 FLOPs). Not counted: the frozen encoder and
 tokenizer (the same per sample for both decoders), elementwise ops and the optimizer.
 
-Shape letters: B batch, L tokens, c_v latent channels, M levels, Q tokens per level, Y level width, P pooled width.
+Shape letters (docs/glossary.md): B batch, L tokens, C latent channels, h/w latent side, M levels, Q tokens per
+level, Y level width, P pooled width.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def generator_step_flops(cfg: GeneratorConfig, shapes: GeneratorShapes, batch: i
     return _count(
         lambda: ScaleAR(cfg, shapes),
         lambda: (
-            torch.randn(batch, shapes.n_tokens - shapes.scales[0] ** 2, shapes.latent_channels),  # [B, L − 1, c_v]
+            torch.randn(batch, shapes.n_tokens - shapes.scales[0] ** 2, shapes.latent_channels),  # [B, L − 1, C]
             torch.randn(batch, shapes.n_levels, shapes.level_tokens, shapes.context_width),  # [B, M, Q, Y]
             torch.randn(batch, shapes.pooled_width),  # [B, P]
         ),
@@ -45,7 +46,7 @@ def diffusion_step_flops(cfg: DiffusionConfig, shapes: DiffusionShapes, batch: i
     return _count(
         lambda: LatentDiT(cfg, shapes),
         lambda: (
-            torch.randn(batch, shapes.latent_channels, side, side),  # [B, c_v, h, w]
+            torch.randn(batch, shapes.latent_channels, side, side),  # [B, C, h, w]
             torch.zeros(batch, dtype=torch.long),
             torch.randn(batch, shapes.level_tokens, shapes.context_width),  # [B, Q, Y]
             torch.randn(batch, shapes.pooled_width),  # [B, P]

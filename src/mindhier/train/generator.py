@@ -15,7 +15,7 @@ The routing (`generator.routing`) is part of the run: each routing is its own tr
 Run folder (`run_layout`): config.json, generator_shapes.json, inputs.json, generator.safetensors (best val),
 generator_last.safetensors, resume/, log.jsonl, train_summary.json.
 
-Shape letters (docs/glossary.md): B batch, L tokens, K scales, V vocabulary.
+Shape letters (docs/glossary.md): B batch, N items, V voxels, L tokens, K scales, Z codebook size.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""AdamW with decoupled weight decay on weight matrices only, and the OneCycle schedule (method.md §3.4).
+"""AdamW with decoupled weight decay on weight matrices only, and the OneCycle schedule (docs/method.md §3.4).
 
 Biases and normalisation weights (every parameter with fewer than 2 dimensions) are not decayed. (The
 authors' code meant to exempt LayerNorms, but matched names PyTorch's decoder layers do not use, so it

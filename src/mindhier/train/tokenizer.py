@@ -1,4 +1,4 @@
-"""Train the multi-scale VQ tokenizer on stimulus images (no fMRI needed; docs/method.md §4.1).
+"""Train the multi-scale VQ tokenizer on stimulus images (no fMRI needed; docs/method.md §5.1).
 
 Images come from a dataset folder (the `train` split's stimuli for training, `val`'s for validation;
 test stimuli are never used) or from any image folder (`folder:PATH`, its seeded train/test pools).

@@ -1,7 +1,7 @@
 """Lazy access to `betas_all_subjXX_fp32_renorm.hdf5` (dataset "betas", float32 [T, V]).
 
 The file stays on disk: rows are read on demand, in increasing order as h5py requires, and the handle
-is reopened after a fork so DataLoader workers each get their own. Shape letters: T trials, V voxels.
+is reopened after a fork so DataLoader workers each get their own. Shape letters (docs/glossary.md): T trials, V voxels.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """NSD in MindEye2's layout — simulated or real — as splits of (stimulus, brain response) items.
 
-Splits (method.md §2.2):
+Splits (docs/method.md §2.2):
 
 * `train` — single trials of the training images, minus the `val` images. Trials of any image that
   is also in the test split are dropped (and counted), so training can never see a test image.
@@ -16,7 +16,7 @@ Everything is validated when a subject is opened: missing files, wrong dataset k
 inf betas, behav indices out of range, a voxel count that differs from the manifest or from what the
 caller expects, missing stimulus images. Betas and images stay on disk until asked for.
 
-Shape letters: N items, R repetitions, V voxels, H/W pixels.
+Shape letters (docs/glossary.md): N items, T trials, V voxels, H/W pixels.
 """
 
 from __future__ import annotations
@@ -91,9 +91,9 @@ class Split:
         return (np.add.reduceat(betas, starts, axis=0) / counts[:, None]).astype(np.float32)
 
     def voxels_per_repeat(self, items=None) -> np.ndarray:
-        """float32 [N, R, V]: the (duplicated) repetitions of each item, not averaged.
+        """float32 [N, T, V]: the (duplicated) repetitions of each item, not averaged.
 
-        Used to average model outputs instead of voxels; needs every item to have the same R.
+        Used to average model outputs instead of voxels; needs every item to have the same T.
         """
         items = self._items(items)
         counts = {len(self.rows_N[i]) for i in items}

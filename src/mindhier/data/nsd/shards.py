@@ -2,7 +2,7 @@
 
 Only the `behav` arrays are read (column 0: image index, column 5: row of the betas file, column 2:
 session); the other per-sample arrays MindEye2 ships (`past_behav`, `future_behav`, `olds_behav`) are
-ignored. Shape letters: T trials.
+ignored. Shape letters (docs/glossary.md): T trials.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ where the drift d is a per-session offset plus a linear trend over the session (
 per voxel and session). Each voxel is then z-scored within each session, as NSD's betas are, so the
 offsets vanish and the signal-to-noise ratio is (up to the residual trend) the configured one.
 
-Shape letters: T trials, N images, V voxels.
+Shape letters (docs/glossary.md): T trials, N images, V voxels.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Training images are shown once and test images `repeats` times (NSD: 3), all in 
 is cut into scan sessions of `session_trials` trials (NSD: 750) with 12 runs each, so repetitions of
 a test image fall in different sessions, as in NSD. Trial t is row t of the betas file.
 
-Shape letters: T trials.
+Shape letters (docs/glossary.md): T trials.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ Three families, one per stage of the simulated visual hierarchy:
   default, deliberately not the Stage-1 teacher Lite0), plus object categories when the stimulus
   source knows them.
 
-Shape letters: N images, C channels, H/W retina pixels, G feature-grid side, D deep feature size,
-K object categories, F spatial frequencies, O orientations.
+Shape letters (docs/glossary.md): N images, C channels, H/W retina pixels, G feature-grid side, D deep feature
+size, J object categories; the Gabor bank's spatial frequencies and orientations are spelled out (freq, orient).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class StimulusFeatures:
     early_NCGG: torch.Tensor  # float32, non-negative
     mid_NCGG: torch.Tensor  # float32, non-negative
     deep_ND: torch.Tensor  # float32
-    categories_NK: torch.Tensor | None  # float32 multi-hot, or None when the source has no categories
+    categories_NJ: torch.Tensor | None  # float32 multi-hot, or None when the source has no categories
     early_channels: tuple[str, ...]
     mid_channels: tuple[str, ...]
 
@@ -72,8 +72,8 @@ def mid_channel_names() -> tuple[str, ...]:
     )
 
 
-def _gabor_bank_F(height: int, width: int) -> torch.Tensor:
-    """One-sided Gaussian filters in the frequency domain: [F·O, height, width] (a quadrature pair each).
+def _gabor_bank(height: int, width: int) -> torch.Tensor:
+    """One-sided Gaussian filters in the frequency domain: [freq·orient, height, width] (a quadrature pair each).
 
     A filter centred on +f only (no mirror at −f) makes the inverse FFT complex; its magnitude is the
     phase-invariant energy of the even/odd Gabor pair.
@@ -92,13 +92,13 @@ def _gabor_bank_F(height: int, width: int) -> torch.Tensor:
 
 
 def gabor_energy(luminance_NHW: torch.Tensor) -> torch.Tensor:
-    """Contrast energy [N, F·O, H, W] of luminance images (reflect-padded to avoid wrap-around)."""
+    """Contrast energy [N, freq·orient, H, W] of luminance images (reflect-padded to avoid wrap-around)."""
     h, w = luminance_NHW.shape[-2:]
     pad_h, pad_w = h // 4, w // 4  # ≥ 2.5 sd of the widest Gabor envelope at the lowest frequency
     padded = F.pad(luminance_NHW[:, None], (pad_w, pad_w, pad_h, pad_h), mode="reflect")[:, 0]
-    bank = _gabor_bank_F(padded.shape[-2], padded.shape[-1])
+    bank = _gabor_bank(padded.shape[-2], padded.shape[-1])
     spectrum = torch.fft.fft2(padded)
-    response = torch.fft.ifft2(spectrum[:, None] * bank[None])  # (N, F·O, H', W') complex
+    response = torch.fft.ifft2(spectrum[:, None] * bank[None])  # (N, freq·orient, H', W') complex
     return response.abs()[:, :, pad_h : pad_h + h, pad_w : pad_w + w].float()
 
 
@@ -106,7 +106,7 @@ def early_and_mid_maps(rgb_NCHW: torch.Tensor, grid: int) -> tuple[torch.Tensor,
     """Early [N, 18, G, G] and mid [N, 13, G, G] feature maps of RGB retina images in [0, 1]."""
     r, g, b = rgb_NCHW[:, 0], rgb_NCHW[:, 1], rgb_NCHW[:, 2]
     luminance = 0.299 * r + 0.587 * g + 0.114 * b
-    energy_NKHW = gabor_energy(luminance)
+    gabor = gabor_energy(luminance)  # [N, freq·orient, H, W]
     red_green = r - g
     blue_yellow = b - 0.5 * (r + g)
     colour = torch.stack(
@@ -120,10 +120,10 @@ def early_and_mid_maps(rgb_NCHW: torch.Tensor, grid: int) -> tuple[torch.Tensor,
         ],
         dim=1,
     )
-    early = torch.cat([energy_NKHW, colour], dim=1)
+    early = torch.cat([gabor, colour], dim=1)
 
     n_f, n_o = len(GABOR_PERIODS_PX), N_ORIENTATIONS
-    energy = energy_NKHW.view(energy_NKHW.shape[0], n_f, n_o, *energy_NKHW.shape[-2:])  # (N, F, O, H, W)
+    energy = gabor.view(gabor.shape[0], n_f, n_o, *gabor.shape[-2:])  # [N, freq, orient, H, W]
     half = n_o // 2
     per_scale = energy.sum(dim=2)
     junction = (energy[:, :, :half] * energy[:, :, half:]).clamp(min=0).sqrt().sum(dim=2)
@@ -157,7 +157,7 @@ def lite2_semantic_fn(size: int) -> SemanticFn:
 
 def compute_features(
     images_NHWC: np.ndarray,
-    categories_NK: np.ndarray | None,
+    categories_NJ: np.ndarray | None,
     retina_px: int,
     grid: int,
     semantic_fn: SemanticFn,
@@ -194,7 +194,7 @@ def compute_features(
         early_NCGG=torch.cat(early),
         mid_NCGG=torch.cat(mid),
         deep_ND=torch.cat(deep),
-        categories_NK=None if categories_NK is None else torch.as_tensor(categories_NK, dtype=torch.float32),
+        categories_NJ=None if categories_NJ is None else torch.as_tensor(categories_NJ, dtype=torch.float32),
         early_channels=early_channel_names(),
         mid_channels=mid_channel_names(),
     )

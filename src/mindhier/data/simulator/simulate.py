@@ -5,7 +5,7 @@ stimuli (inside the source, per split and image), image-index assignment, and pe
 model, its trial order and its noise — so the same seed writes identical files and changing the
 subject list does not change any other subject.
 
-Shape letters: N images, T trials, V voxels, K categories.
+Shape letters (docs/glossary.md): N images, T trials, V voxels, J categories.
 """
 
 from __future__ import annotations
@@ -90,14 +90,14 @@ def simulate(
         n_images = len(train) + len(test)
         index_of = stream(sim.seed, _STREAM_INDEX).permutation(n_images)  # generation order -> stimulus index
         train_images, test_images = index_of[: len(train)], index_of[len(train) :]
-        images_NHWC, captions, records, categories_NK = _by_index(train, test, index_of)
+        images_NHWC, captions, records, categories_NJ = _by_index(train, test, index_of)
         seconds["stimuli"] = time.perf_counter() - clock
 
         if semantic_fn is None:
             semantic_fn = lite2_semantic_fn(sim.semantic_px)
         features = compute_features(
             images_NHWC,
-            categories_NK,
+            categories_NJ,
             sim.retina_px,
             sim.feature_grid,
             semantic_fn,
@@ -165,10 +165,10 @@ def _by_index(train: StimulusSet, test: StimulusSet, index_of: np.ndarray):
                 **stimuli.labels[i],
             }
     categories = None
-    if train.categories_NK is not None and test.categories_NK is not None:
-        categories = np.empty((n, train.categories_NK.shape[1]), dtype=np.float32)
-        categories[index_of[: len(train)]] = train.categories_NK
-        categories[index_of[len(train) :]] = test.categories_NK
+    if train.categories_NJ is not None and test.categories_NJ is not None:
+        categories = np.empty((n, train.categories_NJ.shape[1]), dtype=np.float32)
+        categories[index_of[: len(train)]] = train.categories_NJ
+        categories[index_of[len(train) :]] = test.categories_NJ
     return images, captions, records, categories
 
 
@@ -184,7 +184,7 @@ def _simulate_subject(
 ) -> tuple[SubjectResult, dict[str, Any]]:
     sim = cfg.simulator
     clock = time.perf_counter()
-    n_categories = 0 if features.categories_NK is None else int(features.categories_NK.shape[1])
+    n_categories = 0 if features.categories_NJ is None else int(features.categories_NJ.shape[1])
     model = random_subject(
         subject,
         sim,

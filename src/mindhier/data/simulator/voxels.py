@@ -1,6 +1,6 @@
 """One simulated subject's voxels: ROI, receptive field, feature weights, and noise level.
 
-ROIs and what drives them (method.md §2; the hierarchy the decoder exploits):
+ROIs and what drives them (docs/method.md §2.4; the hierarchy the decoder exploits):
 
 * V1, V2, V3 — retinotopic voxels: a Gaussian population receptive field (pRF) whose size grows with
   eccentricity and along the hierarchy, pooling a voxel-specific mix of early feature maps (contrast
@@ -13,7 +13,7 @@ ROIs and what drives them (method.md §2; the hierarchy the decoder exploits):
 Every voxel's noise-free signal is standardised to zero mean and unit variance over the calibration
 stimuli; its single-trial noise has unit variance, so its configured ncsnr is exactly signal sd / noise sd.
 
-Shape letters: N images, V voxels, C channels, G grid side, D deep feature size, K categories.
+Shape letters (docs/glossary.md): N images, V voxels, C channels, G grid side, D deep feature size, J categories.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class SubjectModel:
     early_weights_VC: np.ndarray  # float32 rows for early voxels (in voxel order)
     mid_weights_VC: np.ndarray  # float32 rows for mid voxels
     semantic_weights_DV: np.ndarray  # float32 sparse deep-feature mixture of higher voxels
-    category_weights_KV: np.ndarray | None  # float32 category mixture of higher voxels
+    category_weights_JV: np.ndarray | None  # float32 category mixture of higher voxels
     ncsnr_V: np.ndarray  # float32 configured noise-ceiling SNR of every voxel
     compressive_exponent: float
     category_weight: float
@@ -108,8 +108,8 @@ class SubjectModel:
         deep_z = (features.deep_ND - cal_mean) / cal_std
         feature_drive = deep_z @ torch.from_numpy(self.semantic_weights_DV)
         category_drive = None
-        if self.category_weights_KV is not None and features.categories_NK is not None:
-            category_drive = features.categories_NK @ torch.from_numpy(self.category_weights_KV)
+        if self.category_weights_JV is not None and features.categories_NJ is not None:
+            category_drive = features.categories_NJ @ torch.from_numpy(self.category_weights_JV)
         return feature_drive, category_drive
 
     def raw_response(self, features: StimulusFeatures) -> torch.Tensor:
@@ -225,7 +225,7 @@ def random_subject(
         early_weights_VC=early_w.astype(np.float32),
         mid_weights_VC=mid_w.astype(np.float32),
         semantic_weights_DV=semantic_w,
-        category_weights_KV=category_w,
+        category_weights_JV=category_w,
         ncsnr_V=ncsnr,
         compressive_exponent=cfg.compressive_exponent,
         category_weight=cfg.category_weight,

@@ -3,7 +3,7 @@
 Everything is written into a staging folder that the caller publishes atomically, and with fixed
 timestamps, so the same seed gives byte-identical files.
 
-Shape letters: N images, T trials, V voxels.
+Shape letters (docs/glossary.md): N images, T trials, V voxels.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A source turns (split, count, size, seed) into a `StimulusSet`: square RGB image
 each, and structured labels. The same arguments always give the same images; `train` and `test` never
 share an image.
 
-Shape letters: N images, H = W = side in pixels, K object categories.
+Shape letters (docs/glossary.md): N images, H = W = side in pixels, J object categories.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class StimulusSet:
     captions: tuple[str, ...]  # one English caption per image
     labels: tuple[dict[str, Any], ...]  # JSON-serialisable, source-specific (objects, photo name, file name)
     source: str  # "scenes" | "photos" | "folder"
-    category_names: tuple[str, ...] | None = None  # the K object categories, when the source knows them
-    categories_NK: np.ndarray | None = None  # float32 multi-hot [N, K]: which categories each image shows
+    category_names: tuple[str, ...] | None = None  # the J object categories, when the source knows them
+    categories_NJ: np.ndarray | None = None  # float32 multi-hot [N, J]: which categories each image shows
 
     def __len__(self) -> int:
         return int(self.images_NHWC.shape[0])

@@ -17,7 +17,7 @@ the test pool, the rest the train pool; image i of a split is file i of its pool
 Each image is converted to RGB (transparency composited on white), centre-cropped to a square and
 resized to the requested side with Lanczos.
 
-Shape letters: N images, H = W = output side.
+Shape letters (docs/glossary.md): N images, H = W = output side.
 """
 
 from __future__ import annotations

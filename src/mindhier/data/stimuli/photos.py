@@ -9,7 +9,7 @@ Each stimulus: a photograph of the split, a square crop whose side is 35–100 %
 shorter side at a random position, a horizontal flip half of the time, and a Lanczos resize to the
 requested side. All of it is drawn from an RNG seeded by (seed, split, index) alone.
 
-Shape letters: N images, H = W = output side; a photograph is [h, w, 3].
+Shape letters (docs/glossary.md): N images, H = W = output side; a photograph is [h, w, 3].
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ The vocabulary is small and fully named, so captions and labels say exactly what
 4 fill textures, and 5 background kinds over a palette of 13 background colours (`BACKGROUND_COLOURS`).
 A background colour is never the name of, nor close to, a colour of an object in the same image.
 
-Shape letters: N images, S canvas side (output side × supersampling), H = W = output side,
-K categories, P polygon vertices.
+Shape letters (docs/glossary.md): N images, H = W = side in pixels (of the supersampled canvas while drawing,
+of the output image after), h/w a drawing window, J categories, N polygon vertices.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def _cross(arm: float, half_thickness: float) -> np.ndarray:
     return np.concatenate(turns, axis=0)
 
 
-# Each category as (outline_P2, hole_P2 or None) in units of the object's radius, centred on the
+# Each category as (outline_N2, hole_N2 or None) in units of the object's radius, centred on the
 # object's centre, which lies inside every shape except the ring. Sizes are chosen so the shapes
 # look about equally big at the same radius.
 SHAPES: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
@@ -152,20 +152,21 @@ def _second_tone(rgb: tuple[int, int, int], shift: float) -> np.ndarray:
 @functools.lru_cache(maxsize=512)
 def background_candidates(object_colours: tuple[str, ...]) -> tuple[str, ...]:
     """Background colours allowed with these object colours: other names, and far from each in RGB."""
-    objects_C3 = np.array([OBJECT_COLOURS[name] for name in object_colours], dtype=np.float32).reshape(-1, 3)
+    # objects: [n_objects, 3] RGB
+    objects = np.array([OBJECT_COLOURS[name] for name in object_colours], dtype=np.float32).reshape(-1, 3)
     allowed = []
     for name, rgb in BACKGROUND_COLOURS.items():
         if name in object_colours:
             continue
-        tones_T3 = np.stack(
+        tones = np.stack(  # [3 tones, 3] RGB
             [
                 np.asarray(rgb, dtype=np.float32),
                 _second_tone(rgb, BACKGROUND_TONE_SHIFT),
                 _second_tone(rgb, NOISE_TONE_SHIFT),
             ]
         )
-        distance_TC = np.linalg.norm(tones_T3[:, None, :] - objects_C3[None, :, :], axis=-1)
-        if distance_TC.size == 0 or distance_TC.min() >= MIN_CONTRAST:
+        distance = np.linalg.norm(tones[:, None, :] - objects[None, :, :], axis=-1)  # [3 tones, n_objects]
+        if distance.size == 0 or distance.min() >= MIN_CONTRAST:
             allowed.append(name)
     return tuple(allowed)
 
@@ -232,7 +233,7 @@ def _pixel_centres(side: int) -> np.ndarray:
 
 
 def _blend_mask(background: dict[str, Any], side: int) -> np.ndarray:
-    """uint8 [S, S]: how far each canvas pixel goes from the first tone (0) towards the second (255).
+    """uint8 [H, W]: how far each canvas pixel goes from the first tone (0) towards the second (255).
 
     Each pattern is a function of x plus a function of y, so it is built from two 1-D arrays with one
     broadcast; that keeps a 256² canvas well under a millisecond.
@@ -244,22 +245,22 @@ def _blend_mask(background: dict[str, Any], side: int) -> np.ndarray:
         cos, sin = math.cos(angle), math.sin(angle)
         half_extent = 0.5 * (abs(cos) + abs(sin))  # the corners reach exactly 0 and 1
         scale = 255.0 / (2 * half_extent)
-        x_1S = ((centres - 0.5) * cos * scale)[None, :]
-        y_S1 = ((centres - 0.5) * sin * scale + half_extent * scale + 0.5)[:, None]
-        return np.clip(x_1S + y_S1, 0, 255).astype(np.uint8)
+        x_1W = ((centres - 0.5) * cos * scale)[None, :]
+        y_H1 = ((centres - 0.5) * sin * scale + half_extent * scale + 0.5)[:, None]
+        return np.clip(x_1W + y_H1, 0, 255).astype(np.uint8)
     if kind == "stripes":
         angle = math.radians(background["angle_deg"])
         period = background["period"]
         # The offset keeps the stripe index positive, so truncation acts as floor.
-        x_1S = (centres * (math.cos(angle) / period) + background["phase"] + 64.0)[None, :]
-        y_S1 = (centres * (math.sin(angle) / period))[:, None]
-        return ((x_1S + y_S1).astype(np.int32) & 1).astype(np.uint8) * 255
+        x_1W = (centres * (math.cos(angle) / period) + background["phase"] + 64.0)[None, :]
+        y_H1 = (centres * (math.sin(angle) / period))[:, None]
+        return ((x_1W + y_H1).astype(np.int32) & 1).astype(np.uint8) * 255
     if kind == "checker":
         cell = background["cell"]
         offset_x, offset_y = background["offset"]
-        columns_1S = np.floor(centres / cell + offset_x).astype(np.int32)[None, :]
-        rows_S1 = np.floor(centres / cell + offset_y).astype(np.int32)[:, None]
-        return ((columns_1S + rows_S1) & 1).astype(np.uint8) * 255
+        columns_1W = np.floor(centres / cell + offset_x).astype(np.int32)[None, :]
+        rows_H1 = np.floor(centres / cell + offset_y).astype(np.int32)[:, None]
+        return ((columns_1W + rows_H1) & 1).astype(np.uint8) * 255
     if kind == "noise":
         grid = background["grid"]
         field_gg = np.random.default_rng(background["field_seed"]).uniform(0, 255, size=(grid, grid))
@@ -284,7 +285,7 @@ def background_tones(background: dict[str, Any]) -> tuple[tuple[int, int, int], 
 
 
 def render_background(background: dict[str, Any], side: int) -> Image.Image:
-    """An RGB canvas of side S showing one background's labels."""
+    """An RGB canvas of side `side` showing one background's labels."""
     first, second = background_tones(background)
     canvas = Image.new("RGB", (side, side), first)
     if background["kind"] == "flat":
@@ -314,12 +315,12 @@ def draw_object(canvas: Image.Image, obj: dict[str, Any], supersampling: int) ->
     radius = obj["radius"] * side
     angle = math.radians(obj["rotation_deg"])
     rotation_22 = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    outline_P2, hole_P2 = SHAPES[obj["category"]]
+    outline_N2, hole_N2 = SHAPES[obj["category"]]
 
-    def to_canvas(points_P2: np.ndarray) -> np.ndarray:
-        return points_P2 @ rotation_22.T * radius + np.array([centre_x, centre_y])
+    def to_canvas(points_N2: np.ndarray) -> np.ndarray:
+        return points_N2 @ rotation_22.T * radius + np.array([centre_x, centre_y])
 
-    outline = to_canvas(outline_P2)
+    outline = to_canvas(outline_N2)
     left = max(0, math.floor(outline[:, 0].min()) - 1)
     top = max(0, math.floor(outline[:, 1].min()) - 1)
     right = min(side, math.ceil(outline[:, 0].max()) + 2)
@@ -332,8 +333,8 @@ def draw_object(canvas: Image.Image, obj: dict[str, Any], supersampling: int) ->
     mask = Image.new("L", (right - left, bottom - top), 0)
     draw = ImageDraw.Draw(mask)
     draw.polygon([tuple(p) for p in (outline - offset)], fill=255)
-    if hole_P2 is not None:
-        draw.polygon([tuple(p) for p in (to_canvas(hole_P2) - offset)], fill=0)
+    if hole_N2 is not None:
+        draw.polygon([tuple(p) for p in (to_canvas(hole_N2) - offset)], fill=0)
 
     colour = OBJECT_COLOURS[obj["colour"]]
     if obj["fill"] == "solid":
@@ -390,13 +391,13 @@ class ScenesSource:
     ) -> StimulusSet:
         check_request(split, count, size, seed)
         images_NHWC = np.empty((count, size, size, 3), dtype=np.uint8)
-        categories_NK = np.zeros((count, len(CATEGORIES)), dtype=np.float32)
+        categories_NJ = np.zeros((count, len(CATEGORIES)), dtype=np.float32)
         labels, captions = [], []
         for index in range(count):
             scene = self.scene_labels(split, index, seed)
             images_NHWC[index] = render_scene(scene, size)
             for obj in scene["objects"]:
-                categories_NK[index, CATEGORIES.index(obj["category"])] = 1.0
+                categories_NJ[index, CATEGORIES.index(obj["category"])] = 1.0
             labels.append(scene)
             captions.append(scene_caption(scene))
             if (index + 1) % 64 == 0 or index + 1 == count:
@@ -407,7 +408,7 @@ class ScenesSource:
             labels=tuple(labels),
             source=self.name,
             category_names=CATEGORIES,
-            categories_NK=categories_NK,
+            categories_NJ=categories_NJ,
         )
 
     def describe(self) -> dict[str, Any]:
