@@ -60,15 +60,7 @@ def build(preset_name: str, device: torch.device):
     queries, dim = teacher_shapes(preset_name)
     voxels = NSD_SUBJECT1_VOXELS if preset_name == "nsd-paper" else 64
     encoder_shapes = EncoderShapes(((1, voxels),), (dim,) * cfg.encoder.depth, queries)
-    shapes = GeneratorShapes(
-        vocab=cfg.tokenizer.vocab,
-        latent_channels=cfg.tokenizer.latent_channels,
-        scales=tuple(cfg.tokenizer.scales),
-        n_levels=cfg.encoder.depth,
-        level_tokens=queries,
-        context_width=cfg.encoder.width,
-        pooled_width=dim,
-    )
+    shapes = GeneratorShapes.for_levels(cfg.tokenizer, encoder_shapes.level_dims, queries)
     with torch.device(device):
         encoder = BrainEncoder(dataclasses.replace(cfg.encoder, text_queries=0), encoder_shapes).eval()
         model = ScaleAR(cfg.generator, shapes).eval()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from mindhier.config import MindhierConfig, tiny
 
-torch.set_num_threads(2)
+# 2 threads (the CI machine's cores); MINDHIER_TEST_THREADS=1 shares a machine with another job without
+# oversubscribing its cores (OpenMP threads that spin on a busy core slow everything down)
+torch.set_num_threads(int(os.environ.get("MINDHIER_TEST_THREADS", "2")))
 
 
 def tiny_config(**simulator_changes) -> MindhierConfig:
@@ -43,11 +47,15 @@ def _seeded():
 @pytest.fixture(scope="session")
 def tiny_stage_runs(tiny_dataset, tmp_path_factory):
     """A tiny encoder (subjects 1 and 2) and a tiny tokenizer trained on the tiny dataset."""
+    import shutil
+
     from mindhier.train.encoder import train_encoder
     from mindhier.train.tokenizer import train_tokenizer
 
-    cfg, result = tiny_dataset
+    cfg, shared = tiny_dataset
     root = tmp_path_factory.mktemp("stages")
+    # a copy of the dataset: training writes caches (features, tokens) into it, and the shared one stays as simulated
+    result = dataclasses.replace(shared, root=Path(shutil.copytree(shared.root, root / "data")))
     encoder = train_encoder(cfg, result.root, root / "encoder").run_dir
     tokenizer = train_tokenizer(cfg, result.root, root / "tokenizer").run_dir
     return cfg, result, encoder, tokenizer

@@ -212,7 +212,7 @@ def test_demo_runs_end_to_end_reuses_stages_and_fresh_recomputes(tmp_path, capsy
     assert lines[0].startswith("simulated dataset")
     assert lines[-1] == f"report: {out / 'report' / 'index.html'}"
     n_test = 24
-    for name in ("coarse_to_fine", "static_terminal", "shuffled_brain", "tokenizer_ceiling"):
+    for name in ("coarse_to_fine", "static_terminal", "teacher_oracle", "shuffled_brain", "tokenizer_ceiling"):
         assert len(list((out / "recons" / name).glob("image_*.png"))) == n_test
         record = json.loads((out / "eval" / name / "metrics.json").read_text())
         protocol = record["protocol"]
@@ -226,8 +226,14 @@ def test_demo_runs_end_to_end_reuses_stages_and_fresh_recomputes(tmp_path, capsy
     control = json.loads((out / "eval" / "shuffled_brain" / "metrics.json").read_text())["protocol"]
     assert control["control"].startswith("shuffled brain")
     assert len(list((out / "recons" / "coarse_to_fine" / "strips").glob("*.png"))) == n_test
+    record = json.loads((out / "eval" / "coarse_to_fine" / "metrics.json").read_text())
+    assert len(record["per_scale"]["means"]["pixcorr"]) == 4 and record["consistency"]["repeats"] == 4
+    assert set(record["brain_correlation"]["rois"]) >= {"all", "V1", "higher"}
+    oracle = json.loads((out / "eval" / "teacher_oracle" / "metrics.json").read_text())["protocol"]
+    assert oracle["condition"].startswith("oracle") and oracle["routing"] == "coarse_to_fine"
     report = (out / "report" / "index.html").read_text()
     assert "coarse_to_fine" in report and "static_terminal" in report and "shuffled_brain" in report
+    assert "Quality at each scale" in report and "Brain correlation per ROI" in report and "Consistency" in report
     stages = json.loads((out / "stage_times.json").read_text())
     assert not any(stage["reused"] for stage in stages.values())
     weights = out / "generators" / "coarse_to_fine" / "generator.safetensors"
@@ -249,11 +255,12 @@ def test_demo_runs_end_to_end_reuses_stages_and_fresh_recomputes(tmp_path, capsy
     )
     assert weights.stat().st_mtime_ns == stamp
 
-    code, stdout, _ = run_cli(capsys, *args, "--set", "generator.depth=1")
+    smaller = ["--set", "demo.routings=coarse_to_fine", "--set", "demo.consistency_samples=0"]
+    code, stdout, _ = run_cli(capsys, *args, "--set", "generator.depth=1", *smaller)
     stages = json.loads((out / "stage_times.json").read_text())
     assert stages["encoder"]["reused"] and not stages["generator coarse_to_fine"]["reused"]
 
-    code, stdout, _ = run_cli(capsys, *args, "--set", "generator.depth=1", "--fresh")
+    code, stdout, _ = run_cli(capsys, *args, "--set", "generator.depth=1", *smaller, "--fresh")
     assert code == 0 and stdout.startswith("simulated dataset")
     stages = json.loads((out / "stage_times.json").read_text())
     assert not any(stage.get("reused") for stage in stages.values())

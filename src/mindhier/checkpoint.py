@@ -78,7 +78,18 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source:
                 f"shape of {k} is {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
             )
         raise WeightsError(f"weights {source} do not fit the model: {'; '.join(parts)}")
+    refuse_non_finite(state, source)
     unwrap(module).load_state_dict(state, strict=True)
+
+
+def refuse_non_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """NaN or infinite weights (a diverged run, a damaged file) are refused, naming the first such tensor."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(
+                f"weights {source} hold NaN or infinite values (first in {key}); the run diverged or the file is "
+                "damaged: use an earlier checkpoint or retrain"
+            )
 
 
 SAFE_SUFFIXES = (".safetensors",)
@@ -118,6 +129,7 @@ def read_state_dict(path: str | Path, what: str = "weights") -> dict[str, torch.
         raise WeightsError(f"{what} file {p} does not hold a state dict of tensors; export one with safetensors")
     if next(iter(state)).startswith("module."):  # saved from a DistributedDataParallel wrapper
         state = {k.removeprefix("module."): v for k, v in state.items()}
+    refuse_non_finite(state, str(p))
     return state
 
 

@@ -1,9 +1,11 @@
 """`mindhier demo`: the main job on the embedded default world, end to end.
 
-    data → teacher features → Stage 1 encoder → tokenizer (+ stimulus tokens) → generators, one per routing
-    (`coarse_to_fine` and `static_terminal` by default: same budget, seeds and hyper-parameters, differing only
-    in routing) → reconstruct the held-out test images with each, plus the shuffled-brain control and the
-    tokenizer ceiling → evaluate → report
+    data → teacher features → Stage 1 encoder → tokenizer (the shipped prior, as the paper takes VAR's VQ-VAE;
+    fine-tuned on stimuli other than scenes) + stimulus tokens → generators fine-tuned from the shipped prior on
+    brain data, one per routing (`coarse_to_fine` and `static_terminal` by default: same budget, seeds and
+    hyper-parameters, differing only in routing) → reconstruct the held-out test images with each, plus the
+    rows that say where quality is lost — the teacher-feature oracle, the shuffled-brain control, the tokenizer
+    ceiling — → evaluate (with quality per scale, consistency over samples, brain correlation per ROI) → report
 
 Every stage is reused when the config sections it depends on are unchanged (compared by hash), an
 interrupted training is resumed, and `fresh=True` recomputes everything. Per-stage time and peak memory go
@@ -25,6 +27,7 @@ from mindhier import run_layout
 from mindhier.config import MindhierConfig, config_hash, save_resolved, to_dict
 from mindhier.data import layout
 from mindhier.data.info import describe_dataset, format_summary
+from mindhier.errors import ConfigError
 from mindhier.fileio import read_json, write_json
 from mindhier.metrics.recons_eval import METRICS_FILE
 from mindhier.progress import ProgressFn
@@ -36,17 +39,19 @@ from mindhier.run_layout import (
     PIPELINE_ENCODER,
     PIPELINE_EVAL,
     PIPELINE_GENERATORS,
+    PIPELINE_ORACLE,
     PIPELINE_RECONS,
     PIPELINE_REPORT,
     PIPELINE_STAGE_TIMES,
     PIPELINE_TOKENIZER,
 )
 
+ORACLE_SUFFIX = "-oracle"
 DATA_SECTIONS = ("stimuli", "simulator")
 ENCODER_SECTIONS = ("stimuli", "simulator", "data", "teacher", "encoder", "alignment", "train_encoder")
 TOKENIZER_SECTIONS = ("stimuli", "simulator", "data", "tokenizer", "train_tokenizer")
 GENERATOR_SECTIONS = (*ENCODER_SECTIONS, *TOKENIZER_SECTIONS[3:], "generator", "train_generator")
-RECON_SECTIONS = (*GENERATOR_SECTIONS, "sampler")
+RECON_SECTIONS = (*GENERATOR_SECTIONS, "sampler", "demo")
 DIFFUSION_SECTIONS = (*GENERATOR_SECTIONS, "diffusion", "train_diffusion")  # sized and budgeted on the generator
 DIFFUSION_RECON_SECTIONS = (*DIFFUSION_SECTIONS, "ddim")
 
@@ -161,6 +166,11 @@ def shared_stages(
     return encoder_dir, tokenizer_dir, [format_encoder_eval(evaluation)]
 
 
+def generator_name(routing: str, condition: str) -> str:
+    """A generator's folder and row name: its routing, with `-oracle` when trained on the teacher's features."""
+    return routing if condition == "brain" else f"{routing}{ORACLE_SUFFIX}"
+
+
 def generator_stages(
     cfg: MindhierConfig,
     run_dir: Path,
@@ -176,60 +186,81 @@ def generator_stages(
     with_diffusion: bool = False,
     truth_features: dict | None = None,
 ) -> list[str]:
-    """One generator per routing, their reconstructions, the shuffled-brain control, the ceiling, evaluations;
-    with `with_diffusion`, the diffusion baseline too (matched to the first routing's generator)."""
+    """One generator per routing and condition (fine-tuned from the prior on brain data, and in the routing study
+    also on the teacher's features), their reconstructions, the oracle row, the shuffled-brain control, the
+    tokenizer ceiling and every evaluation; with `with_diffusion`, the diffusion baseline too."""
     from mindhier.metrics.recons_eval import evaluate_reconstructions, format_metrics
     from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions, write_tokenizer_ceiling
     from mindhier.train.diffusion import train_diffusion
     from mindhier.train.generator import train_generator
 
     subject = read_json(encoder_dir / run_layout.shapes_file("encoder"), "encoder shapes")["subject_voxels"][0][0]
+    repeats = cfg.demo.consistency_samples
 
-    def routed(routing: str) -> MindhierConfig:
-        return dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, routing=routing))
+    def variant(routing: str, condition: str = "brain") -> MindhierConfig:
+        generator = dataclasses.replace(cfg.generator, routing=routing)
+        return dataclasses.replace(
+            cfg, generator=generator, train_generator=dataclasses.replace(cfg.train_generator, condition=condition)
+        )
 
-    def reconstruct(out: Path, routing: str, shuffle: bool = False) -> None:
-        decoder_dir = run_dir / (PIPELINE_DIFFUSION if routing == PIPELINE_DIFFUSION else PIPELINE_GENERATORS)
-        if routing != PIPELINE_DIFFUSION:
-            decoder_dir = decoder_dir / routing
-        sampler = cfg.ddim if routing == PIPELINE_DIFFUSION else cfg.sampler
+    def reconstruct(out: Path, decoder_dir: Path, sampler, **options) -> None:
         reconstructor = Reconstructor.from_runs(decoder_dir, encoder_dir, tokenizer_dir, sampler, device=stages.device)
         write_reconstructions(
             reconstructor,
             data_dir,
             out,
             subject,
-            strips=not shuffle,
-            shuffle_brain=shuffle,
-            seed=cfg.ddim.seed if routing == PIPELINE_DIFFUSION else cfg.sampler.seed,
+            seed=sampler.seed,
             overwrite=True,
             progress=progress,
             batch_size=stages.batch_size,
+            strips=True,
+            **options,
         )
 
-    sets: list[tuple[str, MindhierConfig, Callable[[Path], object], tuple[str, ...]]] = []
-    for routing in routings:
-        generator_dir, routing_cfg = run_dir / PIPELINE_GENERATORS / routing, routed(routing)
-        stages.cfg = routing_cfg
-        stages.train(
-            f"{tag}generator {routing}",
-            generator_dir,
-            GENERATOR_SECTIONS,
-            lambda resume, c=routing_cfg, g=generator_dir: train_generator(
-                c,
-                data_dir,
-                encoder_dir,
-                tokenizer_dir,
-                g,
-                subjects=(subject,),
-                resume=resume,
-                device=stages.device,
-                progress=progress,
-            ),
+    rows: list[tuple[str, MindhierConfig, Callable[[Path], object], tuple[str, ...]]] = []
+    for condition in cfg.demo.conditions:
+        for routing in routings:
+            name, routing_cfg = generator_name(routing, condition), variant(routing, condition)
+            generator_dir = run_dir / PIPELINE_GENERATORS / name
+            stages.cfg = routing_cfg
+            stages.train(
+                f"{tag}generator {name}",
+                generator_dir,
+                GENERATOR_SECTIONS,
+                lambda resume, c=routing_cfg, g=generator_dir: train_generator(
+                    c,
+                    data_dir,
+                    encoder_dir,
+                    tokenizer_dir,
+                    g,
+                    subjects=(subject,),
+                    resume=resume,
+                    device=stages.device,
+                    progress=progress,
+                ),
+            )
+            options = {"condition": condition, "determinism": repeats if condition == "brain" else 0}
+            rows.append(
+                (
+                    name,
+                    routing_cfg,
+                    lambda out, g=generator_dir, o=options: reconstruct(out, g, cfg.sampler, **o),
+                    RECON_SECTIONS,
+                )
+            )
+    first = run_dir / PIPELINE_GENERATORS / generator_name(routings[0], "brain")
+    if cfg.demo.oracle_row and "teacher" not in cfg.demo.conditions:
+        rows.append(
+            (
+                PIPELINE_ORACLE,
+                variant(routings[0]),
+                lambda out: reconstruct(out, first, cfg.sampler, condition="teacher"),
+                RECON_SECTIONS,
+            )
         )
-        sets.append((routing, routed(routing), lambda out, r=routing: reconstruct(out, r), RECON_SECTIONS))
     if with_diffusion:
-        baseline_cfg = routed(routings[0])
+        baseline_cfg = variant(routings[0])
         stages.cfg = baseline_cfg
         stages.train(
             f"{tag}diffusion baseline",
@@ -247,18 +278,23 @@ def generator_stages(
                 progress=progress,
             ),
         )
-        sets.append(
+        rows.append(
             (
                 PIPELINE_DIFFUSION,
                 baseline_cfg,
-                lambda out: reconstruct(out, PIPELINE_DIFFUSION),
+                lambda out: reconstruct(out, run_dir / PIPELINE_DIFFUSION, cfg.ddim, determinism=repeats),
                 DIFFUSION_RECON_SECTIONS,
             )
         )
-    sets.append(
-        (PIPELINE_CONTROL, routed(routings[0]), lambda out: reconstruct(out, routings[0], shuffle=True), RECON_SECTIONS)
+    rows.append(
+        (
+            PIPELINE_CONTROL,
+            variant(routings[0]),
+            lambda out: reconstruct(out, first, cfg.sampler, shuffle_brain=True),
+            RECON_SECTIONS,
+        )
     )
-    sets.append(
+    rows.append(
         (
             PIPELINE_CEILING,
             cfg,
@@ -270,9 +306,9 @@ def generator_stages(
     )
 
     lines, truth_features = [], truth_features if truth_features is not None else {}
-    for name, set_cfg, make, sections in sets:
+    for name, row_cfg, make, sections in rows:
         recon_dir, eval_dir = run_dir / PIPELINE_RECONS / name, run_dir / PIPELINE_EVAL / name
-        stages.cfg = set_cfg
+        stages.cfg = row_cfg
         stages.output(f"{tag}reconstruct {name}", recon_dir, sections, lambda m=make, d=recon_dir: m(d))
         stages.output(
             f"{tag}evaluate {name}",
@@ -282,11 +318,28 @@ def generator_stages(
                 r, data_dir, e, extractors=extractors, judge=judge, truth_features=truth_features
             ),
         )
-        if name in routings or name == PIPELINE_DIFFUSION:
+        if name in routings or name in (PIPELINE_DIFFUSION, PIPELINE_ORACLE):
             metrics = format_metrics(read_json(eval_dir / METRICS_FILE, "metrics record"), brief=True)
             lines.append(f"{tag}{name}:\n" + metrics.split("\n", 1)[1])
     stages.cfg = cfg
     return lines
+
+
+def stimulus_source(data_dir: Path) -> str:
+    """The stimulus source a dataset was simulated from (`unknown` for real NSD)."""
+    manifest = data_dir / layout.MANIFEST
+    if not manifest.is_file():
+        return "unknown"
+    return read_json(manifest, "dataset manifest").get("config", {}).get("stimuli", {}).get("source", "unknown")
+
+
+def tokenizer_for_stimuli(cfg: MindhierConfig, data_dir: Path) -> MindhierConfig:
+    """The tokenizer prior is used as it is on scenes (its domain) and fine-tuned on other stimuli."""
+    tc = cfg.train_tokenizer
+    if tc.init and tc.steps == 0 and stimulus_source(data_dir) != "scenes":
+        steps = cfg.demo.tokenizer_steps_off_domain
+        return dataclasses.replace(cfg, train_tokenizer=dataclasses.replace(tc, steps=steps))
+    return cfg
 
 
 def run_demo(
@@ -310,7 +363,14 @@ def run_demo(
     from mindhier.report.html import build_report
 
     root = Path(out)
+    markers = (run_layout.PIPELINE_MARKER, run_layout.PIPELINE_DATA_INFO)  # the second: folders of older versions
+    if root.is_dir() and any(root.iterdir()) and not any((root / m).is_file() for m in markers):
+        raise ConfigError(
+            f"{root} is not empty and is not a demo folder (no {run_layout.PIPELINE_MARKER}); the demo replaces "
+            "its stage folders, so choose an empty or new --out"
+        )
     root.mkdir(parents=True, exist_ok=True)
+    write_json(root / run_layout.PIPELINE_MARKER, {"format": "mindhier-pipeline"})
     routings, seeds = cfg.demo.routings, cfg.demo.seeds
     stages = _Stages(cfg, fresh, device, batch_size)
     if data is None:
@@ -323,6 +383,8 @@ def run_demo(
         lines = [f"dataset {data_dir}"]
     summary = describe_dataset(data_dir, cfg.data, verify_images=False)
     lines.append(format_summary(summary))
+    cfg = tokenizer_for_stimuli(cfg, data_dir)
+    stages.cfg = cfg
     save_resolved(cfg, root / layout.CONFIG)
     write_json(root / run_layout.PIPELINE_DATA_INFO, summary)
 
@@ -366,6 +428,6 @@ def run_demo(
         )
         runs.append(run_dir)
     write_json(root / PIPELINE_STAGE_TIMES, stages.record)
-    report = build_report(runs, root / PIPELINE_REPORT)
+    report = build_report(runs, root / PIPELINE_REPORT, overwrite=True)  # the demo's own report
     lines.append(f"report: {report}")
     return DemoResult(root, data_dir, report, dict(stages.record), lines)

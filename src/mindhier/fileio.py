@@ -8,16 +8,23 @@ replaced when the caller asks for it, and only after the new one is complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mindhier import fault_points
 from mindhier.errors import MindhierError
+
+_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # what `tempfile.mkstemp` names for `atomic_path`
 
 
 @contextlib.contextmanager
@@ -30,6 +37,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        tmp.chmod(0o666 & ~_UMASK)  # mkstemp (and safetensors) make 0600: publish with the usual permissions
+        fault_points.reach("atomic-write.before-rename")
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -62,6 +71,36 @@ def read_json(path: str | os.PathLike[str], what: str) -> Any:
         raise MindhierError(f"{what} {p} is not valid JSON ({err}); restore or regenerate it") from err
 
 
+def refuse_existing(path: str | os.PathLike[str], overwrite: bool, what: str = "output file") -> None:
+    """Refuse to replace an existing file unless the user passed `--overwrite`."""
+    p = Path(path)
+    if p.is_dir():
+        raise MindhierError(f"{what} {p} is a folder; choose a file path")
+    if p.exists() and not overwrite:
+        raise MindhierError(f"{what} {p} exists already; choose another path or pass --overwrite to replace it")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[str]:
+    """Remove the temporary files `atomic_path` leaves when a process dies mid-write (`.NAME.XXXX.tmp`), in
+    `folder` and below; call it only while holding the folder's lock. Returns the removed names."""
+    removed: list[str] = []
+    root = Path(folder)
+    if not root.is_dir():
+        return removed
+    for path in root.rglob(".*.tmp"):
+        if path.is_file() and _TEMPORARY.fullmatch(path.name):
+            path.unlink()
+            removed.append(str(path.relative_to(root)))
+    return removed
+
+
+def _remove_stale_stagings(target: Path) -> None:
+    """Staging and retired siblings of `target` a crashed earlier writer left (the caller holds the lock)."""
+    for path in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        if path.is_dir() and (path.name.endswith(".partial") or ".old-" in path.name):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_directory(out: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Build a folder under a temporary sibling and publish it at `out` when the block succeeds.
@@ -77,13 +116,19 @@ def staged_directory(out: str | os.PathLike[str], overwrite: bool = False) -> It
             f"output folder {target} already exists and is not empty; choose another --out or pass --overwrite"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_stagings(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    staging.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700; the published folder gets the usual permissions
     try:
         yield staging
         if target.exists():
             retired = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, retired)
-            os.replace(staging, target)
+            try:
+                os.replace(staging, target)
+            except BaseException:
+                os.replace(retired, target)  # the new folder could not be published: the old one stays
+                raise
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, target)

@@ -99,6 +99,8 @@ def read_run_record(run_dir: str | Path) -> dict[str, Any]:
     record = read_json(path, "run config")
     if not isinstance(record, dict) or "config" not in record:
         raise ConfigError(f"{path} is not a mindhier run config (no 'config' key); point at a run folder")
+    if not isinstance(record["config"], dict) or not isinstance(record.get("kind", ""), str):
+        raise ConfigError(f"run config {path} is malformed ('config' must be an object, 'kind' a name); restore it")
     return record
 
 
@@ -133,6 +135,7 @@ def _legacy_kind(run_dir: Path) -> str | None:
 
 # ---------------------------------------------------------------------------------------- pipeline folder
 
+PIPELINE_MARKER = "pipeline.json"  # written first: the folder is a pipeline the demo may rewrite
 PIPELINE_DATA = "data"
 PIPELINE_ENCODER = "encoder"
 PIPELINE_TOKENIZER = "tokenizer"
@@ -143,6 +146,7 @@ PIPELINE_EVAL = "eval"  # one folder per reconstruction set: metrics.json + per_
 PIPELINE_STAGE_TIMES = "stage_times.json"
 PIPELINE_CONTROL = "shuffled_brain"  # brain inputs permuted across test images
 PIPELINE_CEILING = "tokenizer_ceiling"  # the true test images through the tokenizer
+PIPELINE_ORACLE = "teacher_oracle"  # the first routing's brain generator given the test images' teacher features
 PIPELINE_REPORT = "report"
 PIPELINE_DATA_INFO = "data_info.json"
 STAGE_MARKER = ".stage.json"  # a derived output's config key (reuse when unchanged)

@@ -6,6 +6,7 @@ the model in eval mode on the `device` asked for. File names come from `run_layo
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,17 +20,22 @@ from mindhier.errors import ConfigError
 from mindhier.fileio import read_json
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes
 from mindhier.models.tokenizer import Tokenizer
+from mindhier.records import contained_path, parse_record
+
+INPUT_SCOPE_LEVELS = 2  # a run's recorded inputs live beside it or in its pipeline folder (demo: generators/NAME)
 
 
-def resolve_input(run_dir: str | Path, stored: str) -> Path:
-    """A path recorded in a run folder: relative to that folder (so run folders can move together)."""
-    path = Path(stored)
-    return path if path.is_absolute() else (Path(run_dir) / path).resolve()
+def resolve_input(run_dir: str | Path, stored: str, what: str = "recorded input", flag: str = "") -> Path:
+    """A path recorded in a run folder, relative to it (so runs that were trained together move together). It must
+    resolve inside the folder two levels above the run (its siblings, or the demo's pipeline folder); a path
+    elsewhere is refused — a run file never sends us anywhere on the disk — and is given with `flag` instead."""
+    scope = Path(run_dir).resolve()
+    for _ in range(INPUT_SCOPE_LEVELS):
+        scope = scope.parent
+    return contained_path(scope, os.path.relpath((Path(run_dir).resolve() / str(stored)), scope), what, flag)
 
 
 def relative_input(run_dir: str | Path, path: str | Path) -> str:
-    import os
-
     return os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())
 
 
@@ -53,7 +59,7 @@ def load_encoder(
     run_dir = Path(run_dir)
     run_layout.expect_kind(run_dir, "encoder")
     cfg = load_run_config(run_dir)
-    shapes = EncoderShapes.from_json(read_json(run_dir / run_layout.shapes_file("encoder"), "encoder shapes"))
+    shapes = parse_record(run_dir / run_layout.shapes_file("encoder"), "encoder shapes", EncoderShapes.from_json)
     model = BrainEncoder(cfg.encoder, shapes)
     load_weights(run_dir / (weights or run_layout.weights_file("encoder")), model)
     model.to(device).eval()
@@ -120,7 +126,7 @@ def load_generator(
             f"generator {run_dir} was trained with routing {cfg.generator.routing}, not {routing}: routing is part "
             "of what a generator learns — train one with that routing"
         )
-    shapes = GeneratorShapes.from_json(read_json(run_dir / run_layout.shapes_file("generator"), "generator shapes"))
+    shapes = parse_record(run_dir / run_layout.shapes_file("generator"), "generator shapes", GeneratorShapes.from_json)
     model = ScaleAR(cfg.generator, shapes)
     load_weights(run_dir / (weights or run_layout.weights_file("generator")), model)
     inputs = read_json(run_dir / run_layout.INPUTS, "generator inputs")
@@ -160,7 +166,7 @@ def load_diffusion(
     run_dir = Path(run_dir)
     run_layout.expect_kind(run_dir, "diffusion")
     cfg = load_run_config(run_dir)
-    shapes = DiffusionShapes.from_json(read_json(run_dir / run_layout.shapes_file("diffusion"), "diffusion shapes"))
+    shapes = parse_record(run_dir / run_layout.shapes_file("diffusion"), "diffusion shapes", DiffusionShapes.from_json)
     backbone = from_dict(type(cfg.diffusion), read_json(run_dir / run_layout.DIFFUSION_MODEL, "diffusion model"))
     model = LatentDiT(backbone, shapes)
     load_weights(run_dir / (weights or run_layout.weights_file("diffusion")), model)

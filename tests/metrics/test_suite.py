@@ -1,5 +1,4 @@
 import dataclasses
-import json
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import torch
 from mindhier.metrics import evaluate
 from mindhier.metrics.image import pixcorr, ssim
 from mindhier.metrics.statistics import bootstrap_ci, paired_difference
-from mindhier.metrics.suite import correlation_distance, determinism
+from mindhier.metrics.suite import correlation_distance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,13 +116,3 @@ def test_paired_difference_detects_a_consistent_gain_and_not_noise():
     assert gain["ci95"][0] > 0 and gain["p_wilcoxon"] < 1e-6 and gain["p_bootstrap"] < 0.01
     noise = paired_difference(base + rng.normal(0, 0.01, 100), base, 2000)
     assert noise["ci95"][0] < 0 < noise["ci95"][1]
-
-
-def test_determinism_scores():
-    repeated = torch.rand(1, 5, 3, 16, 16).expand(4, -1, -1, -1, -1)
-    same = determinism(repeated, PixelFeatures())
-    np.testing.assert_allclose(same["pairwise_ssim"], 1.0, atol=1e-6)
-    np.testing.assert_allclose(same["pairwise_feature_corr"], 1.0, atol=1e-6)
-    different = determinism(torch.rand(4, 5, 3, 16, 16), PixelFeatures())
-    assert different["pairwise_ssim"].mean() < 0.9 and abs(different["pairwise_feature_corr"].mean()) < 0.3
-    json.dumps({k: v.tolist() for k, v in different.items()})

@@ -118,6 +118,8 @@ def test_cli_train_and_eval_encoder(tiny_dataset, tmp_path, capsys):
     assert main(["eval", "encoder", "--run", str(run), "--data", str(result.root), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "retrieval top-1 brain→image" in out and (run / "encoder_eval.json").is_file()
-    code = main(["eval", "encoder", "--run", str(run), "--data", str(result.root), "--subject", "2", "--quiet"])
+    code = main(
+        ["eval", "encoder", "--run", str(run), "--data", str(result.root), "--subject", "2", "--quiet", "--overwrite"]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == f"mindhier: error: the encoder in {run} was not trained on subject 2; it knows [1]"

@@ -127,9 +127,9 @@ def time_variant(
         z = sample_ddim(
             decoder.model,
             decoder.schedule,
-            levels[:, -1],
+            levels[:, -1, :, : decoder.model.shapes.context_width],
             pooled,
-            null_levels[:, -1],
+            null_levels[:, -1, :, : decoder.model.shapes.context_width],
             null_pooled,
             sampler,
             noise,

@@ -31,15 +31,7 @@ def bench_shapes(cfg: MindhierConfig) -> GeneratorShapes:
     from mindhier.teachers import build_teacher
 
     teacher = build_teacher(cfg.teacher)
-    return GeneratorShapes(
-        vocab=cfg.tokenizer.vocab,
-        latent_channels=cfg.tokenizer.latent_channels,
-        scales=tuple(cfg.tokenizer.scales),
-        n_levels=cfg.encoder.depth,
-        level_tokens=teacher.levels[0].tokens,
-        context_width=cfg.encoder.width,
-        pooled_width=teacher.levels[-1].dim,
-    )
+    return GeneratorShapes.for_levels(cfg.tokenizer, [level.dim for level in teacher.levels], teacher.levels[0].tokens)
 
 
 @torch.no_grad()

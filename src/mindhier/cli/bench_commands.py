@@ -13,6 +13,7 @@ from mindhier.cli.options import (
     resolve_config,
     simulator_flags,
 )
+from mindhier.fileio import refuse_existing
 
 
 def cmd_bench_simulate(args: argparse.Namespace) -> int:
@@ -20,6 +21,7 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
     from mindhier.fileio import write_json
 
     cfg = resolve_config(args, simulator_flags(args))
+    refuse_existing(args.out, args.overwrite, "benchmark result")
     apply_threads(args)
     progress = progress_bar(args)
     try:
@@ -39,6 +41,7 @@ def cmd_bench_sampler(args: argparse.Namespace) -> int:
     from mindhier.fileio import write_json
 
     cfg = resolve_config(args)
+    refuse_existing(args.out, args.overwrite, "benchmark result")
     apply_threads(args)
     record = bench_sampler(cfg, device=inference_device(args))
     write_json(args.out, record)
@@ -52,6 +55,7 @@ def cmd_bench_decoders(args: argparse.Namespace) -> int:
     from mindhier.fileio import write_json
 
     cfg = resolve_config(args)
+    refuse_existing(args.out, args.overwrite, "benchmark result")
     apply_threads(args)
     run_dir = args.run or Path("runs") / cfg.preset
     recons_dir = args.out.with_name(args.out.stem + "_recons")

@@ -6,6 +6,8 @@ import argparse
 
 from mindhier.cli.options import apply_threads, default_cache_dir, inference_device, progress_bar, weights_option
 
+SAMPLING_SECTIONS = ("sampler.", "ddim.")  # what `reconstruct --set` may change: how to sample, not what was trained
+
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from mindhier import run_layout
@@ -14,6 +16,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from mindhier.runs import load_generator, load_run_config
     from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions
 
+    trained = [o for o in args.overrides if not o.partition("=")[0].strip().startswith(SAMPLING_SECTIONS)]
+    if trained:
+        raise ConfigError(
+            f"--set {trained[0]} changes a trained component, which its weights fix; reconstruct takes only "
+            f"{'/'.join(s.rstrip('.') for s in SAMPLING_SECTIONS)} settings (train a new run to change the model)"
+        )
     apply_threads(args)
     device = inference_device(args)
     run_cfg = apply_overrides(load_run_config(args.generator), args.overrides)
@@ -69,10 +77,12 @@ def cmd_ceiling(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_recons(args: argparse.Namespace) -> int:
+    from mindhier.fileio import refuse_existing
     from mindhier.metrics.extractors import build_extractors
     from mindhier.metrics.judge import get_judge
-    from mindhier.metrics.recons_eval import evaluate_reconstructions, format_metrics
+    from mindhier.metrics.recons_eval import METRICS_FILE, evaluate_reconstructions, format_metrics
 
+    refuse_existing(args.out / METRICS_FILE, args.overwrite, "metrics file")
     apply_threads(args)
     device = inference_device(args)
     progress = progress_bar(args)
@@ -109,9 +119,12 @@ def cmd_eval_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_encoder(args: argparse.Namespace) -> int:
-    from mindhier.fileio import write_json
+    from mindhier import run_layout
+    from mindhier.fileio import refuse_existing, write_json
     from mindhier.metrics.encoder_eval import evaluate_encoder, format_encoder_eval
 
+    out = (args.out or args.run) / run_layout.ENCODER_EVAL
+    refuse_existing(out, args.overwrite, "encoder evaluation")
     apply_threads(args)
     progress = progress_bar(args)
     try:
@@ -127,9 +140,6 @@ def cmd_eval_encoder(args: argparse.Namespace) -> int:
         )
     finally:
         progress.close()
-    from mindhier import run_layout
-
-    out = (args.out or args.run) / run_layout.ENCODER_EVAL
     write_json(out, result)
     print(format_encoder_eval(result))
     print(f"wrote {out}")
@@ -139,5 +149,5 @@ def cmd_eval_encoder(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from mindhier.report.html import build_report
 
-    print(f"report: {build_report(args.runs, args.out)}")
+    print(f"report: {build_report(args.runs, args.out, overwrite=args.overwrite)}")
     return 0

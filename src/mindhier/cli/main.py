@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from mindhier import __version__
 from mindhier.cli.bench_commands import cmd_bench_decoders, cmd_bench_sampler, cmd_bench_simulate
+from mindhier.cli.disk_errors import os_error_line, output_folders
 from mindhier.cli.eval_commands import (
     cmd_ceiling,
     cmd_eval_compare,
@@ -17,8 +19,16 @@ from mindhier.cli.eval_commands import (
     cmd_reconstruct,
     cmd_report,
 )
-from mindhier.cli.options import add_config_options, add_device_options, add_runtime_options, add_simulator_flags
+from mindhier.cli.options import (
+    add_config_options,
+    add_device_options,
+    add_runtime_options,
+    add_simulator_flags,
+    non_negative_int,
+    positive_int,
+)
 from mindhier.cli.plan_commands import add_plan_parser
+from mindhier.cli.pretrain_commands import add_pretrain_parser
 from mindhier.cli.run_commands import cmd_config_show, cmd_data_info, cmd_demo, cmd_features, cmd_simulate
 from mindhier.cli.train_commands import (
     cmd_tokenize,
@@ -28,6 +38,7 @@ from mindhier.cli.train_commands import (
     cmd_train_tokenizer,
 )
 from mindhier.errors import MindhierError
+from mindhier.output_lock import hold_output
 
 EXIT_USER_ERROR = 2
 
@@ -62,16 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = bench.add_parser("simulate", help="time the simulator stage by stage")
     p.add_argument("--out", type=Path, required=True, help="result file (.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
     add_simulator_flags(p)
     add_config_options(p)
     add_runtime_options(p)
     p.set_defaults(func=cmd_bench_simulate)
     p = bench.add_parser("decoders", help="scale-wise sampler against the diffusion baseline: speed and quality")
     p.add_argument("--out", type=Path, required=True, help="result file (.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
     p.add_argument("--run", type=Path, help="demo run folder to train or reuse (default: runs/<preset>)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per variant and batch (median reported)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs per variant and batch (median reported)")
     p.add_argument(
-        "--curve-steps", type=int, nargs="+", default=[5, 10, 25, 50, 100], help="DDIM steps of the quality curve"
+        "--curve-steps",
+        type=positive_int,
+        nargs="+",
+        default=[5, 10, 25, 50, 100],
+        help="DDIM steps of the quality curve",
     )
     p.add_argument("--cache", type=Path, help="cache for the scene judge (default: ~/.cache/mindhier)")
     p.add_argument("--no-judge", action="store_true", help="skip the scene judge")
@@ -82,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = bench.add_parser("sampler", help="time scale-wise sampling against one teacher-forced forward")
     p.add_argument("--out", type=Path, required=True, help="result file (.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
     add_device_options(p)
     add_config_options(p)
     add_runtime_options(p)
@@ -96,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--with-diffusion", action="store_true", help="add the latent diffusion baseline (matched size and FLOPs)"
     )
+    p.add_argument(
+        "--from-scratch", action="store_true", help="train the tokenizer and generator from random weights (no priors)"
+    )
     add_device_options(p, 1, "brain inputs sampled together when reconstructing (default 1)")
     add_config_options(p)
     add_runtime_options(p)
@@ -104,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("features", help="cache a teacher's feature hierarchy for a dataset's stimuli")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (MindEye2 layout)")
     p.add_argument("--teacher", help="efficientnet-lite0 | clip (default: the preset's)")
-    p.add_argument("--layers", type=int, nargs="+", help="1-based teacher layers, shallow to deep")
+    p.add_argument("--layers", type=positive_int, nargs="+", help="1-based teacher layers, shallow to deep")
     p.add_argument("--out", type=Path, help="cache folder (default: DATA/features/<teacher>-<key>)")
     p.add_argument("--overwrite", action="store_true", help="replace a cache made with another configuration")
     add_device_options(p, 64, "images per teacher forward (default 64)")
@@ -116,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = train.add_parser("encoder", help="Stage 1: the hierarchical fMRI encoder")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (MindEye2 layout)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument("--subjects", type=int, nargs="+", help="subjects to train on (default: all in the dataset)")
+    p.add_argument(
+        "--subjects", type=positive_int, nargs="+", help="subjects to train on (default: all in the dataset)"
+    )
     p.add_argument("--features", type=Path, help="feature cache folder (default: built or reused under DATA)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
@@ -142,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--encoder", type=Path, required=True, help="encoder run folder")
         p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer run folder")
         p.add_argument("--out", type=Path, required=True, help="run folder")
-        p.add_argument("--subjects", "--subject", type=int, nargs="+", help="subjects (default: the encoder's first)")
+        p.add_argument(
+            "--subjects", "--subject", type=positive_int, nargs="+", help="subjects (default: the encoder's first)"
+        )
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
         p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
         add_config_options(p)
@@ -163,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", type=Path, help="encoder run (default: the one the generator was trained with)")
     p.add_argument("--tokenizer", type=Path, help="tokenizer run (default: the one the generator was trained with)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder")
-    p.add_argument("--subject", type=int, help="default: the encoder's first subject")
+    p.add_argument("--subject", type=positive_int, help="default: the encoder's first subject")
     p.add_argument("--split", default="test", choices=["test", "val", "test_old"])
-    p.add_argument("--samples", type=int, default=1, help="N candidates per image (default 1: single shot)")
+    p.add_argument("--samples", type=positive_int, default=1, help="N candidates per image (default 1: single shot)")
     p.add_argument(
         "--select",
         default="first",
@@ -178,10 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["voxels", "outputs"],
         help="average test repetitions as voxels or as encoder outputs",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--strips", action="store_true", help="also write the coarse-to-fine strip of every image")
     p.add_argument("--shuffle-brain", action="store_true", help="control: permute brain inputs across images")
-    p.add_argument("--determinism", type=int, default=0, metavar="R", help="also reconstruct under R − 1 more seeds")
+    p.add_argument(
+        "--determinism", type=non_negative_int, default=0, metavar="R", help="also reconstruct under R − 1 more seeds"
+    )
     p.add_argument("--routing", help="refuse unless the generator was trained with this routing")
     p.add_argument("--out", type=Path, required=True, help="output folder (image_XXXXXX.png + manifest.json)")
     p.add_argument("--overwrite", action="store_true")
@@ -202,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("ceiling", help="the tokenizer's reconstructions of the true test images (a reference)")
     p.add_argument("--tokenizer", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--subject", type=int, default=1)
+    p.add_argument("--subject", type=positive_int, default=1)
     p.add_argument("--split", default="test", choices=["test", "val", "test_old"])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--overwrite", action="store_true")
@@ -212,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("report", help="a static HTML report of pipeline runs (opens from disk)")
     p.add_argument("runs", type=Path, nargs="+", help="pipeline run folders (as `mindhier demo` writes them)")
     p.add_argument("--out", type=Path, required=True, help="report folder (index.html + figures)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out once the new report is complete")
     p.set_defaults(func=cmd_report)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained stage").add_subparsers(
@@ -220,9 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = evaluate.add_parser("recons", help="score a folder of reconstructions with the field's metrics")
     p.add_argument("--recons", type=Path, required=True, help="folder of image_XXXXXX.png + manifest.json")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (for the true images)")
-    p.add_argument("--subject", type=int, help="default: the manifest's")
+    p.add_argument("--subject", type=positive_int, help="default: the manifest's")
     p.add_argument("--split", choices=["test", "val", "test_old"], help="default: the manifest's")
     p.add_argument("--out", type=Path, required=True, help="folder for metrics.json and per_image.csv")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing metrics.json")
     p.add_argument(
         "--weights",
         action="append",
@@ -243,15 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = evaluate.add_parser("encoder", help="retrieval, identification and alignment per level on held-out data")
     p.add_argument("--run", type=Path, required=True, help="encoder run folder")
     p.add_argument("--data", type=Path, required=True, help="dataset folder")
-    p.add_argument("--subjects", "--subject", type=int, nargs="+", help="subjects (default: the run's)")
+    p.add_argument("--subjects", "--subject", type=positive_int, nargs="+", help="subjects (default: the run's)")
     p.add_argument("--split", default="test", choices=["test", "val", "test_old"])
     p.add_argument("--features", type=Path, help="feature cache folder (default: built or reused under DATA)")
     p.add_argument("--out", type=Path, help="folder for encoder_eval.json (default: the run folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing encoder_eval.json")
     add_device_options(p, 256, "brain inputs per encoder forward (default 256)")
     add_runtime_options(p)
     p.set_defaults(func=cmd_eval_encoder)
 
     add_plan_parser(commands)
+    add_pretrain_parser(commands)
 
     config = commands.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
     p = config.add_parser("show", help="print the resolved configuration")
@@ -263,9 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with contextlib.ExitStack() as held:
+            for folder in output_folders(args):
+                held.enter_context(hold_output(folder))
+            return args.func(args)
     except MindhierError as err:
         print(f"mindhier: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as err:
+        print(f"mindhier: error: {os_error_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("mindhier: interrupted", file=sys.stderr)

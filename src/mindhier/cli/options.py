@@ -6,6 +6,26 @@ import argparse
 from pathlib import Path
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number ≥ 1 (argparse prints the one-line error and exits 2)."""
+    return _bounded_int(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number ≥ 0 (seeds, counts that may be zero)."""
+    return _bounded_int(text, 0)
+
+
+def _bounded_int(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+    return value
+
+
 def add_config_options(parser: argparse.ArgumentParser, default_preset: str = "demo") -> None:
     from mindhier.config import PRESETS
 
@@ -23,7 +43,7 @@ def add_config_options(parser: argparse.ArgumentParser, default_preset: str = "d
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -33,7 +53,7 @@ def add_device_options(parser: argparse.ArgumentParser, batch_default: int | Non
     if batch_default is not None:
         parser.add_argument(
             "--batch-size",
-            type=int,
+            type=positive_int,
             default=batch_default,
             help=batch_help or f"items per batch (default {batch_default})",
         )
@@ -74,12 +94,14 @@ def simulator_flags(args: argparse.Namespace) -> list[str]:
 
 
 def add_simulator_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--subjects", type=int, nargs="+", help="subject ids, e.g. --subjects 1 2")
+    parser.add_argument("--subjects", type=positive_int, nargs="+", help="subject ids, e.g. --subjects 1 2")
     parser.add_argument("--stimuli", help="scenes | photos | folder:PATH")
-    parser.add_argument("--n-train", type=int, help="unique training images (each shown once)")
-    parser.add_argument("--n-test", type=int, help="unique test images (each shown simulator.test_repeats times)")
-    parser.add_argument("--size", type=int, help="stimulus side in pixels")
-    parser.add_argument("--seed", type=int, help="seed of stimuli, subjects and noise")
+    parser.add_argument("--n-train", type=positive_int, help="unique training images (each shown once)")
+    parser.add_argument(
+        "--n-test", type=positive_int, help="unique test images (each shown simulator.test_repeats times)"
+    )
+    parser.add_argument("--size", type=positive_int, help="stimulus side in pixels")
+    parser.add_argument("--seed", type=non_negative_int, help="seed of stimuli, subjects and noise")
 
 
 def progress_bar(args: argparse.Namespace):

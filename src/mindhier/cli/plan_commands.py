@@ -21,7 +21,10 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument("--gpus", type=int, required=True, metavar="N", help="GPUs the stage trains on")
     p.add_argument("--gpu-memory", type=float, required=True, metavar="GB", help="memory of one GPU, GiB")
     p.add_argument(
-        "--voxels", type=int, default=DEFAULT_VOXELS, help=f"voxels of the encoder's subject (default {DEFAULT_VOXELS})"
+        "--voxels",
+        type=int,
+        default=DEFAULT_VOXELS,
+        help=f"voxels of the encoder's subject (default {DEFAULT_VOXELS})",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the plan as JSON")
     # the planner is for paper-scale runs; the demo's models fit anywhere

@@ -71,9 +71,12 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from mindhier.config.presets import from_scratch
     from mindhier.demo import run_demo
 
     cfg = resolve_config(args)
+    if args.from_scratch:
+        cfg = from_scratch(cfg)
     apply_threads(args)
     progress = progress_bar(args)
     try:

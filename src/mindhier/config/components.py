@@ -12,6 +12,9 @@ from typing import ClassVar
 from mindhier.errors import ConfigError
 
 ROI_NAMES = ("V1", "V2", "V3", "hV4", "LO", "higher")
+# seeds from here on belong to the package's own scene streams (the scene judge's, the priors' pretraining), so
+# no simulated dataset ever shows one of their images
+RESERVED_SEEDS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,11 @@ class SimulatorConfig:
         _check_range("simulator.compressive_exponent", self.compressive_exponent, 0.05, 1.0)
         _check_range("simulator.semantic_px", self.semantic_px, 32, 1024)
         _check_range("simulator.category_weight", self.category_weight, 0.0, 1.0)
+        if not 0 <= self.seed < RESERVED_SEEDS:
+            raise ConfigError(
+                f"simulator.seed must be in 0..{RESERVED_SEEDS - 1:,} (larger seeds are the package's own scene "
+                f"streams: the scene judge's and the priors' pretraining), got {self.seed}"
+            )
         if self.image_store not in ("png", "hdf5"):
             raise ConfigError(f"simulator.image_store must be png or hdf5, got {self.image_store!r}")
 
@@ -259,14 +267,14 @@ class TokenizerConfig:
     """The multi-scale residual VQ tokenizer (VAR's VQ-VAE, docs/method.md §5.1); images in [-1, 1]."""
 
     image_px: int = 32  # side of the images it encodes (stimuli are resized to it)
-    channels: int = 16  # base width of the conv encoder/decoder
+    channels: int = 24  # base width of the conv encoder/decoder
     channel_mult: tuple[int, ...] = (1, 2, 4)  # width multipliers per resolution; downsampling 2^(len − 1)
     res_blocks: int = 1  # residual blocks per resolution (the decoder has one more)
     attention: bool = False  # self-attention at the lowest resolution and in the middle (VAR: yes)
     norm_groups: int = 8  # GroupNorm groups (VAR: 32)
     latent_channels: int = 16  # C_vae: code dimension
-    vocab: int = 256  # codebook size V
-    scales: tuple[int, ...] = (1, 2, 4, 8)  # token-map sides, coarse to fine; the last is the latent side
+    vocab: int = 512  # codebook size Z
+    scales: tuple[int, ...] = (1, 2, 3, 4, 6, 8)  # token-map sides, coarse to fine; the last is the latent side
     phi_convs: int = 4  # φ convs shared across scales
     phi_ratio: float = 0.5  # φ(h) = (1 − ρ)·h + ρ·conv(h)
     beta: float = 0.25  # commitment weight
@@ -316,10 +324,17 @@ class TokenizerTrainConfig(LoopConfig):
     eval_every: int = 300  # steps between val reconstructions (figure + metrics; best val kept)
     checkpoint_every: int = 300
     seed: int = 0
+    schedule: str = "constant"  # after warm-up: constant | cosine (decays to a tenth at the last step)
+    init: str = ""  # start from: "" (random) | prior (the pretrained embedded-world tokenizer) | a run or weights file
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_range("train_tokenizer.steps", self.steps, 1, 10_000_000)
+        _check_schedule("train_tokenizer", self.schedule)
+        _check_range("train_tokenizer.steps", self.steps, 0, 10_000_000)  # 0: the start weights (init) as they are
+        if self.steps == 0 and not self.init:
+            raise ConfigError(
+                "train_tokenizer.steps=0 keeps the start weights: it needs train_tokenizer.init (e.g. prior)"
+            )
         _check_range("train_tokenizer.batch_size", self.batch_size, 1, 100_000)
         _check_range("train_tokenizer.lr", self.lr, 1e-8, 1.0)
         _check_range("train_tokenizer.perceptual_blocks", self.perceptual_blocks, 1, 16)
@@ -336,7 +351,7 @@ class GeneratorConfig:
     the tokenizer, context width and levels from the encoder."""
 
     depth: int = 3  # transformer blocks
-    width: int = 96  # D
+    width: int = 128  # D
     heads: int = 4  # head dim = width / heads (2-D RoPE needs it divisible by 4)
     ffn_mult: float = 8 / 3  # SwiGLU hidden = int(width · ffn_mult)
     routing: str = "coarse_to_fine"  # coarse_to_fine | fine_to_coarse | all_levels | static_terminal
@@ -378,9 +393,23 @@ class GeneratorTrainConfig(LoopConfig):
     eval_every: int = 125  # steps between val per-scale token accuracy (best val loss kept)
     checkpoint_every: int = 125
     seed: int = 0
+    schedule: str = "constant"  # after warm-up: constant | cosine (decays to a tenth at the last step)
+    condition: str = "brain"  # brain (frozen encoder) | teacher (the teacher's features of the seen image: oracle)
+    init: str = ""  # start from: "" (random) | prior (the pretrained embedded-world generator) | a run or weights file
+    routings: tuple[str, ...] = ()  # several: each step draws one (a prior for every routing); empty: generator.routing
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_schedule("train_generator", self.schedule)
+        bad = [r for r in self.routings if r not in ROUTING_MODES]
+        if bad:
+            raise ConfigError(
+                f"train_generator.routings must name routings among {', '.join(ROUTING_MODES)}, got {bad}"
+            )
+        if self.condition not in CONDITIONS:
+            raise ConfigError(
+                f"train_generator.condition must be one of {', '.join(CONDITIONS)}, got {self.condition!r}"
+            )
         _check_range("train_generator.steps", self.steps, 1, 10_000_000)
         _check_range("train_generator.batch_size", self.batch_size, 1, 1_000_000)
         _check_range("train_generator.lr", self.lr, 1e-8, 1.0)
@@ -497,6 +526,12 @@ class DemoConfig:
 
     routings: tuple[str, ...] = ("coarse_to_fine", "static_terminal")  # one generator each, same budget
     seeds: tuple[int, ...] = ()  # several: generators, reconstructions and evaluations repeat per seed
+    # brain: generators fine-tuned on brain data; teacher: also on the teacher's features of the seen images (oracle
+    # conditioning, evaluated with the test images' features) — the routing study's two arms
+    conditions: tuple[str, ...] = ("brain",)
+    oracle_row: bool = True  # the first routing's brain generator also given the test images' teacher features
+    consistency_samples: int = 4  # R samples of every brain input for the consistency measures (0 = none)
+    tokenizer_steps_off_domain: int = 300  # fine-tuning steps of the tokenizer prior on stimuli that are not scenes
 
     def __post_init__(self) -> None:
         bad = [r for r in self.routings if r not in ROUTING_MODES]
@@ -504,6 +539,11 @@ class DemoConfig:
             raise ConfigError(
                 f"demo.routings must name routings among {', '.join(ROUTING_MODES)}, got {list(self.routings)}"
             )
+        if not self.conditions or any(c not in ("brain", "teacher") for c in self.conditions):
+            raise ConfigError(f"demo.conditions must name brain and/or teacher, got {list(self.conditions)}")
+        if self.consistency_samples == 1 or not 0 <= self.consistency_samples <= 64:
+            raise ConfigError(f"demo.consistency_samples must be 0 or 2..64, got {self.consistency_samples}")
+        _check_range("demo.tokenizer_steps_off_domain", self.tokenizer_steps_off_domain, 1, 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -535,6 +575,15 @@ class MindhierConfig:
                 f"encoder.depth ({self.encoder.depth}) must equal the number of teacher layers ({n_levels}): "
                 "one encoder level per teacher level"
             )
+
+
+SCHEDULES = ("constant", "cosine")
+CONDITIONS = ("brain", "teacher")
+
+
+def _check_schedule(section: str, schedule: str) -> None:
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"{section}.schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

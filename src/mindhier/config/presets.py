@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 from mindhier.config.components import (
+    ROUTING_MODES,
     AlignmentConfig,
     BrainEncoderConfig,
     DemoConfig,
@@ -59,8 +60,74 @@ def tiny() -> MindhierConfig:
 
 
 def demo() -> MindhierConfig:
-    """The embedded default: one simulated subject on procedural scenes, sized for 2 CPU cores."""
-    return MindhierConfig(preset="demo")
+    """The embedded default: one simulated subject on procedural scenes, sized for 2 CPU cores.
+
+    As the paper does with VAR's VQ-VAE and Switti, the tokenizer and the generator start from priors
+    pretrained on scenes no dataset shows (`mindhier.priors`, `pretrain` preset): the tokenizer is used as it
+    is, the generator is fine-tuned on brain data."""
+    base = MindhierConfig(preset="demo")
+    return dataclasses.replace(
+        base,
+        train_tokenizer=dataclasses.replace(base.train_tokenizer, steps=0, init="prior"),
+        train_generator=dataclasses.replace(
+            base.train_generator,
+            steps=150,
+            batch_size=32,
+            lr=1e-3,
+            warmup_steps=20,
+            eval_every=75,
+            checkpoint_every=75,
+            init="prior",
+        ),
+    )
+
+
+def pretrain() -> MindhierConfig:
+    """The demo's architecture with the pretraining schedules of its priors (`mindhier pretrain`): the tokenizer
+    on 40,000 stream scenes (2,000 steps), then the generator conditioned on the teacher's features of the first
+    10,000 of them (600 steps of 64; `mindhier pretrain generator --images 10000`)."""
+    base = demo()
+    return dataclasses.replace(
+        base,
+        preset="pretrain",
+        train_tokenizer=dataclasses.replace(
+            base.train_tokenizer,
+            steps=2000,
+            init="",
+            batch_size=32,
+            lr=2e-3,
+            warmup_steps=200,
+            schedule="cosine",
+            eval_every=1000,
+            checkpoint_every=500,
+            dead_code_every=50,
+        ),
+        train_generator=dataclasses.replace(
+            base.train_generator,
+            steps=600,
+            init="",
+            batch_size=64,
+            lr=2e-3,
+            warmup_steps=60,
+            schedule="cosine",
+            eval_every=300,
+            checkpoint_every=300,
+            condition="teacher",
+            routings=ROUTING_MODES,  # one drawn per step: a prior for every routing the demo compares
+        ),
+    )
+
+
+def from_scratch(cfg: MindhierConfig) -> MindhierConfig:
+    """`cfg` without the priors: the tokenizer and the generator trained from random weights (`--from-scratch`),
+    with the budgets the demo had before it had priors."""
+    return dataclasses.replace(
+        cfg,
+        train_tokenizer=dataclasses.replace(cfg.train_tokenizer, init="", steps=max(cfg.train_tokenizer.steps, 600)),
+        train_generator=dataclasses.replace(
+            cfg.train_generator, init="", steps=max(cfg.train_generator.steps, 250), batch_size=64, lr=2e-3
+        ),
+    )
 
 
 def nsd_paper() -> MindhierConfig:
@@ -149,14 +216,20 @@ def nsd_paper() -> MindhierConfig:
 
 
 def demo_long() -> MindhierConfig:
-    """The demo trained longer, with the generators repeated over three seeds (≤ 30 minutes on 2 cores)."""
+    """The routing study (≤ 30 minutes on 2 cores): coarse_to_fine, fine_to_coarse (the paper's Table 4), all_levels
+    and static_terminal fine-tuned from the same prior with the same budget, over three seeds, each on brain data
+    and on the teacher's features of the images (the oracle arm); paired differences in the report."""
     base = demo()
     return dataclasses.replace(
         base,
         preset="demo-long",
-        train_tokenizer=dataclasses.replace(base.train_tokenizer, steps=1200, eval_every=400, checkpoint_every=400),
-        train_generator=dataclasses.replace(base.train_generator, steps=600, eval_every=200, checkpoint_every=200),
-        demo=DemoConfig(seeds=(0, 1, 2)),
+        demo=DemoConfig(
+            routings=("coarse_to_fine", "fine_to_coarse", "all_levels", "static_terminal"),
+            seeds=(0, 1, 2),
+            conditions=("brain", "teacher"),
+            oracle_row=False,
+            consistency_samples=0,
+        ),
     )
 
 
@@ -164,6 +237,7 @@ PRESETS: dict[str, Callable[[], MindhierConfig]] = {
     "tiny": tiny,
     "demo": demo,
     "demo-long": demo_long,
+    "pretrain": pretrain,
     "nsd-paper": nsd_paper,
 }
 

@@ -166,7 +166,10 @@ def load_file(path: str | Path, base: MindhierConfig) -> MindhierConfig:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {p} is not UTF-8 text ({err}); save it as UTF-8") from err
     try:
         if p.suffix.lower() == ".json":
             data = json.loads(text)
@@ -175,9 +178,9 @@ def load_file(path: str | Path, base: MindhierConfig) -> MindhierConfig:
 
             data = yaml.safe_load(text)
     except (json.JSONDecodeError, ValueError) as err:
-        raise ConfigError(f"config file {p} cannot be parsed ({err}); fix its syntax") from err
+        raise ConfigError(f"config file {p} cannot be parsed ({' '.join(str(err).split())}); fix its syntax") from err
     except Exception as err:  # yaml.YAMLError and friends
-        raise ConfigError(f"config file {p} cannot be parsed ({err}); fix its syntax") from err
+        raise ConfigError(f"config file {p} cannot be parsed ({' '.join(str(err).split())}); fix its syntax") from err
     if data is None:
         return base
     if isinstance(data, Mapping) and "config" in data and "provenance" in data:

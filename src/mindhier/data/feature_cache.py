@@ -42,6 +42,7 @@ from mindhier.data.nsd import NSDDataset, open_dataset
 from mindhier.errors import DataError, MindhierError
 from mindhier.fileio import read_json, sha256_file, staged_directory, write_json
 from mindhier.progress import ProgressFn, report
+from mindhier.records import contained_path
 from mindhier.teachers.base import Teacher, TeacherLevel
 
 FORMAT_NAME = "mindhier-feature-cache"
@@ -295,7 +296,7 @@ class FeatureCache:
             expected[_TEXT] = (meta["text"]["tokens"], meta["text"]["dim"])
         pieces, starts, position = [], [], 0
         for shard in meta["shards"]:
-            file = root / shard["file"]
+            file = contained_path(root, shard["file"], "feature shard")
             if not file.is_file():
                 raise DataError(f"feature cache shard {file} is missing; {hint}")
             try:

@@ -30,6 +30,7 @@ from mindhier.data.nsd import open_dataset
 from mindhier.errors import DataError
 from mindhier.fileio import read_json, staged_directory, write_json
 from mindhier.progress import ProgressFn, report
+from mindhier.records import read_record
 
 META = "meta.json"
 TOKENS = "tokens.safetensors"
@@ -48,14 +49,33 @@ class TokenCache:
     @classmethod
     def open(cls, path: str | os.PathLike[str], reused: bool = False) -> TokenCache:
         path = Path(path)
-        meta = read_json(path / META, "token-cache metadata")
+        meta = read_record(path / META, "token-cache metadata", {"key": str, "scales": list})
         try:
             tensors = load_file(str(path / TOKENS))
         except (SafetensorError, OSError, FileNotFoundError) as err:
             raise DataError(f"token cache {path} is unreadable ({err}); rebuild it with `mindhier tokenize`") from err
         scales = tuple(int(s) for s in meta["scales"])
+        names = ["index", *(f"scale{k + 1}" for k in range(len(scales)))]
+        if any(name not in tensors for name in names):
+            raise DataError(f"token cache {path} lacks {sorted(set(names) - set(tensors))}; rebuild it")
         tokens = tuple(tensors[f"scale{k + 1}"] for k in range(len(scales)))
+        n = len(tensors["index"])
+        for k, (s, t) in enumerate(zip(scales, tokens, strict=True)):
+            if t.is_floating_point() or tuple(t.shape) != (n, s * s) or (t.numel() and int(t.min()) < 0):
+                raise DataError(
+                    f"token cache {path}: scale {k + 1} should be non-negative integer ids of shape [{n}, {s * s}]; "
+                    "rebuild it with `mindhier tokenize`"
+                )
         return cls(path, meta["key"], scales, tensors["index"].numpy(), tokens, reused)
+
+    def check_vocabulary(self, codebook_size: int) -> None:
+        """Refuse token ids the tokenizer's codebook does not have (a cache from another tokenizer, or damaged)."""
+        largest = max((int(t.max()) for t in self.tokens if t.numel()), default=-1)
+        if largest >= codebook_size:
+            raise DataError(
+                f"token cache {self.path} holds token id {largest}, the codebook has {codebook_size} codes; "
+                "rebuild it with `mindhier tokenize` for this tokenizer"
+            )
 
     def get(self, stimuli: np.ndarray) -> list[torch.Tensor]:
         """Token maps (int64) per scale for these stimulus indices, in order."""
@@ -122,7 +142,7 @@ def build_token_cache(
             report(progress, "tokenize stimuli", min(start + batch_size, len(indices)), len(indices))
     tensors = {"index": torch.from_numpy(indices.astype(np.int64))}
     tensors.update({f"scale{k + 1}": torch.cat(parts) for k, parts in enumerate(per_scale)})
-    with staged_directory(target, overwrite=True) as staging:
+    with staged_directory(target, overwrite=overwrite) as staging:
         save_file(tensors, str(staging / TOKENS))
         write_json(
             staging / META,

@@ -154,20 +154,12 @@ def stage_specs(cfg: MindhierConfig, voxels: int = DEFAULT_VOXELS) -> tuple[Stag
         text_dim=teacher.text_dim,
     )
     tc = cfg.tokenizer
-    gen_shapes = GeneratorShapes(
-        vocab=tc.vocab,
-        latent_channels=tc.latent_channels,
-        scales=tuple(tc.scales),
-        n_levels=cfg.encoder.depth,
-        level_tokens=teacher.queries,
-        context_width=cfg.encoder.width,
-        pooled_width=teacher.level_dims[-1],
-    )
+    gen_shapes = GeneratorShapes.for_levels(tc, teacher.level_dims, teacher.queries)
     dif_shapes = DiffusionShapes(
         latent_channels=tc.latent_channels,
         latent_side=tc.scales[-1],
         level_tokens=teacher.queries,
-        context_width=cfg.encoder.width,
+        context_width=teacher.level_dims[-1],  # the terminal level, in the teacher's space
         pooled_width=teacher.level_dims[-1],
     )
     dif_cfg = cfg.diffusion
@@ -201,7 +193,7 @@ def stage_specs(cfg: MindhierConfig, voxels: int = DEFAULT_VOXELS) -> tuple[Stag
             build=lambda: ScaleAR(cfg.generator, gen_shapes),
             inputs=lambda b: (
                 torch.randn(b, gen_shapes.n_tokens - gen_shapes.scales[0] ** 2, tc.latent_channels),  # [B, L − 1, C]
-                torch.randn(b, M, Q, Y),  # [B, M, Q, Y]
+                torch.randn(b, M, Q, gen_shapes.context_width),  # [B, M, Q, Y] (levels zero-padded to the widest)
                 torch.randn(b, P),  # [B, P]
             ),
             describe=lambda m: (
@@ -217,7 +209,7 @@ def stage_specs(cfg: MindhierConfig, voxels: int = DEFAULT_VOXELS) -> tuple[Stag
             inputs=lambda b: (
                 torch.randn(b, tc.latent_channels, tc.scales[-1], tc.scales[-1]),  # [B, C, h, w]
                 torch.zeros(b, dtype=torch.long),  # timesteps [B]
-                torch.randn(b, Q, Y),  # terminal level [B, Q, Y]
+                torch.randn(b, Q, dif_shapes.context_width),  # terminal level [B, Q, D_M]
                 torch.randn(b, P),  # [B, P]
             ),
             describe=lambda m: (

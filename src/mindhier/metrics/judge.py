@@ -53,6 +53,7 @@ from einops import rearrange
 from torch import nn
 
 from mindhier.checkpoint import load_weights, save_weights
+from mindhier.config.components import RESERVED_SEEDS
 from mindhier.data.stimuli.base import Split
 from mindhier.data.stimuli.scenes import CATEGORIES, OBJECT_COLOURS, RENDERER_VERSION, ScenesSource
 from mindhier.errors import ConfigError, DataError, WeightsError
@@ -63,7 +64,7 @@ COLOUR_NAMES: tuple[str, ...] = tuple(OBJECT_COLOURS)
 
 # The judge's scenes come from this seed; datasets use small user seeds (0 by default), so the streams differ.
 JUDGE_SEED = 7_000_003
-MIN_JUDGE_SEED = 1_000_000  # a judge seed below this could be a dataset's seed; refused
+MIN_JUDGE_SEED = RESERVED_SEEDS  # a judge seed below this could be a dataset's seed; refused
 
 JUDGE_VERSION = 2  # bump when a change to the network or training alters the weights, so caches retrain
 WEIGHTS_FILE = "judge.safetensors"

@@ -4,7 +4,9 @@ A reconstruction folder holds one image per test stimulus, `image_{index:06d}.pn
 the dataset), and a `manifest.json` that says how they were made: at least `subject` and `split`, and a
 `protocol` (samples N, selection rule, repetition averaging, guidance mode, seeds, ...) copied into the
 record. Optional `determinism`: {"seeds": [...], "dirs": [...]} — folders of the same inputs reconstructed
-under other seeds — adds the determinism scores.
+under other seeds — adds the consistency scores (`metrics/consistency.py`); optional `strips` (with the
+protocol's `scales`) adds the quality after every scale (`metrics/per_scale.py`); every record has the brain
+correlation per ROI (`metrics/brain_correlation.py`) when an encoding model exists.
 
 Outputs in `--out`: `metrics.json` (every metric with its bootstrap CI, which extractors are real, proxy or
 absent, the judge's ceiling, the protocol, seeds, package version) and `per_image.csv`.
@@ -19,13 +21,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from mindhier.data import layout
+from mindhier.data.image_decode import read_rgb
 from mindhier.errors import DataError
 from mindhier.fileio import atomic_path, read_json, write_json
+from mindhier.metrics.brain_correlation import brain_correlation, describe
+from mindhier.metrics.consistency import consistency
+from mindhier.metrics.per_scale import per_scale_quality, scale_resolutions, split_strips, summarize_per_scale
 from mindhier.metrics.statistics import N_RESAMPLES, bootstrap_ci, paired_difference
-from mindhier.metrics.suite import determinism, evaluate
+from mindhier.metrics.suite import evaluate
 from mindhier.progress import ProgressFn, report
 from mindhier.provenance import provenance
 
@@ -62,12 +67,7 @@ def load_images(folder: Path, indices: np.ndarray) -> np.ndarray:
         )
     images = []
     for index in indices:
-        path = folder / layout.image_png_name(int(index))
-        try:
-            with Image.open(path) as image:
-                images.append(np.asarray(image.convert("RGB")))
-        except (OSError, UnidentifiedImageError) as err:
-            raise DataError(f"cannot read reconstruction {path} ({err}); regenerate it") from err
+        images.append(read_rgb(folder / layout.image_png_name(int(index))))
     if len({im.shape for im in images}) > 1:
         raise DataError(f"reconstructions in {folder} have different sizes; write them all at one size")
     return np.stack(images)
@@ -97,8 +97,11 @@ def evaluate_reconstructions(
     seed: int = 0,
     progress: ProgressFn | None = None,
     truth_features: dict | None = None,
+    encoding_model=None,
 ) -> dict[str, Any]:
-    """Evaluate a reconstruction folder; `truth_features` caches the truths' features across calls (same split)."""
+    """Evaluate a reconstruction folder; `truth_features` caches the truths' features across calls (same split).
+    `encoding_model` ((images, categories) → voxel responses, with `roi_labels`) serves the brain correlation where
+    the dataset has no simulator encoding model of its own (real NSD); without either it is reported absent."""
     from mindhier.data.nsd import open_dataset
 
     recons_dir, data_dir = Path(recons_dir), Path(data_dir)
@@ -111,9 +114,11 @@ def evaluate_reconstructions(
         items = dataset.split(int(subject), split)
         indices = np.asarray(items.image_index_N)
         truths = items.images()
+        measured_NV = items.voxels()
+        roi_labels = list(dataset.recording(int(subject)).roi_labels or ())
     recons = load_images(recons_dir, indices)
     labels = scene_labels(data_dir, indices)
-    report(progress, "evaluate reconstructions", 0, 2)
+    report(progress, "evaluate reconstructions", 0, 4)
     result = evaluate(
         recons,
         truths,
@@ -124,24 +129,27 @@ def evaluate_reconstructions(
         seed,
         truth_features=truth_features,
     )
-    report(progress, "evaluate reconstructions", 1, 2)
-
-    determinism_record = None
-    repeats = manifest.get("determinism")
-    if repeats:
-        dirs = [recons_dir / d for d in repeats["dirs"]]
-        stack = torch.stack([torch.from_numpy(load_images(d, indices)).permute(0, 3, 1, 2).float() / 255 for d in dirs])
-        proxy = next((e for e in extractors or [] if e.info.kind == "proxy" and e.info.name == "lite2_late"), None)
-        scores = determinism(stack, proxy)
-        determinism_record = {
-            "repeats": len(dirs),
-            "seeds": repeats.get("seeds"),
-            "feature_extractor": None if proxy is None else f"{proxy.info.name} ({proxy.info.note})",
-        }
-        for name, values in scores.items():
-            result.per_image[f"determinism.{name}"] = values
-            determinism_record[name] = bootstrap_ci(values, n_resamples, seed)
-    report(progress, "evaluate reconstructions", 2, 2)
+    report(progress, "evaluate reconstructions", 1, 4)
+    truth_features = truth_features if truth_features is not None else {}
+    per_scale_record = _per_scale(recons_dir, manifest, indices, truths, extractors, truth_features, result.per_image)
+    report(progress, "evaluate reconstructions", 2, 4)
+    consistency_record = _consistency(recons_dir, manifest, indices, extractors, n_resamples, seed, result.per_image)
+    report(progress, "evaluate reconstructions", 3, 4)
+    brain_record = _brain_correlation(
+        data_dir,
+        int(subject),
+        recons,
+        truths,
+        measured_NV,
+        roi_labels,
+        judge if labels is not None else None,
+        encoding_model,
+        truth_features,
+        n_resamples,
+        seed,
+        result.per_image,
+    )
+    report(progress, "evaluate reconstructions", 4, 4)
 
     record = {
         "recons": str(recons_dir),
@@ -158,7 +166,9 @@ def evaluate_reconstructions(
         "metrics": result.summary,
         "extractors": result.extractors,
         "judge": result.judge,
-        "determinism": determinism_record,
+        "per_scale": per_scale_record,
+        "consistency": consistency_record,
+        "brain_correlation": brain_record,
         "per_image": PER_IMAGE_FILE,
         "provenance": provenance(),
     }
@@ -171,6 +181,109 @@ def evaluate_reconstructions(
         for row, index in enumerate(indices):
             writer.writerow([int(index), *(f"{result.per_image[n][row]:.6g}" for n in names)])
     write_json(out / METRICS_FILE, record)
+    return record
+
+
+PER_SCALE_PROXY = "lite2_early"  # the one proxy extractor of the per-scale identification (simulator-coupled)
+CONSISTENCY_PROXY = "lite2_late"
+
+
+def _proxy(extractors, name: str):
+    return next((e for e in extractors or [] if e.info.kind == "proxy" and e.info.name == name), None)
+
+
+def _per_scale(recons_dir, manifest, indices, truths, extractors, cache, per_image) -> dict | None:
+    """Quality after each scale, from the strips (`metrics/per_scale.py`)."""
+    strips = manifest.get("strips")
+    scales = manifest.get("protocol", {}).get("scales")
+    if not strips or not scales:
+        return None
+    images = split_strips(load_images(recons_dir / strips, indices), len(scales))
+    resolutions = scale_resolutions(images.shape[2], tuple(scales))
+    proxy = _proxy(extractors, PER_SCALE_PROXY)
+    key = f"per_scale.truth.{PER_SCALE_PROXY}"
+    if proxy is not None and key not in cache:
+        cache[key] = proxy(torch.from_numpy(truths).permute(0, 3, 1, 2).float() / 255)
+    scores = per_scale_quality(images, truths, resolutions, proxy, cache.get(key))
+    per_image.update(scores)
+    return {
+        **summarize_per_scale(scores, resolutions),
+        "scales": scales,
+        "identification_extractor": None if proxy is None else f"{proxy.info.name} ({proxy.info.note})",
+        "protocol": "image after scale k vs the true image, both at r_k = max(8, side·s_k/s_K) px; PixCorr, SSIM "
+        "(greyscale, uniform 7×7 window); two-way identification with the proxy at its own input size",
+    }
+
+
+def _consistency(recons_dir, manifest, indices, extractors, n_resamples, seed, per_image) -> dict | None:
+    """Spread of repeated samples of the same inputs (`metrics/consistency.py`)."""
+    repeats = manifest.get("determinism")
+    if not repeats:
+        return None
+    dirs = [recons_dir / d for d in repeats["dirs"]]
+    stack = torch.stack([torch.from_numpy(load_images(d, indices)).permute(0, 3, 1, 2).float() / 255 for d in dirs])
+    proxy = _proxy(extractors, CONSISTENCY_PROXY)
+    scores, distributions = consistency(stack, proxy)
+    record: dict[str, Any] = {
+        "repeats": len(dirs),
+        "seeds": repeats.get("seeds"),
+        "feature_extractor": None if proxy is None else f"{proxy.info.name} ({proxy.info.note})",
+        **distributions,
+    }
+    for name, values in scores.items():
+        per_image[f"consistency.{name}"] = values
+        record[name] = bootstrap_ci(values, n_resamples, seed)
+    return record
+
+
+def _brain_correlation(
+    data_dir,
+    subject,
+    recons,
+    truths,
+    measured_NV,
+    roi_labels,
+    judge,
+    encoding_model,
+    cache,
+    n_resamples,
+    seed,
+    per_image,
+) -> dict:
+    """Per-ROI correlation of the response the reconstruction evokes with the measured one."""
+    from mindhier.data.simulator.encoding_model import load_encoding_model
+
+    simulated = load_encoding_model(Path(data_dir), subject)
+    if simulated is not None:
+        predict, source = simulated.predicted_signal, "the simulator's own encoding model (exact)"
+    elif encoding_model is not None:
+        predict, source = encoding_model, getattr(encoding_model, "describe", lambda: "user-supplied")()
+        roi_labels = list(encoding_model.roi_labels)
+    else:
+        return {
+            "kind": "absent",
+            "missing": "no encoding model: real NSD needs one (evaluate_reconstructions("
+            "encoding_model=…)); simulated datasets carry theirs",
+        }
+    categories = "judge" if judge is not None else "none"
+
+    def categories_of(images):
+        return judge.predict(images)[0] if judge is not None else None
+
+    scores = brain_correlation(predict(recons, categories_of(recons)), measured_NV, roi_labels)
+    key = f"brain_corr.truth.{categories}"
+    if key not in cache:
+        cache[key] = brain_correlation(predict(truths, categories_of(truths)), measured_NV, roi_labels)
+    record = describe(
+        source, "the scene judge's category probabilities of each image" if judge is not None else "left out (no judge)"
+    )
+    record["rois"] = {}
+    for name, values in scores.items():
+        per_image[name] = values
+        record["rois"][name.removeprefix("brain_corr.")] = {
+            **bootstrap_ci(values, n_resamples, seed),
+            "on_true_images": float(np.mean(cache[key][name])),
+        }
     return record
 
 
@@ -241,9 +354,16 @@ def format_metrics(record: dict[str, Any], brief: bool = False) -> str:
         lines.append(f"  {name:<28} {entry['mean']:.4f} [{lo:.4f}, {hi:.4f}]  {tag}{extra}")
     if brief and absent:
         lines.append(f"  absent (weights not on this machine): {', '.join(absent)}")
-    if record.get("determinism"):
-        d = record["determinism"]
-        lines.append(f"  determinism over {d['repeats']} seeds: pairwise SSIM {d['pairwise_ssim']['mean']:.4f}")
+    if record.get("consistency"):
+        c = record["consistency"]
+        lines.append(
+            f"  consistency over {c['repeats']} seeds: pairwise SSIM {c['pairwise_ssim']['mean']:.4f}, "
+            f"pixel variance {c['pixel_variance']['mean']:.5f}"
+        )
+    brain = record.get("brain_correlation") or {}
+    if brain.get("rois"):
+        rois = ", ".join(f"{k} {v['mean']:.3f}" for k, v in brain["rois"].items())
+        lines.append(f"  brain correlation: {rois}")
     return "\n".join(lines)
 
 

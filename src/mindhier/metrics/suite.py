@@ -148,22 +148,3 @@ def _info_dict(info) -> dict[str, Any]:
     from dataclasses import asdict
 
     return asdict(info)
-
-
-def determinism(repeats_SN3HW: torch.Tensor, extractor=None, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Agreement of S reconstructions of the same inputs under different seeds, per input.
-
-    `pairwise_ssim`: mean SSIM over the S(S − 1)/2 pairs; `pairwise_feature_corr`: mean Pearson r of the
-    extractor's features over the same pairs (when an extractor is given).
-    """
-    s = repeats_SN3HW.shape[0]
-    if s < 2:
-        raise ValueError("determinism needs at least 2 repeats")
-    pairs = [(i, j) for i in range(s) for j in range(i + 1, s)]
-    out = {"pairwise_ssim": np.mean([ssim(repeats_SN3HW[i], repeats_SN3HW[j]) for i, j in pairs], axis=0)}
-    if extractor is not None:
-        feats = [_features(extractor, repeats_SN3HW[i], batch_size) for i in range(s)]
-        out["pairwise_feature_corr"] = np.mean(
-            [correlation_matrix(feats[i], feats[j]).diagonal().numpy() for i, j in pairs], axis=0
-        )
-    return out

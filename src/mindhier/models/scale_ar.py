@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,12 +29,13 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from mindhier.config import GeneratorConfig
+from mindhier.config import GeneratorConfig, TokenizerConfig
+from mindhier.errors import ConfigError
 from mindhier.layers.rope import sequence_frequencies
 from mindhier.layers.switti_block import AdaLNSelfCrossBlock
 from mindhier.models.routing import sequence_cross_mask, sequence_self_mask
 
-SWITTI_NEW_MODULES = ("fmri_pooler.", "cross_attn.to_kv.", "attention_y_norm.")
+SWITTI_NEW_MODULES = ("fmri_pooler.", "cross_attn.to_kv.", "attention_y_norm.", "level_in.")
 
 
 @dataclass(frozen=True)
@@ -45,15 +47,41 @@ class GeneratorShapes:
     scales: tuple[int, ...]  # token-map sides, coarse to fine
     n_levels: int  # M
     level_tokens: int  # Q
-    context_width: int  # Y: width of the encoder levels e_m
+    context_width: int  # Y: width of the (zero-padded) condition levels, the widest level's
     pooled_width: int  # P: width of the pooled terminal feature
+    level_dims: tuple[int, ...] = ()  # D_m: real channels of each level (empty: all Y)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GeneratorShapes:
-        return cls(**{**data, "scales": tuple(data["scales"])})
+        if "level_dims" not in data:
+            raise ConfigError(
+                "this generator was trained by mindhier 0.1 on the encoder's raw levels; generators now read the "
+                "levels in the teacher's space — retrain it with this version"
+            )
+        return cls(**{**data, "scales": tuple(data["scales"]), "level_dims": tuple(data["level_dims"])})
+
+    @classmethod
+    def for_levels(cls, tokenizer: TokenizerConfig, level_dims: Sequence[int], level_tokens: int) -> GeneratorShapes:
+        """The shapes of a generator over this tokenizer, conditioned on levels of these widths (teacher space;
+        the pooled vector has the terminal level's width)."""
+        return cls(
+            vocab=tokenizer.vocab,
+            latent_channels=tokenizer.latent_channels,
+            scales=tuple(tokenizer.scales),
+            n_levels=len(level_dims),
+            level_tokens=level_tokens,
+            context_width=max(level_dims),
+            pooled_width=level_dims[-1],
+            level_dims=tuple(level_dims),
+        )
+
+    @property
+    def adapted(self) -> bool:
+        """Whether the levels differ in width, so each level enters through its own linear adapter."""
+        return any(d != self.context_width for d in self.level_dims)
 
     @property
     def n_tokens(self) -> int:
@@ -91,8 +119,11 @@ class ScaleAR(nn.Module):
         self.lvl_embed = nn.Embedding(len(scales), width)
         if cfg.positions == "learned":  # VAR's parameter name: a checkpoint key, so it keeps VAR's spelling
             self.pos_1LC = nn.Parameter(torch.empty(1, shapes.n_tokens, width))
+        # levels of different widths enter through one linear adapter each (not in Switti: its context is one width)
+        self.level_in = nn.ModuleList(nn.Linear(d, width) for d in shapes.level_dims) if shapes.adapted else None
+        context_width = width if shapes.adapted else shapes.context_width
         self.blocks = nn.ModuleList(
-            AdaLNSelfCrossBlock(width, cfg.heads, shapes.context_width, width, int(width * cfg.ffn_mult), cfg.norm_eps)
+            AdaLNSelfCrossBlock(width, cfg.heads, context_width, width, int(width * cfg.ffn_mult), cfg.norm_eps)
             for _ in range(cfg.depth)
         )
         self.head_nm = _AdaLNBeforeHead(width, cfg.norm_eps)
@@ -102,6 +133,7 @@ class ScaleAR(nn.Module):
         scale_of = torch.cat([torch.full((s * s,), k) for k, s in enumerate(scales)])
         self.register_buffer("scale_of_L", scale_of, persistent=False)
         self.register_buffer("self_mask_LL", sequence_self_mask(scales, cfg.block_causal), persistent=False)
+        self.routing = cfg.routing
         self.register_buffer(
             "cross_mask_LX",
             sequence_cross_mask(cfg.routing, scales, shapes.n_levels, shapes.level_tokens),
@@ -116,6 +148,14 @@ class ScaleAR(nn.Module):
         for s in scales:
             self.offsets.append(self.offsets[-1] + s * s)
         self.init_weights()
+
+    def set_routing(self, routing: str) -> None:
+        """Route the scales to other levels (the mask is no parameter: a prior trained under several routings
+        draws one per step)."""
+        shapes = self.shapes
+        mask = sequence_cross_mask(routing, shapes.scales, shapes.n_levels, shapes.level_tokens)
+        self.cross_mask_LX.copy_(mask.to(self.cross_mask_LX.device))
+        self.routing = routing
 
     def init_weights(self, adaln: float = 0.5, adaln_gamma: float = 1e-5, head: float = 0.02) -> None:
         """Switti's initialisation: every Linear and embedding truncated-normal with sd √(1/(3D)), biases 0;
@@ -145,8 +185,11 @@ class ScaleAR(nn.Module):
     # ------------------------------------------------------------------------------------ helpers
 
     def context(self, levels_BMQY: torch.Tensor) -> torch.Tensor:
-        """Levels e_1..e_M concatenated along tokens: [B, M·Q, Y]."""
-        return rearrange(levels_BMQY, "b m q y -> b (m q) y")
+        """The condition levels concatenated along tokens, [B, M·Q, Y] (each through its adapter when widths differ)."""
+        if self.level_in is None:
+            return rearrange(levels_BMQY, "b m q y -> b (m q) y")
+        dims = self.shapes.level_dims
+        return torch.cat([adapter(levels_BMQY[:, m, :, : dims[m]]) for m, adapter in enumerate(self.level_in)], dim=1)
 
     def start_tokens(self, cond_BD: torch.Tensor) -> torch.Tensor:
         return cond_BD[:, None].expand(-1, self.first_l, -1) + self.pos_start

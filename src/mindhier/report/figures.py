@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from mindhier.data import layout
+from mindhier.data.image_decode import read_rgb
 from mindhier.fileio import atomic_path
 
 ZOOM = 3  # nearest-neighbour upscaling of small images, so 32-px reconstructions are visible
@@ -23,8 +24,7 @@ def _save(image: Image.Image, path: Path) -> None:
 
 
 def _load(path: Path, size: int) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+    return np.asarray(Image.fromarray(read_rgb(path)).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def comparison_grid(
@@ -51,8 +51,7 @@ def strips_figure(strips_dir: Path, indices: np.ndarray, path: Path, limit: int 
     for index in indices[:limit]:
         file = strips_dir / layout.image_png_name(int(index))
         if file.is_file():
-            with Image.open(file) as image:
-                rows.append(np.asarray(image.convert("RGB")))
+            rows.append(read_rgb(file))
     if not rows:
         return
     grid = Image.fromarray(np.concatenate([np.pad(r, ((1, 1), (0, 0), (0, 0)), constant_values=255) for r in rows]))
@@ -83,6 +82,62 @@ def training_curves(logs: dict[str, Path], path: Path) -> None:
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("step", fontsize=7)
         ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def per_scale_plot(records: dict[str, dict], path: Path) -> None:
+    """Quality after every scale, one panel per metric, one line per row (method, oracle, control, ceiling)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {name: r["per_scale"] for name, r in records.items() if r.get("per_scale")}
+    if not rows:
+        return
+    metrics = sorted({m for r in rows.values() for m in r["means"]})
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 2.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for name, record in rows.items():
+            values = record["means"].get(metric)
+            if values:
+                scales = list(range(1, len(values) + 1))
+                ax.plot(scales, [np.nan if v is None else v for v in values], "o-", ms=3, lw=1, label=name)
+        first = next(iter(rows.values()))
+        ax.set_xticks(range(1, len(first["resolution_px"]) + 1))
+        ax.set_xticklabels([f"{k + 1}\n{px}px" for k, px in enumerate(first["resolution_px"])], fontsize=6)
+        ax.set_title(metric, fontsize=8)
+        ax.tick_params(labelsize=6)
+    axes[0][-1].legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def consistency_histograms(records: dict[str, dict], path: Path) -> None:
+    """Distribution of the pairwise SSIM of repeated samples of the same input, one line per row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {name: r["consistency"] for name, r in records.items() if r.get("consistency")}
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(4.2, 2.8))
+    for name, record in rows.items():
+        hist = record["pairwise_ssim_histogram"]
+        counts = np.asarray(hist["counts"], dtype=float)
+        centres = (np.asarray(hist["edges"][:-1]) + np.asarray(hist["edges"][1:])) / 2
+        ax.plot(centres, counts / max(counts.sum(), 1), "o-", ms=3, lw=1, label=name)
+    ax.set_xlabel("pairwise SSIM of samples of the same input", fontsize=7)
+    ax.set_ylabel("share of pairs", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.legend(fontsize=6)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

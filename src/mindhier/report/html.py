@@ -23,9 +23,17 @@ from typing import Any
 import numpy as np
 
 from mindhier import run_layout
-from mindhier.fileio import read_json, staged_directory
+from mindhier.errors import DataError
+from mindhier.fileio import read_json, staged_directory, write_json
 from mindhier.metrics.recons_eval import HEADLINE_METRICS, METRICS_FILE, RECONS_MANIFEST, compare
 from mindhier.report import figures
+from mindhier.report.diagnostics import (
+    brain_correlation_section,
+    consistency_section,
+    per_scale_section,
+    starts_section,
+)
+from mindhier.report.routing_study import ORACLE_SUFFIX, routing_study, routing_study_section
 from mindhier.run_layout import (
     PIPELINE_CEILING,
     PIPELINE_CONTROL,
@@ -33,10 +41,13 @@ from mindhier.run_layout import (
     PIPELINE_ENCODER,
     PIPELINE_EVAL,
     PIPELINE_GENERATORS,
+    PIPELINE_ORACLE,
     PIPELINE_RECONS,
     PIPELINE_STAGE_TIMES,
     PIPELINE_TOKENIZER,
 )
+
+ROUTING_STUDY = "routing_study.json"
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; max-width: 1400px; color: #222 }
@@ -49,10 +60,13 @@ img { max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd }
 
 
 def _methods(run: Path) -> list[str]:
-    """Evaluated reconstruction sets: routings first, then the diffusion baseline, the control and the ceiling."""
+    """Evaluated reconstruction sets: brain routings first, then oracle rows, the diffusion baseline, the control
+    and the ceiling."""
     names = sorted(p.parent.name for p in (run / PIPELINE_EVAL).glob(f"*/{METRICS_FILE}"))
-    last = (PIPELINE_DIFFUSION, PIPELINE_CONTROL, PIPELINE_CEILING)
-    return [n for n in names if n not in last] + [n for n in last if n in names]
+    last = (PIPELINE_ORACLE, PIPELINE_DIFFUSION, PIPELINE_CONTROL, PIPELINE_CEILING)
+    brain = [n for n in names if n not in last and not n.endswith(ORACLE_SUFFIX)]
+    oracle = [n for n in names if n.endswith(ORACLE_SUFFIX)]
+    return brain + oracle + [n for n in last if n in names]
 
 
 def _cell(entry: dict[str, Any] | None) -> str:
@@ -139,7 +153,9 @@ def run_section(run: Path, out: Path, tag: str) -> tuple[str, dict[str, dict[str
         return f"<h2>{html.escape(str(run))}</h2><p>no evaluations found under {PIPELINE_EVAL}/</p>", {}
     table, names = metric_table(run, methods)
     parts = [f"<h2>{html.escape(str(run))}</h2>", "<h3>Metrics (mean, bootstrap 95 % CI over test images)</h3>", table]
-    routings = [m for m in methods if m not in (PIPELINE_CONTROL, PIPELINE_CEILING)]
+    records = {m: read_json(run / PIPELINE_EVAL / m / METRICS_FILE, "metrics record") for m in methods}
+    parts.append(expectations(records, methods))
+    routings = [m for m in methods if m not in (PIPELINE_CONTROL, PIPELINE_CEILING, PIPELINE_ORACLE)]
     if len(routings) > 1:
         parts += [
             f"<h3>Guidance modes, paired (against {html.escape(routings[0])})</h3>",
@@ -151,6 +167,12 @@ def run_section(run: Path, out: Path, tag: str) -> tuple[str, dict[str, dict[str
             paired_table(run, PIPELINE_CONTROL, routings, names),
         ]
 
+    parts += [
+        per_scale_section(records, out, tag),
+        consistency_section(records, out, tag),
+        brain_correlation_section(records),
+        starts_section(run, _shared),
+    ]
     manifest = read_json(run / PIPELINE_RECONS / methods[0] / RECONS_MANIFEST, "reconstruction manifest")
     record = read_json(run / PIPELINE_EVAL / methods[0] / METRICS_FILE, "metrics record")
     protocol = json.dumps(record["protocol"], indent=1)
@@ -212,10 +234,46 @@ def across_runs(all_means: list[dict[str, dict[str, float]]]) -> str:
     return f"<h2>Across {len(all_means)} runs (mean ± sd of the per-run means)</h2><table>{head}{''.join(rows)}</table>"
 
 
-def build_report(runs: list[str | Path], out: str | Path) -> Path:
-    """Write `out/index.html` and its figures; returns the index path."""
+def expectations(records: dict[str, dict], methods: list[str]) -> str:
+    """The numbers a reader checks first: brain against oracle, control and ceiling on the judge and PixCorr."""
+
+    def mean(row: str, metric: str) -> float | None:
+        entry = records.get(row, {}).get("metrics", {}).get(metric)
+        return None if not entry or "mean" not in entry else entry["mean"]
+
+    brain = next((m for m in methods if m not in (PIPELINE_ORACLE, PIPELINE_CONTROL, PIPELINE_CEILING)), None)
+    if brain is None:
+        return ""
+    facts = []
+    for metric in ("judge.category_f1", "judge.colour_f1", "pixcorr"):
+        values = {row: mean(row, metric) for row in (brain, PIPELINE_ORACLE, PIPELINE_CONTROL, PIPELINE_CEILING)}
+        if values[brain] is None:
+            continue
+        shown = ", ".join(f"{row} {v:.3f}" for row, v in values.items() if v is not None)
+        ratio = ""
+        if values[PIPELINE_ORACLE]:
+            ratio = f" — {brain} reaches {values[brain] / values[PIPELINE_ORACLE]:.0%} of the oracle"
+        facts.append(f"<li>{html.escape(metric)}: {html.escape(shown)}{html.escape(ratio)}</li>")
+    return (
+        "<p class=note>Reading the rows: the tokenizer ceiling is the best any reconstruction can be here; the "
+        "oracle is the generator given the test images' own teacher features (a perfect encoder); the shuffled "
+        "control is what the generator makes of another image's brain data. Brain reconstructions sit between the "
+        "control and the oracle:</p>"
+        f"<ul class=note>{''.join(facts)}</ul>"
+    )
+
+
+def build_report(runs: list[str | Path], out: str | Path, overwrite: bool = False) -> Path:
+    """Write `out/index.html` and its figures (a non-empty `out` is replaced only with `overwrite`, once the new
+    report is complete); returns the index path."""
     out = Path(out)
-    with staged_directory(out, overwrite=True) as staging:
+    for run in runs:
+        if not (Path(run) / run_layout.PIPELINE_EVAL).is_dir():
+            raise DataError(
+                f"{run} is not a pipeline run folder (no {run_layout.PIPELINE_EVAL}/); pass folders that `mindhier "
+                "demo` wrote"
+            )
+    with staged_directory(out, overwrite=overwrite) as staging:
         sections, all_means = [], []
         for k, run in enumerate(runs):
             section, means = run_section(Path(run), staging, f"run{k}")
@@ -224,6 +282,10 @@ def build_report(runs: list[str | Path], out: str | Path) -> Path:
                 all_means.append(means)
         if len(all_means) > 1:
             sections.insert(0, across_runs(all_means))
+            routings = tuple(sorted({m.removesuffix(ORACLE_SUFFIX) for means in all_means for m in means}))
+            study = routing_study(runs, routings)
+            write_json(staging / ROUTING_STUDY, study)
+            sections.insert(0, routing_study_section(study))
         page = (
             "<!doctype html><html><head><meta charset='utf-8'><title>mindhier report</title>"
             f"<style>{STYLE}</style></head><body><h1>mindhier report</h1>"

@@ -96,7 +96,8 @@ class DiffusionDecoder:
     @torch.no_grad()
     def sample(self, levels_BMQY, pooled_BP, null_levels_1MQY, null_pooled_1P, samples, generator, strips=False):
         self.model.eval()
-        terminal = levels_BMQY[:, -1].repeat_interleave(samples, dim=0)
+        width = self.model.shapes.context_width  # the terminal level's real channels (levels are zero-padded)
+        terminal = levels_BMQY[:, -1, :, :width].repeat_interleave(samples, dim=0)
         pooled = pooled_BP.repeat_interleave(samples, dim=0)
         shapes = self.model.shapes
         noise = normal_rows(
@@ -116,7 +117,7 @@ class DiffusionDecoder:
             self.schedule,
             terminal,
             pooled,
-            null_levels_1MQY[:, -1],
+            null_levels_1MQY[:, -1, :, :width],
             null_pooled_1P,
             self.ddim,
             noise,

@@ -3,7 +3,8 @@
 Per brain input and guidance stream, with width D, SwiGLU hidden width `hidden`, codebook size Z, latent
 code channels C, context X = M·Q tokens of width Y, and l = s_k² tokens at scale k:
 
-    once (prepare)   pooler 2·P·D; per block AdaLN 2·D·6D and context keys/values 2·X·Y·2D; head AdaLN 2·D·2D
+    once (prepare)   pooler 2·P·D; level adapters 2·Q·Σ_m D_m·D (when the levels differ in width, then Y = D);
+                     per block AdaLN 2·D·6D and context keys/values 2·X·Y·2D; head AdaLN 2·D·2D
     scale k          word embedding 2·l·C·D (k > 1); per block:
                        self-attention  2·l·D·3D (q, k, v) + 2·2·l·l'·D (scores, values) + 2·l·D·D (output)
                        cross-attention 2·l·D·D (q) + 2·2·l·X·D + 2·l·D·D (output)
@@ -34,9 +35,12 @@ def scale_wise_sampling_flops(model: ScaleAR, sampler: SamplerConfig, batch: int
     context = shapes.n_levels * shapes.level_tokens
     rows = batch * sampler.samples
     guided = sampler.cfg_scale > 0 and sampler.cfg_off_from != 1
+    context_width = width if shapes.adapted else shapes.context_width
     prepare_per_row = 2 * shapes.pooled_width * width + depth * (
-        2 * width * 6 * width + 2 * context * shapes.context_width * 2 * width
+        2 * width * 6 * width + 2 * context * context_width * 2 * width
     )
+    if shapes.adapted:
+        prepare_per_row += 2 * shapes.level_tokens * sum(shapes.level_dims) * width
     prepare_per_row += 2 * width * 2 * width
     per_scale, seen = [], 0
     for k, side in enumerate(shapes.scales):

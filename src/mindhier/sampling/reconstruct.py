@@ -36,13 +36,14 @@ from mindhier.data import layout
 from mindhier.data.image_tensors import resize_uint8, to_model_input, to_uint8, unit_to_uint8
 from mindhier.errors import ConfigError
 from mindhier.fileio import atomic_path, staged_directory, write_json
-from mindhier.models.brain_condition import BrainCondition
+from mindhier.models.brain_condition import BrainCondition, Condition, TeacherCondition
 from mindhier.models.brain_encoder import BrainEncoder
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.progress import ProgressFn, report
 from mindhier.provenance import provenance
 from mindhier.sampling.decoders import DiffusionDecoder, ImageDecoder, ScaleWiseDecoder
 from mindhier.sampling.selection import select_by_brain
+from mindhier.teachers import build_teacher
 
 SELECTIONS = ("first", "brain")
 ENCODER_CHUNK = 16  # inputs encoded together by `write_reconstructions` (at least `batch_size`)
@@ -66,6 +67,7 @@ class Reconstructor:
     decoder: ImageDecoder  # the scale-wise generator, or the diffusion baseline
     teacher: Any  # the Stage-1 teacher, for brain-only selection
     runs: dict[str, str]  # where the models came from
+    trained_on: str = "brain"  # the decoder's training condition: brain | teacher (its unconditional stream)
 
     @property
     def encoder(self) -> BrainEncoder:
@@ -99,26 +101,28 @@ class Reconstructor:
 
         run = load_decoder(generator_run, device=device)
         diffusion = isinstance(run.model, _diffusion_class())
-        encoder_run = encoder_run or resolve_input(run.run_dir, run.inputs["encoder_run"])
-        tokenizer_run = tokenizer_run or resolve_input(run.run_dir, run.inputs["tokenizer_run"])
+        encoder_run = encoder_run or resolve_input(run.run_dir, run.inputs["encoder_run"], "encoder_run", "--encoder")
+        tokenizer_run = tokenizer_run or resolve_input(
+            run.run_dir, run.inputs["tokenizer_run"], "tokenizer_run", "--tokenizer"
+        )
         enc = load_encoder(encoder_run, device=device)
         tok = load_tokenizer(tokenizer_run, device=device)
+        condition = BrainCondition(enc.model, enc.cfg.alignment.supervision)
         shapes = run.shapes
         if diffusion:
             checks = {
                 "latent channels": (shapes.latent_channels, tok.cfg.latent_channels),
                 "latent side": (shapes.latent_side, tok.cfg.scales[-1]),
                 "tokens per level": (shapes.level_tokens, enc.shapes.queries),
-                "level width": (shapes.context_width, enc.cfg.encoder.width),
+                "terminal level width": (shapes.context_width, condition.level_dims[-1]),
             }
         else:
             checks = {
                 "vocabulary": (shapes.vocab, tok.cfg.vocab),
                 "scales": (tuple(shapes.scales), tuple(tok.cfg.scales)),
                 "code dimension": (shapes.latent_channels, tok.cfg.latent_channels),
-                "brain levels": (shapes.n_levels, enc.cfg.encoder.depth),
                 "tokens per level": (shapes.level_tokens, enc.shapes.queries),
-                "level width": (shapes.context_width, enc.cfg.encoder.width),
+                "level widths": (tuple(shapes.level_dims), condition.level_dims),
             }
         for what, (trained, given) in checks.items():
             if trained != given:
@@ -134,10 +138,11 @@ class Reconstructor:
         else:
             decoder = ScaleWiseDecoder(run.model, tok, sampler or run.cfg.sampler)
         return cls(
-            BrainCondition(enc.model, enc.cfg.alignment.supervision),
+            condition,
             decoder,
             build_teacher(enc.cfg.teacher, device=device),
             {"decoder": str(run.run_dir), "encoder": str(encoder_run), "tokenizer": str(tokenizer_run)},
+            run.inputs.get("condition", "brain"),
         )
 
     @torch.no_grad()
@@ -154,12 +159,52 @@ class Reconstructor:
         batch_size: int = 1,
     ) -> Reconstruction:
         """Images of [B, V] voxels (or [B, T, V] trials); `batch_size` inputs are sampled together."""
+        condition = self.condition.of_voxels(voxels, subject, average)
+        return self.sample(condition, subject, samples, seed, select, strips, keys, batch_size)
+
+    @torch.no_grad()
+    def reconstruct_oracle(
+        self,
+        levels: list[torch.Tensor],
+        subject: int,
+        samples: int = 1,
+        seed: int = 0,
+        select: str = "first",
+        strips: bool = False,
+        keys: list[int] | None = None,
+        batch_size: int = 1,
+    ) -> Reconstruction:
+        """Images from the teacher's own levels of the images (M tensors [B, Q, D_m]): what a perfect encoder
+        would give this decoder. It reads the images' features by definition: a reference row, not a method."""
+        teacher = TeacherCondition(self.condition.level_dims, self.encoder.shapes.queries, self.device)
+        return self.sample(teacher(levels), subject, samples, seed, select, strips, keys, batch_size)
+
+    def null(self, subject: int) -> Condition:
+        """The unconditional stream the decoder was trained with: the encoder's output for zero voxels (trained on
+        the brain), or zero features (trained on the teacher's features)."""
+        if self.trained_on == "teacher":
+            return TeacherCondition(self.condition.level_dims, self.encoder.shapes.queries, self.device).null()
+        return self.condition.null(subject)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        condition: Condition,
+        subject: int,
+        samples: int = 1,
+        seed: int = 0,
+        select: str = "first",
+        strips: bool = False,
+        keys: list[int] | None = None,
+        batch_size: int = 1,
+    ) -> Reconstruction:
+        """Images of a condition (B inputs), `batch_size` inputs sampled together, each from its own generator."""
         if select not in SELECTIONS:
             raise ConfigError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-        levels, pooled, predicted = self.condition.of_voxels(voxels, subject, average)
-        null_levels, null_pooled, _ = self.condition.null(subject)
+        levels, pooled, predicted = condition
+        null_levels, null_pooled, _ = self.null(subject)
         keys = keys if keys is not None else list(range(len(levels)))
         images, chosen, strip_rows = [], [], []
         for start in range(0, len(levels), batch_size):
@@ -218,8 +263,11 @@ def write_reconstructions(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
     batch_size: int = 1,
+    *,
+    condition: str = "brain",
 ) -> Path:
-    """Reconstruct every item of a split into `out` (published atomically). See the module docstring."""
+    """Reconstruct every item of a split into `out` (published atomically). See the module docstring.
+    `condition="teacher"` is the oracle row: the teacher's features of the test images instead of the brain."""
     from mindhier.data.nsd import open_dataset
 
     expected = {subject: reconstructor.encoder.shapes.voxels.get(subject, -1)}
@@ -233,6 +281,7 @@ def write_reconstructions(
         indices = np.asarray(items.image_index_N)
     if shuffle_brain:
         voxels = voxels[derangement(len(voxels), seed)]
+    features = _oracle_features(reconstructor, data_dir) if condition == "teacher" else None
     seeds = [seed + r for r in range(max(determinism, 1))]
     chunk = max(ENCODER_CHUNK, batch_size)
     with staged_directory(out, overwrite=overwrite) as staging:
@@ -243,17 +292,16 @@ def write_reconstructions(
                 (folder / "strips").mkdir()
             for start in range(0, len(indices), chunk):
                 part = slice(start, start + chunk)
-                result = reconstructor.reconstruct(
-                    voxels[part],
-                    subject,
-                    samples,
-                    run_seed,
-                    select,
-                    average,
-                    strips=strips and r == 0,
-                    keys=[int(i) for i in indices[part]],
-                    batch_size=batch_size,
-                )
+                keys = [int(i) for i in indices[part]]
+                if features is not None:
+                    levels = features.get(indices[part])
+                    result = reconstructor.reconstruct_oracle(
+                        levels, subject, samples, run_seed, select, strips and r == 0, keys, batch_size
+                    )
+                else:
+                    result = reconstructor.reconstruct(
+                        voxels[part], subject, samples, run_seed, select, average, strips and r == 0, keys, batch_size
+                    )
                 for k, index in enumerate(indices[part]):
                     _save_png(folder / layout.image_png_name(int(index)), result.images_BHW3[k])
                     if result.strips_BKHW3 is not None:
@@ -279,10 +327,14 @@ def write_reconstructions(
                 "seed": seed,
                 "batch_size": batch_size,
                 "device": str(reconstructor.device),
+                "scales": list(reconstructor.tokenizer.cfg.scales),
                 "per_image_seed": "SeedSequence([seed, stimulus index])",
                 "control": "shuffled brain: every image reconstructed from another image's voxels (seeded derangement)"
                 if shuffle_brain
                 else None,
+                "condition": "brain"
+                if condition == "brain"
+                else "oracle: the teacher's features of each test image (reads the test images; a reference row)",
                 "encoder_supervision": reconstructor.supervision,
             },
             "strips": "strips/" if strips else None,
@@ -293,6 +345,16 @@ def write_reconstructions(
         }
         write_json(staging / "manifest.json", manifest)
     return Path(out)
+
+
+def _oracle_features(reconstructor: Reconstructor, data_dir: str | Path):
+    """The teacher's features of the dataset's stimuli (the encoder's teacher, from the feature cache)."""
+    from mindhier.data.feature_cache import build_feature_cache
+    from mindhier.data.target_lookup import TargetLookup
+    from mindhier.runs import load_run_config
+
+    cfg = load_run_config(reconstructor.runs["encoder"])
+    return TargetLookup(build_feature_cache(data_dir, build_teacher(cfg.teacher, device=reconstructor.device)))
 
 
 def _save_png(path: Path, image_HW3: np.ndarray) -> None:
@@ -311,8 +373,10 @@ def write_tokenizer_ceiling(
     overwrite: bool = False,
     device: str | torch.device = "cpu",
     batch_size: int = 64,
+    strips: bool = True,
 ) -> Path:
-    """The tokenizer's own reconstructions of the true test images: the ceiling of any reconstruction here.
+    """The tokenizer's own reconstructions of the true test images: the ceiling of any reconstruction here,
+    with the image after every scale (the ceiling of each scale) in `strips/`.
 
     (It reads the test images, by definition; it is a reference row, never a method.)
     """
@@ -324,16 +388,23 @@ def write_tokenizer_ceiling(
         items = dataset.split(subject, split)
         indices = np.asarray(items.image_index_N)
         images = resize_uint8(items.images(), tokenizer.cfg.image_px)
+    recons, strip_rows = [], []
     with torch.no_grad():
-        recon = np.concatenate(
-            [
-                to_uint8(tokenizer.decode(tokenizer.encode(to_model_input(images[i : i + batch_size], device))))
-                for i in range(0, len(images), batch_size)
-            ]
-        )
+        for i in range(0, len(images), batch_size):
+            tokens = tokenizer.encode(to_model_input(images[i : i + batch_size], device))
+            recons.append(to_uint8(tokenizer.decode(tokens)))
+            if strips:
+                strip_rows.append(np.stack([to_uint8(x) for x in tokenizer.coarse_to_fine(tokens)], axis=1))
+    recon = np.concatenate(recons)
+    all_strips = np.concatenate(strip_rows) if strips else None  # [N, K, H, W, 3]
     with staged_directory(out, overwrite=overwrite) as staging:
+        if strips:
+            (staging / "strips").mkdir()
         for k, index in enumerate(indices):
             _save_png(staging / layout.image_png_name(int(index)), recon[k])
+            if all_strips is not None:
+                strip = np.concatenate(list(all_strips[k]), axis=1)
+                _save_png(staging / "strips" / layout.image_png_name(int(index)), strip)
         write_json(
             staging / "manifest.json",
             {
@@ -341,7 +412,11 @@ def write_tokenizer_ceiling(
                 "split": split,
                 "stimulus_indices": [int(i) for i in indices],
                 "models": {"tokenizer": str(tokenizer_run)},
-                "protocol": {"control": "tokenizer ceiling: the true images encoded and decoded (reads them)"},
+                "protocol": {
+                    "control": "tokenizer ceiling: the true images encoded and decoded (reads them)",
+                    "scales": list(tokenizer.cfg.scales),
+                },
+                "strips": "strips/" if strips else None,
                 "provenance": provenance(),
             },
         )

@@ -40,16 +40,16 @@ from mindhier.data.subject_items import SubjectItems, pooled_batch, subject_item
 from mindhier.errors import ConfigError, DataError
 from mindhier.fileio import read_json
 from mindhier.models.brain_condition import BrainCondition
-from mindhier.models.brain_encoder import BrainEncoder
 from mindhier.models.diffusion import DiffusionShapes, LatentDiT, match_parameters
 from mindhier.models.scale_ar import ScaleAR
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.sampling.ddim import NoiseSchedule
 from mindhier.train.batches import rank_batch, rank_rows
+from mindhier.train.condition_sources import BrainSource, ConditionSource, terminal_level, with_dropout
 from mindhier.train.flops import diffusion_step_flops, generator_step_flops
 from mindhier.train.frozen_stage1 import load_frozen
 from mindhier.train.generator import generator_shapes
-from mindhier.train.optim import adamw, warmup_constant
+from mindhier.train.optim import adamw, warmup_schedule
 from mindhier.train.random_streams import integer_draws, keep_mask, normal_draws
 from mindhier.train.session import Launch, TrainingSession, TrainResult
 
@@ -85,13 +85,13 @@ def tokenizer_latents(dataset, tokenizer: Tokenizer, stimuli: np.ndarray, batch_
     return LatentLookup(indices, torch.cat(parts))
 
 
-def diffusion_shapes(tokenizer: Tokenizer, encoder: BrainEncoder) -> DiffusionShapes:
+def diffusion_shapes(tokenizer: Tokenizer, source: ConditionSource) -> DiffusionShapes:
     return DiffusionShapes(
         latent_channels=tokenizer.cfg.latent_channels,
         latent_side=tokenizer.cfg.scales[-1],
-        level_tokens=encoder.shapes.queries,
-        context_width=encoder.cfg.width,
-        pooled_width=encoder.shapes.level_dims[-1],
+        level_tokens=source.level_tokens,
+        context_width=source.level_dims[-1],  # the terminal level, in the teacher's space
+        pooled_width=source.pooled_width,
     )
 
 
@@ -104,8 +104,8 @@ class Budget:
     record: dict
 
 
-def plan_budget(cfg: MindhierConfig, shapes: DiffusionShapes, tokenizer: Tokenizer, encoder: BrainEncoder) -> Budget:
-    gen_shapes = generator_shapes(tokenizer, encoder)
+def plan_budget(cfg: MindhierConfig, shapes: DiffusionShapes, tokenizer: Tokenizer, source: ConditionSource) -> Budget:
+    gen_shapes = generator_shapes(tokenizer, source)
     with torch.device("meta"):
         gen_params = sum(p.numel() for p in ScaleAR(cfg.generator, gen_shapes).parameters())
     model = match_parameters(cfg.diffusion, shapes, gen_params) if cfg.diffusion.matched else cfg.diffusion
@@ -157,7 +157,7 @@ def val_loss(
             noise = torch.randn(z0.shape, generator=rng).to(device)
             t = torch.randint(0, schedule.timesteps, (len(z0),), generator=rng).to(device)
             levels, pooled, _ = condition([(subject_items_.subject, voxels)])
-            eps = model(schedule.add_noise(z0, noise, t), t, levels[:, -1], pooled)
+            eps = model(schedule.add_noise(z0, noise, t), t, terminal_level(levels, condition.level_dims), pooled)
             total += float(F.mse_loss(eps.float(), noise, reduction="sum"))
             count += noise.numel()
     model.train(was_training)
@@ -185,11 +185,12 @@ def train_diffusion(
         val_items = [subject_items(dataset, s, "val") for s in frozen.subjects]
         seen = np.concatenate([x.images_N for x in train_items + val_items])
         latents = tokenizer_latents(dataset, tokenizer, seen)
-    n_train = sum(len(x) for x in train_items)
+    source = BrainSource(condition, train_items, val_items)
+    n_train = source.n_train
     if n_train < tc.batch_size:
         raise ConfigError(f"{n_train} training trials, fewer than train_diffusion.batch_size {tc.batch_size}")
-    shapes = diffusion_shapes(tokenizer, frozen.encoder)
-    budget = plan_budget(cfg, shapes, tokenizer, frozen.encoder)
+    shapes = diffusion_shapes(tokenizer, source)
+    budget = plan_budget(cfg, shapes, tokenizer, source)
     schedule = NoiseSchedule.linear(budget.model.timesteps, budget.model.beta_start, budget.model.beta_end)
     if run.resume:
         saved = DiffusionShapes.from_json(read_json(run.run_dir / run_layout.shapes_file(KIND), "diffusion shapes"))
@@ -210,7 +211,7 @@ def train_diffusion(
         model,
         list(model.blocks),
         lambda m: adamw(m, tc.lr, tc.weight_decay),
-        lambda opt: warmup_constant(opt, tc.warmup_steps),
+        lambda opt: warmup_schedule(opt, tc.warmup_steps, tc.steps),
         higher_is_better=False,
     )
     run.set_total_steps(budget.steps)
@@ -226,13 +227,14 @@ def train_diffusion(
         for rows, last in run.micro_batches(len(indices)):
             batch = pooled_batch(train_items, indices[rows])
             share = len(batch) / len(indices)
-            levels, pooled, _ = frozen.condition_with_dropout(batch, keep[rows][batch.order_N], world.device)
+            levels, pooled, _ = with_dropout(condition, batch, keep[rows][batch.order_N])
             z0 = wrapped.module.normalize(latents.get(batch.images_N)[0].to(world.device))
             noise = noise_all[rows][batch.order_N].to(world.device)
             t = t_all[rows][batch.order_N].to(world.device)
             with run.accumulating(last):
                 with run.autocast():
-                    eps = wrapped.trained(schedule.add_noise(z0, noise, t), t, levels[:, -1], pooled)
+                    terminal = terminal_level(levels, condition.level_dims)
+                    eps = wrapped.trained(schedule.add_noise(z0, noise, t), t, terminal, pooled)
                 loss = F.mse_loss(eps.float(), noise)
                 run.backward(loss, share)
         extra = run.optimizer_step()

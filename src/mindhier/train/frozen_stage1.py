@@ -12,9 +12,8 @@ from pathlib import Path
 
 from mindhier.config import MindhierConfig
 from mindhier.data.nsd import open_dataset
-from mindhier.data.subject_items import PooledBatch
 from mindhier.errors import ConfigError
-from mindhier.models.brain_condition import BrainCondition, Condition
+from mindhier.models.brain_condition import BrainCondition
 from mindhier.models.brain_encoder import BrainEncoder
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.runs import load_encoder, load_tokenizer, relative_input
@@ -42,16 +41,6 @@ class FrozenStage1:
             "subjects": list(self.subjects),
             "encoder_supervision": self.condition.supervision,
         }
-
-    def condition_with_dropout(self, batch: PooledBatch, keep_N, device) -> Condition:
-        """The brain condition of a batch whose dropped samples (keep = False, in row order) have zeroed voxels:
-        their condition is the encoder's null output, the unconditional stream of guidance."""
-        groups, start = [], 0
-        for subject, voxels in batch.groups:
-            keep = keep_N[start : start + len(voxels)].to(device=device, dtype=voxels.dtype)
-            groups.append((subject, voxels.to(device) * keep[:, None]))
-            start += len(voxels)
-        return self.condition(groups)
 
 
 def load_frozen(

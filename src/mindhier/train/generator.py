@@ -1,13 +1,17 @@
 """Stage 2: train the scale-wise generator on a frozen encoder and a frozen tokenizer (docs/method.md §5).
 
-Per step: single-trial voxels of the global batch, split across processes; with probability `cfg_dropout` a
-sample's voxels are zeroed (its condition becomes the encoder's null output, which classifier-free guidance
-uses at sampling time) — drawn for the global batch from a generator keyed by the step, so a sample's draw
-does not depend on the number of processes; the frozen encoder gives the brain levels and the pooled
-terminal feature; the cached token maps of the seen images give the targets and, through the frozen
-quantizer, the teacher-forcing inputs; the loss is the mean token cross-entropy over all scales.
-AdamW(0.9, 0.95), warm-up then a constant rate, clipping. Every `eval_every` steps: val loss and per-scale
-token accuracy (teacher-forced, conditional) in the log; the best val loss is kept as
+Per step: the items of the global batch, split across processes, and their condition
+(`train/condition_sources.py`, `train_generator.condition`): `brain` — single-trial voxels through the frozen
+encoder, whose levels are read in the teacher's space — or `teacher` — the teacher's own features of the
+seen image (the oracle). With probability `cfg_dropout` a sample's condition becomes the null condition,
+which classifier-free guidance uses at sampling time; the draw is made for the global batch from a
+generator keyed by the step, so it does not depend on the number of processes. The cached token maps of the
+seen images give the targets and, through the frozen quantizer, the teacher-forcing inputs; the loss is the
+mean token cross-entropy over all scales. `train_generator.init` starts from a trained generator (a run
+folder, a weights file, or `prior`: the embedded world's pretrained generator that ships in the package) —
+the paper's Stage 2 fine-tunes a pretrained generator the same way. AdamW(0.9, 0.95), warm-up then a
+constant (or cosine-decaying) rate, clipping. Every `eval_every` steps: val loss and per-scale token accuracy
+(teacher-forced, conditional) in the log; the best val loss is kept as
 `generator.safetensors`. Resumable; DDP or FSDP (per Switti block) under torchrun.
 
 The routing (`generator.routing`) is part of the run: each routing is its own trained model.
@@ -21,6 +25,7 @@ Shape letters (docs/glossary.md): B batch, N items, V voxels, L tokens, K scales
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -28,71 +33,64 @@ import torch.nn.functional as F
 from typing_extensions import Unpack
 
 from mindhier import run_layout
+from mindhier.checkpoint import load_state_strict, unwrap
 from mindhier.config import MindhierConfig
-from mindhier.data.subject_items import SubjectItems, pooled_batch, subject_items
-from mindhier.data.token_cache import TokenCache, build_token_cache
+from mindhier.data.feature_cache import build_feature_cache
+from mindhier.data.subject_items import subject_items
+from mindhier.data.target_lookup import TargetLookup
+from mindhier.data.token_cache import build_token_cache
 from mindhier.errors import ConfigError
 from mindhier.fileio import read_json
-from mindhier.models.brain_condition import BrainCondition
-from mindhier.models.brain_encoder import BrainEncoder
 from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.runs import relative_input
+from mindhier.teachers import build_teacher
 from mindhier.train.batches import rank_batch, rank_rows
-from mindhier.train.frozen_stage1 import load_frozen
-from mindhier.train.optim import adamw, warmup_constant
-from mindhier.train.random_streams import keep_mask
+from mindhier.train.condition_sources import BrainSource, ConditionSource, TeacherSource, teacher_source
+from mindhier.train.frozen_stage1 import FrozenStage1, load_frozen
+from mindhier.train.optim import adamw, warmup_schedule
+from mindhier.train.parallel import World
+from mindhier.train.random_streams import integer_draws, keep_mask
 from mindhier.train.session import Launch, TrainingSession, TrainResult
+from mindhier.train.warm_start import initial_weights
 
 KIND = "generator"
 RUN_SECTIONS = ("generator", "train_generator")
 
 
-def generator_shapes(tokenizer: Tokenizer, encoder: BrainEncoder) -> GeneratorShapes:
-    return GeneratorShapes(
-        vocab=tokenizer.cfg.vocab,
-        latent_channels=tokenizer.cfg.latent_channels,
-        scales=tuple(tokenizer.cfg.scales),
-        n_levels=encoder.cfg.depth,
-        level_tokens=encoder.shapes.queries,
-        context_width=encoder.cfg.width,
-        pooled_width=encoder.shapes.level_dims[-1],
-    )
+def generator_shapes(tokenizer: Tokenizer, source: ConditionSource) -> GeneratorShapes:
+    return GeneratorShapes.for_levels(tokenizer.cfg, source.level_dims, source.level_tokens)
+
+
+class TokenLookup(Protocol):
+    def get(self, images_N: np.ndarray) -> list[torch.Tensor]: ...
 
 
 @torch.no_grad()
 def token_accuracy(
-    model: ScaleAR,
-    tokenizer: Tokenizer,
-    condition: BrainCondition,
-    items: list[SubjectItems],
-    tokens: TokenCache,
-    device,
-    batch_size: int = 128,
+    model: ScaleAR, tokenizer: Tokenizer, source: ConditionSource, tokens: TokenLookup, batch_size: int = 128
 ) -> dict[str, object]:
     """Teacher-forced val loss and top-1 token accuracy per scale (conditional stream)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     offsets = np.cumsum([0] + [s * s for s in model.shapes.scales])
     correct = np.zeros(len(model.shapes.scales))
     count = np.zeros(len(model.shapes.scales))
     loss_sum, n_tokens = 0.0, 0
-    for subject_items_ in items:
-        for start in range(0, len(subject_items_), batch_size):
-            voxels = subject_items_.voxels_NV[start : start + batch_size].to(device)
-            target = [t.to(device) for t in tokens.get(subject_items_.images_N[start : start + batch_size])]
-            levels, pooled, _ = condition([(subject_items_.subject, voxels)])
-            logits = model(tokenizer.quantize.teacher_forcing_inputs(target), levels, pooled).float()
-            flat = torch.cat(target, dim=1)
-            loss_sum += float(F.cross_entropy(logits.flatten(0, 1), flat.flatten(), reduction="sum"))
-            n_tokens += flat.numel()
-            hits = (logits.argmax(-1) == flat).float()
-            for k in range(len(model.shapes.scales)):
-                correct[k] += float(hits[:, offsets[k] : offsets[k + 1]].sum())
-                count[k] += hits[:, offsets[k] : offsets[k + 1]].numel()
+    for (levels, pooled, _), images_N in source.val_batches(batch_size):
+        target = [t.to(device) for t in tokens.get(images_N)]
+        logits = model(tokenizer.quantize.teacher_forcing_inputs(target), levels, pooled).float()
+        flat = torch.cat(target, dim=1)
+        loss_sum += float(F.cross_entropy(logits.flatten(0, 1), flat.flatten(), reduction="sum"))
+        n_tokens += flat.numel()
+        hits = (logits.argmax(-1) == flat).float()
+        for k in range(len(model.shapes.scales)):
+            correct[k] += float(hits[:, offsets[k] : offsets[k + 1]].sum())
+            count[k] += hits[:, offsets[k] : offsets[k + 1]].numel()
     model.train(was_training)
     return {
-        "val_loss": loss_sum / max(n_tokens, 1),
+        "val_loss": loss_sum / n_tokens if n_tokens else float("nan"),
         "val_token_accuracy": (correct / np.maximum(count, 1)).round(4).tolist(),
     }
 
@@ -107,54 +105,100 @@ def train_generator(
     subjects: tuple[int, ...] | None = None,  # default: the encoder's first subject
     **launch: Unpack[Launch],
 ) -> TrainResult:
-    """Train (or resume) the scale-wise generator into the run folder `out`."""
-    tc, gc = cfg.train_generator, cfg.generator
+    """Train (or resume) the scale-wise generator on a dataset into the run folder `out`, conditioned on the
+    brain or, with `train_generator.condition=teacher`, on the teacher's features of the seen images."""
+    tc = cfg.train_generator
     run = TrainingSession.start(out, KIND, cfg, tc, RUN_SECTIONS, **launch)
     world, progress = run.world, run.progress
     frozen = load_frozen(encoder_run, tokenizer_run, subjects, world.device)
-    tokenizer, condition = frozen.tokenizer, frozen.condition
     dataset = frozen.open_dataset(data_dir)
-    if world.is_main:  # rank 0 builds the token cache; the others then read it
+    if world.is_main:  # rank 0 builds the caches; the others then read them
         tokens = build_token_cache(data_dir, tokenizer_run, device=world.device, progress=progress)
     world.barrier()
     if not world.is_main:
         tokens = build_token_cache(data_dir, tokenizer_run)
+    tokens.check_vocabulary(frozen.tokenizer.cfg.vocab)
     train_items = [subject_items(dataset, s, "train") for s in frozen.subjects]
     val_items = [subject_items(dataset, s, "val") for s in frozen.subjects]
-    n_train = sum(len(x) for x in train_items)
-    if n_train < tc.batch_size:
-        raise ConfigError(f"{n_train} training trials, fewer than train_generator.batch_size {tc.batch_size}")
-    shapes = generator_shapes(tokenizer, frozen.encoder)
+    if tc.condition == "brain":
+        source: ConditionSource = BrainSource(frozen.condition, train_items, val_items)
+    else:
+        source = oracle_source(data_dir, frozen, train_items, val_items, world)
+    record = {
+        **frozen.inputs_record(run.run_dir),
+        **source.record(),
+        "token_cache": {"path": relative_input(run.run_dir, tokens.path), "key": tokens.key},
+    }
+    return fit_generator(run, cfg, source, tokens, frozen.tokenizer, record)
+
+
+def oracle_source(data_dir, frozen: FrozenStage1, train_items, val_items, world: World) -> TeacherSource:
+    """The teacher's features of the dataset's train/val images, from its feature cache (the encoder's teacher)."""
+    teacher = build_teacher(frozen.encoder_cfg.teacher, device=world.device)
+    if world.is_main:
+        build_feature_cache(data_dir, teacher)
+    world.barrier()
+    cache = build_feature_cache(data_dir, teacher)
+    level_dims = tuple(level.dim for level in cache.levels)
+    if level_dims != tuple(frozen.encoder.shapes.level_dims):
+        raise ConfigError(f"the feature cache {cache.path} has levels {level_dims}, the encoder's teacher another")
+    unique = lambda items: np.unique(np.concatenate([x.images_N for x in items]))  # noqa: E731 - once per split
+    return teacher_source(
+        TargetLookup(cache),
+        level_dims,
+        cache.levels[0].tokens,
+        unique(train_items),
+        unique(val_items),
+        f"teacher features of {data_dir}",
+        world.device,
+    )
+
+
+def fit_generator(
+    run: TrainingSession,
+    cfg: MindhierConfig,
+    source: ConditionSource,
+    tokens: TokenLookup,
+    tokenizer: Tokenizer,
+    inputs: dict,
+) -> TrainResult:
+    """The loop: a generator for `source`'s condition, trained on `tokens` of its items (the shared core)."""
+    tc, gc, world = cfg.train_generator, cfg.generator, run.world
+    if source.n_train < tc.batch_size:
+        raise ConfigError(f"{source.n_train} training items, fewer than train_generator.batch_size {tc.batch_size}")
+    shapes = generator_shapes(tokenizer, source)
     if run.resume:
         saved = GeneratorShapes.from_json(read_json(run.run_dir / run_layout.shapes_file(KIND), "generator shapes"))
         if saved != shapes:
             raise ConfigError(f"cannot resume {run.run_dir}: the encoder or tokenizer changed the generator's shapes")
     run.write_json(run_layout.shapes_file(KIND), shapes.to_json())
-    token_cache = {"path": relative_input(run.run_dir, tokens.path), "key": tokens.key}
-    run.write_json(
-        run_layout.INPUTS, {**frozen.inputs_record(run.run_dir), "token_cache": token_cache, "routing": gc.routing}
-    )
+    start = initial_weights(tc.init, KIND, cfg)
+    run.write_json(run_layout.INPUTS, {**inputs, **source.record(), "routing": gc.routing, "init": start.record})
 
     torch.manual_seed(tc.seed)  # the same initial weights on every process
     model = ScaleAR(gc, shapes)
+    if start.state is not None:
+        load_state_strict(model, start.state, start.record["source"])
     wrapped = run.attach(
         model,
         list(model.blocks),
         lambda m: adamw(m, tc.lr, tc.weight_decay, betas=(0.9, 0.95)),
-        lambda opt: warmup_constant(opt, tc.warmup_steps),
+        lambda opt: warmup_schedule(opt, tc.warmup_steps, tc.steps, tc.schedule),
         higher_is_better=False,
         fp32_units=[model.head],  # logits stay fp32 under bf16 mixed precision
     )
     mine = rank_rows(tc.batch_size, world.rank, world.world_size)
     for step in run.steps():
-        indices = rank_batch(n_train, tc.batch_size, step, tc.seed, world.rank, world.world_size)
+        indices = rank_batch(source.n_train, tc.batch_size, step, tc.seed, world.rank, world.world_size)
         keep = keep_mask(tc.seed, step, tc.batch_size, gc.cfg_dropout)[mine]  # CFG dropout, per sample
+        if tc.routings:  # one routing per step, the same on every process
+            pick = int(integer_draws(tc.seed, step, len(tc.routings), 1, "routing")[0])
+            unwrap(wrapped.module).set_routing(tc.routings[pick])
         wrapped.trained.train()
         for rows, last in run.micro_batches(len(indices)):
-            batch = pooled_batch(train_items, indices[rows])
-            share = len(batch) / len(indices)
-            levels, pooled, _ = frozen.condition_with_dropout(batch, keep[rows][batch.order_N], world.device)
-            target = [t.to(world.device) for t in tokens.get(batch.images_N)]
+            (levels, pooled, _), images_N = source.batch(indices[rows], keep[rows])
+            share = len(images_N) / len(indices)
+            target = [t.to(world.device) for t in tokens.get(images_N)]
             with torch.no_grad():
                 next_inputs = tokenizer.quantize.teacher_forcing_inputs(target)
             with run.accumulating(last):
@@ -164,18 +208,18 @@ def train_generator(
                 run.backward(loss, share)
         extra = run.optimizer_step()
         done = step + 1
-        extra |= run.evaluate(
-            done,
-            lambda: token_accuracy(wrapped.module, tokenizer, condition, val_items, tokens, world.device),
-            "val_loss",
-        )
+        if tc.routings:
+            extra["routing"] = unwrap(wrapped.module).routing
+            unwrap(wrapped.module).set_routing(gc.routing)  # validation and the saved model: the configured one
+        extra |= run.evaluate(done, lambda: token_accuracy(wrapped.module, tokenizer, source, tokens), "val_loss")
         run.end_step(done, extra)
 
     summary = run.finish(
         {
             "routing": gc.routing,
             "tokens_per_sample": shapes.n_tokens,
-            "subjects": list(frozen.subjects),
+            **source.record(),
+            "init": start.record,
             "best_metric": "val_loss",
         }
     )

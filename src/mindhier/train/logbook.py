@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
+from mindhier import fault_points
 from mindhier.errors import ConfigError
 from mindhier.fileio import atomic_path
 
@@ -105,6 +106,7 @@ class Logbook:
             return
         with open(self.path, "a") as log:
             log.write(json.dumps(record) + "\n")
+        fault_points.reach("log.after-write")
         numbers = {k: float(v) for k, v in record.items() if isinstance(v, int | float) and k != "step"}
         for sink in self.sinks:
             sink.write(int(record["step"]), numbers)

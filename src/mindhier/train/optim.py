@@ -7,6 +7,8 @@ decayed them; we exempt them.)
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -27,6 +29,17 @@ def one_cycle(optimizer: torch.optim.Optimizer, max_lr: float, total_steps: int,
     )
 
 
-def warmup_constant(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """A linear warm-up over `warmup_steps`, then the base rate (Stage 2, the tokenizer, the baseline)."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)))
+def warmup_schedule(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, kind: str = "constant"
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A linear warm-up over `warmup_steps`, then the base rate (`constant`: Stage 2 as the paper's code) or a
+    cosine decay to a tenth of it at `total_steps` (`cosine`: long pretraining runs)."""
+    warm = max(1, warmup_steps)
+
+    def factor(step: int) -> float:
+        if step < warm or kind == "constant":
+            return min(1.0, (step + 1) / warm)
+        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

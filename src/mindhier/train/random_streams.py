@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PURPOSES = {"cfg_dropout": 1, "noise": 2, "timesteps": 3, "dead_codes": 4, "process": 5}
+PURPOSES = {"cfg_dropout": 1, "noise": 2, "timesteps": 3, "dead_codes": 4, "process": 5, "routing": 6}
 
 
 def keyed_generator(seed: int, step: int, purpose: str) -> torch.Generator:

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from mindhier import run_layout
+from mindhier import fault_points, run_layout
 from mindhier.errors import ConfigError, MindhierError
 from mindhier.fileio import read_json, sha256_file, write_json
 from mindhier.train.parallel import World, WrappedModel
@@ -81,11 +81,14 @@ def write_resume_point(
     world.barrier()
     target = root / name
     if world.is_main:
+        fault_points.reach("resume-point.before-manifest")
         write_json(staging / run_layout.RESUME_MANIFEST, {"step": step, "files": _file_table(staging)})
         _fsync_tree(staging)
+        fault_points.reach("resume-point.before-rename")
         if target.exists():  # the same step written again (a resumed run that re-ran it): replace it
             shutil.rmtree(target)
         os.replace(staging, target)
+        fault_points.reach("resume-point.after-rename")
         for old in sorted(p for p in root.iterdir() if p.name.startswith(run_layout.RESUME_PREFIX))[:-KEEP]:
             shutil.rmtree(old, ignore_errors=True)
     world.barrier()

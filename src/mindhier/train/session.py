@@ -31,12 +31,12 @@ import torch
 from torch import nn
 from typing_extensions import Unpack
 
-from mindhier import run_layout
+from mindhier import fault_points, run_layout
 from mindhier.checkpoint import config_differences, save_state
 from mindhier.config import MindhierConfig, resolved_record, to_dict
 from mindhier.config.components import LoopConfig
 from mindhier.errors import ConfigError
-from mindhier.fileio import read_json, write_json
+from mindhier.fileio import read_json, remove_stale_temporaries, write_json
 from mindhier.progress import ProgressFn, report
 from mindhier.train.batches import micro_slices
 from mindhier.train.best_keeper import BestKeeper
@@ -47,6 +47,7 @@ from mindhier.train.resume import find_resume_point, load_resume_point, remove_p
 
 # loop fields a resumed run may change (process count, memory, sinks), not what it optimises
 RUNTIME_FIELDS = ("strategy", "precision", "activation_checkpointing", "micro_batch", "log_sinks")
+FIRST_STEPS_LOGGED = 20
 
 
 class Launch(TypedDict, total=False):
@@ -127,6 +128,7 @@ class TrainingSession:
         if world.is_main:
             if resuming:
                 session.notices += [f"removed half-written {name}" for name in remove_partials(run_dir)]
+                session.notices += [f"removed temporary {name}" for name in remove_stale_temporaries(run_dir)]
             else:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 run_layout.write_run_config(run_dir, kind, resolved_record(cfg), world.describe(loop.strategy))
@@ -134,8 +136,9 @@ class TrainingSession:
         return session
 
     def write_json(self, name: str, obj: Any) -> None:
-        """A run file written once at the start (shapes, inputs); rank 0 only, never on resume."""
-        if self.world.is_main and not self.resume:
+        """A run file written once at the start (shapes, inputs); rank 0 only. On resume it is written only when a
+        crash came before it was (its content is the same: it depends on the config and the inputs)."""
+        if self.world.is_main and (not self.resume or not (self.run_dir / name).is_file()):
             write_json(self.run_dir / name, obj)
 
     # ---------------------------------------------------------------------------------------------- model
@@ -247,6 +250,7 @@ class TrainingSession:
         better = self.keeper.offer(score, done)
         if better:
             self.save_weights(run_layout.weights_file(self.kind), done)
+            fault_points.reach("best-weights.after-write")
         return better
 
     def save_weights(self, name: str, step: int) -> None:
@@ -261,7 +265,8 @@ class TrainingSession:
         record = {"step": done, **losses, **(extra or {})}
         report(self.progress, self.task, done, self.total_steps, {"loss": losses.get("loss", float("nan"))})
         log_every = max(1, self.total_steps // 200)
-        if done % log_every == 0 or any(k.startswith("val") for k in record) or done == self.total_steps:
+        first = done <= FIRST_STEPS_LOGGED  # every one of the first steps: what a prior's `--verify` compares
+        if first or done % log_every == 0 or any(k.startswith("val") for k in record) or done == self.total_steps:
             self.logbook.write(record)
         if done % self.loop.checkpoint_every == 0 or done == self.total_steps:
             self.write_resume_point(done)

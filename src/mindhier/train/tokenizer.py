@@ -16,7 +16,9 @@ steps: val MSE / PixCorr / SSIM, codebook usage and perplexity in the log, a rec
 the best-val weights in `tokenizer.safetensors`. Resumable; rank-aware (rank 0 writes). DDP only (FSDP is
 refused: restarts write codebook rows in place, and the tokenizer fits on any GPU).
 
-Run folder (`run_layout`): config.json, tokenizer.safetensors (best val MSE), tokenizer_last.safetensors,
+`train_tokenizer.init` starts from the embedded world's prior (`prior`), a run or a weights file.
+
+Run folder (`run_layout`): config.json, inputs.json, tokenizer.safetensors (best val MSE), tokenizer_last.safetensors,
 resume/, log.jsonl, val_recon_step{N}.png, train_summary.json.
 
 Shape letters (docs/glossary.md): N images, B batch, H/W pixels.
@@ -34,6 +36,7 @@ from einops import rearrange
 from typing_extensions import Unpack
 
 from mindhier import run_layout
+from mindhier.checkpoint import load_state_strict
 from mindhier.config import MindhierConfig
 from mindhier.data.image_tensors import resize_uint8, to_model_input, to_uint8
 from mindhier.distributed import all_gather_rows
@@ -42,9 +45,10 @@ from mindhier.fileio import atomic_path
 from mindhier.metrics.image import pixcorr, ssim
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.train.batches import rank_batch
-from mindhier.train.optim import adamw, warmup_constant
+from mindhier.train.optim import adamw, warmup_schedule
 from mindhier.train.random_streams import keyed_generator
 from mindhier.train.session import Launch, TrainingSession, TrainResult
+from mindhier.train.warm_start import initial_weights
 
 KIND = "tokenizer"
 RUN_SECTIONS = ("tokenizer", "train_tokenizer")
@@ -58,8 +62,12 @@ class TokenizerImages:
     source: str  # where they came from, for the log
 
 
-def load_tokenizer_images(source: str | Path, size: int, seed: int = 0) -> TokenizerImages:
-    """Train/val images from a dataset folder, or from `folder:PATH` (any folder of images)."""
+def load_tokenizer_images(source: str | Path | TokenizerImages, size: int, seed: int = 0) -> TokenizerImages:
+    """Train/val images from a dataset folder, from `folder:PATH` (any folder of images), or given as they are."""
+    if isinstance(source, TokenizerImages):
+        return TokenizerImages(
+            resize_uint8(source.train_NHWC, size), resize_uint8(source.val_NHWC, size), source.source
+        )
     spec = str(source)
     if spec.startswith("folder:"):
         from mindhier.data.stimuli.folder import FolderSource
@@ -181,15 +189,19 @@ def train_tokenizer(
             f"{tc.batch_size}; lower train_tokenizer.batch_size or add images"
         )
 
+    start = initial_weights(tc.init, KIND, cfg)
+    run.write_json(run_layout.INPUTS, {"images": images.source, "init": start.record})
     torch.manual_seed(tc.seed)  # the same initial weights on every process
     model = Tokenizer(cfg.tokenizer)
+    if start.state is not None:
+        load_state_strict(model, start.state, start.record["source"])
     model.quantize.defer_usage = True  # code hits fold into the EMA once per optimiser step
     perceptual = PerceptualDistance(tc.perceptual_blocks).to(world.device) if tc.perceptual_weight > 0 else None
     wrapped = run.attach(
         model,
         [model.encoder, model.decoder],
         lambda m: adamw(m, tc.lr, tc.weight_decay, betas=(0.5, 0.9)),
-        lambda opt: warmup_constant(opt, tc.warmup_steps),
+        lambda opt: warmup_schedule(opt, tc.warmup_steps, tc.steps, tc.schedule),
         higher_is_better=False,
     )
     train_images = images.train_NHWC
@@ -234,6 +246,7 @@ def train_tokenizer(
     summary = run.finish(
         {
             "images": {"source": images.source, "train": len(train_images), "val": len(images.val_NHWC)},
+            "init": start.record,
             "best_metric": "val_mse",
             "final_val": final,
         }

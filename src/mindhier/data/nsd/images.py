@@ -14,7 +14,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mindhier.data import layout
+from mindhier.data.image_decode import read_rgb
 from mindhier.errors import DataError
+from mindhier.records import contained_path
 
 
 class ImageStore(Protocol):
@@ -64,14 +66,7 @@ class PngImageStore:
     def load(self, indices: np.ndarray) -> np.ndarray:
         images = []
         for index in np.asarray(indices).reshape(-1):
-            path = self.path(index)
-            try:
-                with Image.open(path) as image:
-                    images.append(np.asarray(image.convert("RGB")))
-            except FileNotFoundError as err:
-                raise DataError(f"stimulus image {path} is missing; restore it or re-export the stimuli") from err
-            except (OSError, UnidentifiedImageError, SyntaxError) as err:
-                raise DataError(f"cannot read stimulus image {path} ({err}); replace the file") from err
+            images.append(read_rgb(self.path(index)))
         sizes = {im.shape for im in images}
         if len(sizes) > 1:
             raise DataError(f"stimulus images in {self.location} have different sizes {sorted(sizes)}; resize them")
@@ -138,7 +133,7 @@ class Hdf5ImageStore:
 def find_image_store(root: Path, manifest: dict | None) -> ImageStore:
     """The manifest's store if named, else `images/`, else a single `*images*.hdf5` array."""
     if manifest and manifest.get("image_store"):
-        named = root / manifest["image_store"]
+        named = contained_path(root, manifest["image_store"], "the manifest's image_store")
         if not named.exists():
             raise DataError(f"the manifest names the image store {named}, which is missing; restore it")
         return PngImageStore(named) if named.is_dir() else Hdf5ImageStore(named)

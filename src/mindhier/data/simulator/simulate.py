@@ -23,6 +23,7 @@ from mindhier.data.noise_ceiling import ncsnr_from_trials, noise_ceiling
 from mindhier.data.simulator import writer
 from mindhier.data.simulator.betas import session_betas
 from mindhier.data.simulator.design import TrialDesign, make_design
+from mindhier.data.simulator.encoding_model import save_encoding_model
 from mindhier.data.simulator.features import SemanticFn, StimulusFeatures, compute_features, lite2_semantic_fn
 from mindhier.data.simulator.voxels import SubjectModel, random_subject
 from mindhier.data.stimuli import StimulusSet, make_source
@@ -236,12 +237,14 @@ def _simulate_subject(
             "noise_ceiling_measured": measured.astype(np.float32),
         },
     )
+    encoding_model = save_encoding_model(root, model, sim)
     seconds["write"] = seconds.get("write", 0.0) + time.perf_counter() - clock
 
     result = SubjectResult(subject, model, design, measured)
     entry = {
         **result.summary(),
         "voxel_table": voxel_table,
+        "encoding_model": encoding_model,
         "roi_labels": model.roi_labels(),
         "ncsnr": _rounded(model.ncsnr_V),
         "noise_ceiling": _rounded(configured),

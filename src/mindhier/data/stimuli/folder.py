@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from mindhier.data.image_decode import read_rgb
 from mindhier.data.stimuli.base import Split, StimulusSet, check_request
 from mindhier.errors import ConfigError, DataError
 from mindhier.progress import ProgressFn, report
@@ -113,18 +114,7 @@ def caption_for(image_path: Path, table: dict[str, str]) -> str:
 
 def load_square_image(path: Path, size: int) -> np.ndarray:
     """uint8 [H, W, 3]: the image in RGB, transparency on white, centre-cropped and resized to `size`."""
-    try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)  # phone photos store their rotation in EXIF
-            has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-            if has_alpha:
-                rgba = image.convert("RGBA")
-                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(white, rgba).convert("RGB")
-            else:
-                image = image.convert("RGB")
-    except Exception as error:  # a corrupt file can fail in any of PIL's decoders, with any error type
-        raise DataError(f"cannot read image {path}: {error}; remove or replace it") from error
+    image = Image.fromarray(read_rgb(path, exif=True))  # phone photos store their rotation in EXIF
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2

@@ -1,0 +1,67 @@
+"""Where a training run's weights start (`train_generator.init`, `train_tokenizer.init`).
+
+    ""            random initialisation (`init_weights` of the model, seeded by the loop's seed)
+    prior         the embedded world's pretrained prior that ships in the package (`mindhier.priors`)
+    RUN_FOLDER    a run of the same kind: its best-on-val weights
+    FILE          a weights file (.safetensors, or a state dict read with `torch.load(weights_only=True)`)
+
+The weights must fit the model exactly (loaded strictly; a mismatch names the keys), and a prior must have
+been trained with the same architecture fields as the run's config (a difference names the fields). The
+record (source, sha256) goes into the run's `inputs.json` and summary, and the report says which start a
+model had.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mindhier import priors, run_layout
+from mindhier.checkpoint import config_differences, read_state_dict
+from mindhier.config import to_dict
+from mindhier.errors import ConfigError
+from mindhier.fileio import sha256_file
+
+# config fields that define a model's parameters (and how they are used), per kind
+ARCHITECTURE = {
+    "tokenizer": ("tokenizer",),
+    "generator": ("generator",),
+}
+NOT_ARCHITECTURE = {"routing", "cfg_dropout"}  # the generator's routing mask is no parameter: any start fits
+
+
+@dataclass(frozen=True)
+class InitialWeights:
+    state: dict[str, torch.Tensor] | None  # None: random initialisation
+    record: dict[str, Any]
+
+
+def initial_weights(spec: str, kind: str, cfg) -> InitialWeights:
+    """The start named by `spec` for a model of `kind` configured by `cfg` (a MindhierConfig)."""
+    if not spec:
+        return InitialWeights(None, {"source": "random"})
+    if spec == "prior":
+        record = priors.card(kind)
+        saved = record["config"]
+        for section in ARCHITECTURE[kind]:
+            ours = {k: v for k, v in to_dict(getattr(cfg, section)).items() if k not in NOT_ARCHITECTURE}
+            theirs = {k: v for k, v in saved[section].items() if k not in NOT_ARCHITECTURE}
+            differences = config_differences(theirs, ours, f"{section}.")
+            if differences:
+                raise ConfigError(
+                    f"the {kind} prior was trained with other {section} settings ({', '.join(differences[:5])}); "
+                    f"use the prior's settings or init={kind} run of your own"
+                )
+        return InitialWeights(priors.state(kind), {"source": f"prior:{kind}", "sha256": record["sha256"]})
+    path = Path(spec)
+    if path.is_dir():
+        run_layout.expect_kind(path, kind)
+        path = path / run_layout.weights_file(kind)
+    if not path.is_file():
+        raise ConfigError(f"init {spec!r} is neither `prior`, a {kind} run folder nor a weights file")
+    return InitialWeights(
+        read_state_dict(path, f"{kind} start weights"), {"source": str(path), "sha256": sha256_file(path)}
+    )
