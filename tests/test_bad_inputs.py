@@ -178,7 +178,11 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
         lambda w: ["config", "show", "--config", w.file("u.json", '{"nosuch": {}}')],
         ("nosuch",),
     ),
-    ("plan zero gpus", lambda w: ["plan", "--preset", "tiny", "--gpus", "0"], ("--gpus", "at least 1")),
+    (
+        "plan zero gpus",
+        lambda w: ["plan", "--preset", "tiny", "--gpus", "0", "--gpu-memory", "80"],
+        ("--gpus", "at least 1"),
+    ),
     # ---------------------------------------------------------------------------------------------- outputs
     ("simulate out is a file", lambda w: ["simulate", "--out", w.file("taken"), "--preset", "tiny"], ("not a folder",)),
     (

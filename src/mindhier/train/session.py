@@ -124,6 +124,7 @@ class TrainingSession:
                     f"cannot resume {run_dir}: it was trained with a different config ({', '.join(differences[:5])}); "
                     "resume with the same config or start a new --out"
                 )
+        world.barrier()  # every process has checked the folder before rank 0 writes into it
         session = cls(run_dir, kind, cfg, loop, world, resuming, progress)
         if world.is_main:
             if resuming:
