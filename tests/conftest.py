@@ -59,3 +59,19 @@ def tiny_stage_runs(tiny_dataset, tmp_path_factory):
     encoder = train_encoder(cfg, result.root, root / "encoder").run_dir
     tokenizer = train_tokenizer(cfg, result.root, root / "tokenizer").run_dir
     return cfg, result, encoder, tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """`mindhier demo --preset tiny --no-judge`, run once per session: (its folder, what it printed, exit code).
+    Tests that change the folder work on a copy (`shutil.copytree`)."""
+    import contextlib
+    import io
+
+    from mindhier.cli import main
+
+    out = tmp_path_factory.mktemp("tiny-demo") / "demo"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["demo", "--preset", "tiny", "--out", str(out), "--quiet", "--no-judge"])
+    return out, printed.getvalue(), code

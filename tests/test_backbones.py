@@ -36,3 +36,19 @@ def test_pooled_features_shape_and_batch_independence():
 def test_unknown_variant_is_a_clear_error():
     with pytest.raises(WeightsError, match="available: efficientnet-lite0, efficientnet-lite2"):
         efficientnet_lite.build("efficientnet-b7")
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "efficientnet-lite2"])
+def test_folded_network_computes_the_same_features_without_batch_norms_or_symmetric_pads(name):
+    model = efficientnet_lite.build(name).eval()
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = efficientnet_lite.folded_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    pads = [m.padding for m in folded.modules() if isinstance(m, torch.nn.ZeroPad2d)]
+    assert all(p[0] != p[1] or p[2] != p[3] for p in pads)  # only the asymmetric (stride-2) pads are left
+    x = torch.rand(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference, fast = model.extract_features(x), folded.extract_features(x)
+    assert fast.shape == reference.shape
+    assert (fast - reference).abs().max() <= 1e-4 * reference.abs().max()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())  # the original is untouched

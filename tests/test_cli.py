@@ -203,14 +203,14 @@ def test_bad_config_value_is_one_line(capsys):
     assert code == 0 and json.loads(out)["simulator"]["seed"] == 9
 
 
-def test_demo_runs_end_to_end_reuses_stages_and_fresh_recomputes(tmp_path, capsys):
-    out = tmp_path / "demo"
-    args = ["demo", "--preset", "tiny", "--out", out, "--quiet", "--no-judge"]
-    code, stdout, _ = run_cli(capsys, *args)
+def test_demo_runs_end_to_end_reuses_stages_and_fresh_recomputes(tiny_demo, tmp_path, capsys):
+    first, stdout, code = tiny_demo
     assert code == 0
     lines = stdout.strip().splitlines()
     assert lines[0].startswith("simulated dataset")
-    assert lines[-1] == f"report: {out / 'report' / 'index.html'}"
+    assert lines[-1] == f"report: {first / 'report' / 'index.html'}"
+    out = shutil.copytree(first, tmp_path / "demo")  # the reuse and --fresh runs below change the folder
+    args = ["demo", "--preset", "tiny", "--out", out, "--quiet", "--no-judge"]
     n_test = 24
     for name in ("coarse_to_fine", "static_terminal", "teacher_oracle", "shuffled_brain", "tokenizer_ceiling"):
         assert len(list((out / "recons" / name).glob("image_*.png"))) == n_test

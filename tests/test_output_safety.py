@@ -253,3 +253,17 @@ def test_published_files_and_folders_get_the_usual_permissions_not_the_temporary
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_umask_set_after_import_is_the_one_published_files_follow(tmp_path):
+    from mindhier.fileio import write_json
+
+    umask = os.umask(0o077)  # a private umask, set long after mindhier.fileio was imported
+    try:
+        write_json(tmp_path / "private.json", {})
+        with staged_directory(tmp_path / "private") as staging:
+            (staging / "b.txt").write_text("b")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "private").stat().st_mode & 0o777 == 0o700

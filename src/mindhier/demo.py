@@ -45,6 +45,7 @@ from mindhier.run_layout import (
     PIPELINE_STAGE_TIMES,
     PIPELINE_TOKENIZER,
 )
+from mindhier.sampling import PIPELINE_BATCH
 
 ORACLE_SUFFIX = "-oracle"
 DATA_SECTIONS = ("stimuli", "simulator")
@@ -185,10 +186,13 @@ def generator_stages(
     tag: str = "",
     with_diffusion: bool = False,
     truth_features: dict | None = None,
+    reference_rows: bool = True,
 ) -> list[str]:
     """One generator per routing and condition (fine-tuned from the prior on brain data, and in the routing study
     also on the teacher's features), their reconstructions, the oracle row, the shuffled-brain control, the
-    tokenizer ceiling and every evaluation; with `with_diffusion`, the diffusion baseline too."""
+    tokenizer ceiling and every evaluation; with `with_diffusion`, the diffusion baseline too. Without
+    `reference_rows` the control and the ceiling are left out (a later seed of the routing study: the ceiling does
+    not depend on the seed, the control is read in the first seed's run)."""
     from mindhier.metrics.recons_eval import evaluate_reconstructions, format_metrics
     from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions, write_tokenizer_ceiling
     from mindhier.train.diffusion import train_diffusion
@@ -286,24 +290,25 @@ def generator_stages(
                 DIFFUSION_RECON_SECTIONS,
             )
         )
-    rows.append(
-        (
-            PIPELINE_CONTROL,
-            variant(routings[0]),
-            lambda out: reconstruct(out, first, cfg.sampler, shuffle_brain=True),
-            RECON_SECTIONS,
+    if reference_rows:
+        rows.append(
+            (
+                PIPELINE_CONTROL,
+                variant(routings[0]),
+                lambda out: reconstruct(out, first, cfg.sampler, shuffle_brain=True),
+                RECON_SECTIONS,
+            )
         )
-    )
-    rows.append(
-        (
-            PIPELINE_CEILING,
-            cfg,
-            lambda out: write_tokenizer_ceiling(
-                tokenizer_dir, data_dir, out, subject, overwrite=True, device=stages.device
-            ),
-            RECON_SECTIONS,
+        rows.append(
+            (
+                PIPELINE_CEILING,
+                cfg,
+                lambda out: write_tokenizer_ceiling(
+                    tokenizer_dir, data_dir, out, subject, overwrite=True, device=stages.device
+                ),
+                RECON_SECTIONS,
+            )
         )
-    )
 
     lines, truth_features = [], truth_features if truth_features is not None else {}
     for name, row_cfg, make, sections in rows:
@@ -351,7 +356,7 @@ def run_demo(
     judge_cache: str | Path | None = None,
     with_diffusion: bool = False,
     device: str = "cpu",
-    batch_size: int = 1,
+    batch_size: int = PIPELINE_BATCH,
 ) -> DemoResult:
     """Run the demo into `out` on `device`. With several `seeds`, the data, encoder and tokenizer are shared and the
     generators, reconstructions and evaluations repeat per seed under `out/seed{s}`. `with_diffusion` adds the
@@ -397,7 +402,7 @@ def run_demo(
         stages.record["judge"] = {"seconds": round(time.perf_counter() - started, 2)}
     extractors = build_extractors(device=device)
     runs, truth_features = [], {}  # the true test images' metric features: computed once, shared by every seed
-    for seed in seeds or (None,):
+    for number, seed in enumerate(seeds or (None,)):
         run_dir, seeded, tag = root, cfg, ""
         if seed is not None:
             run_dir, tag = root / f"seed{seed}", f"[seed {seed}] "
@@ -425,6 +430,7 @@ def run_demo(
             tag,
             with_diffusion,
             truth_features,
+            reference_rows=number == 0,
         )
         runs.append(run_dir)
     write_json(root / PIPELINE_STAGE_TIMES, stages.record)

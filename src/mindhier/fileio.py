@@ -22,9 +22,21 @@ from typing import Any
 from mindhier import fault_points
 from mindhier.errors import MindhierError
 
-_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it)
-os.umask(_UMASK)
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # what `tempfile.mkstemp` names for `atomic_path`
+
+
+def current_umask() -> int:
+    """The process's umask, read when needed (a umask set after import counts); Linux reports it in
+    /proc/self/status, elsewhere it is read by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -37,7 +49,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        tmp.chmod(0o666 & ~_UMASK)  # mkstemp (and safetensors) make 0600: publish with the usual permissions
+        tmp.chmod(0o666 & ~current_umask())  # mkstemp (and safetensors) make 0600: publish with the usual permissions
         fault_points.reach("atomic-write.before-rename")
         os.replace(tmp, target)
     finally:
@@ -118,7 +130,7 @@ def staged_directory(out: str | os.PathLike[str], overwrite: bool = False) -> It
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_stagings(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    staging.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700; the published folder gets the usual permissions
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; the published folder gets the usual permissions
     try:
         yield staging
         if target.exists():

@@ -1,16 +1,21 @@
 import json
+import shutil
 
 import pytest
 
 from mindhier.cli import main
 
+# a tiny demo with the diffusion baseline, timed and scored: minutes on 2 cores, so `make test-slow` (CI runs it)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory):
+def bench(tiny_demo, tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
+    shutil.copytree(tiny_demo[0], root / "run")  # the tiny demo's stages are reused; the baseline is trained here
     out = root / "decoders.json"
     args = ["bench", "decoders", "--preset", "tiny", "--run", str(root / "run"), "--out", str(out)]
-    assert main([*args, "--repeats", "2", "--curve-steps", "2", "5", "--no-judge", "--quiet"]) == 0
+    assert main([*args, "--repeats", "1", "--curve-steps", "2", "5", "--no-judge", "--quiet"]) == 0
     return root, json.loads(out.read_text())
 
 

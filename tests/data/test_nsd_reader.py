@@ -180,3 +180,18 @@ def test_betas_are_read_lazily(mindeye2_root):
     assert betas_file._file is None
     dataset.split(1, "test").voxels([0])
     assert betas_file._file is not None
+
+
+def test_a_split_is_parsed_once_and_read_again_when_a_shard_changes(tmp_path):
+    from mindhier.data.nsd.shards import read_trials
+
+    folder = tmp_path / "wds/subj01/train"
+    _write_shard(folder / "0.tar", [(0, 0, 1), (1, 1, 1)])
+    first = read_trials(folder)
+    assert read_trials(folder) is first  # the same parsed table, not a second parse
+    with pytest.raises(ValueError):
+        first.image_T[0] = 7  # shared tables are read-only
+    _write_shard(folder / "0.tar", [(4, 0, 1), (5, 1, 1), (6, 2, 2)])  # rewritten in place
+    _write_shard(folder / "1.tar", [(8, 3, 2)])  # and a shard added
+    again = read_trials(folder)
+    assert again.image_T.tolist() == [4, 5, 6, 8] and again.session_T.tolist() == [1, 1, 2, 2]

@@ -46,6 +46,11 @@ def test_consistency_of_identical_and_of_noisy_samples():
     assert sum(spread["pairwise_ssim_histogram"]["counts"]) == 3 * 6  # pairs × images
     noisy = torch.stack([(images + 0.2 * torch.randn_like(images)).clamp(0, 1) for _ in range(3)])
     scores, _ = consistency(noisy)
+    extractor = PixelFeatures()
+    with_first, _ = consistency(noisy, extractor, extractor(noisy[0]))  # the first sample's features, known
+    assert np.allclose(with_first["pairwise_feature_corr"], consistency(noisy, extractor)[0]["pairwise_feature_corr"])
+    wrong, _ = consistency(noisy, extractor, extractor(noisy[1]))
+    assert not np.allclose(wrong["pairwise_feature_corr"], with_first["pairwise_feature_corr"])  # they are used
     assert scores["pixel_variance"].mean() > 0.01 and scores["pairwise_ssim"].mean() < 0.9
     with pytest.raises(ValueError, match="at least 2 samples"):
         consistency(images[None])

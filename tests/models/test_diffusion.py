@@ -63,7 +63,7 @@ def test_positions_differ_per_cell():
     assert torch.cdist(pos, pos).add(torch.eye(64)).min() > 0
 
 
-@pytest.mark.parametrize("preset", [tiny, demo])
+@pytest.mark.parametrize("preset", [tiny, pytest.param(demo, marks=pytest.mark.slow)])
 def test_matched_size_is_within_five_percent_of_the_generator(preset):
     cfg = preset()
     gen_shapes = GeneratorShapes(256, 8, (1, 2, 4, 8), 4, 4, 32, 24)

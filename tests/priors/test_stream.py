@@ -5,8 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from mindhier.config import RESERVED_SEEDS, demo
-from mindhier.config.components import SimulatorConfig
+from mindhier.config import RESERVED_SEEDS, SimulatorConfig, demo
 from mindhier.data.stimuli.scenes import ScenesSource, render_scene
 from mindhier.errors import ConfigError
 from mindhier.metrics.judge import JUDGE_SEED

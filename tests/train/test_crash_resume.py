@@ -64,12 +64,13 @@ def _kill_then_resume(uninterrupted, tmp_path, kill_at: str):
     return out
 
 
-# one kill inside a write and one before the first checkpoint stay in `make test`; the other points are slow
+# one kill inside a write stays in `make test` (a kill before the first resume point is there too, at the session
+# level: tests/train/test_session.py); the other points are slow (`make test-slow`, run by CI)
 @pytest.mark.parametrize(
     "kill_at",
     [
         "atomic-write.before-rename#2",  # inside the write of the step-20 best-on-val weights
-        "log.after-write#5",  # before the first resume point: resumes from step 0
+        pytest.param("log.after-write#5", marks=pytest.mark.slow),  # before the first resume point: from step 0
         pytest.param("resume-point.before-manifest#2", marks=pytest.mark.slow),
         pytest.param("resume-point.before-rename#2", marks=pytest.mark.slow),
         pytest.param("resume-point.after-rename#3", marks=pytest.mark.slow),

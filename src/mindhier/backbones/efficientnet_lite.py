@@ -97,3 +97,42 @@ def pooled_features(model: nn.Module, images_NCHW: torch.Tensor, size: int) -> t
     x = to_network_input(images_NCHW, size).contiguous(memory_format=torch.channels_last)
     features_NChw = model.extract_features(x)
     return features_NChw.mean(dim=(2, 3)).float()
+
+
+def folded_for_inference(model: nn.Module) -> nn.Module:
+    """A copy of `model` for inference only, the same function to float rounding and faster on CPU: every
+    BatchNorm that follows a convolution is folded into it (running statistics and affine → weight and bias), and
+    a convolution's symmetric static "same" padding becomes the convolution's own padding (no separate pad, which
+    copies the whole map). The copy is in eval mode and needs no gradients; the original is untouched."""
+    import copy
+
+    folded = copy.deepcopy(model).eval().requires_grad_(False)
+    pairs = [("_conv_stem", "_bn0"), ("_conv_head", "_bn1")]
+    for owner in [folded, *folded._blocks]:
+        names = (
+            pairs
+            if owner is folded
+            else [("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")]
+        )
+        for conv_name, bn_name in names:
+            if hasattr(owner, conv_name) and isinstance(getattr(owner, bn_name, None), nn.BatchNorm2d):
+                _fold_batch_norm(getattr(owner, conv_name), getattr(owner, bn_name))
+                setattr(owner, bn_name, nn.Identity())
+    for conv in folded.modules():
+        pad = getattr(conv, "static_padding", None)
+        if isinstance(pad, nn.ZeroPad2d):
+            left, right, top, bottom = pad.padding
+            if left == right and top == bottom and conv.padding in (0, (0, 0)):
+                conv.padding = (top, left)
+                conv.static_padding = nn.Identity()
+    return folded
+
+
+@torch.no_grad()
+def _fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    scale_C = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    conv.weight.mul_(scale_C.reshape(-1, 1, 1, 1))
+    bias_C = bn.bias - bn.running_mean * scale_C
+    if conv.bias is not None:
+        bias_C = bias_C + conv.bias * scale_C
+    conv.bias = nn.Parameter(bias_C, requires_grad=False)

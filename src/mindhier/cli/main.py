@@ -39,6 +39,7 @@ from mindhier.cli.train_commands import (
 )
 from mindhier.errors import MindhierError
 from mindhier.output_lock import hold_output
+from mindhier.sampling import PIPELINE_BATCH
 
 EXIT_USER_ERROR = 2
 
@@ -117,7 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--from-scratch", action="store_true", help="train the tokenizer and generator from random weights (no priors)"
     )
-    add_device_options(p, 1, "brain inputs sampled together when reconstructing (default 1)")
+    add_device_options(
+        p,
+        PIPELINE_BATCH,
+        f"brain inputs sampled together when reconstructing (default {PIPELINE_BATCH}; the same tokens as one at "
+        "a time, pixels up to rounding)",
+    )
     add_config_options(p)
     add_runtime_options(p)
     p.set_defaults(func=cmd_demo)

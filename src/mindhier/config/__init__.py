@@ -11,33 +11,24 @@ together with the package version and git revision (`save_resolved`), and a save
 passed back as `--config` to reproduce a run.
 """
 
-from mindhier.config.components import (
-    DECODE_MODES,
-    LAYER_MAPPINGS,
+from mindhier.config.baseline import DECODE_MODES, DdimConfig, DiffusionConfig, DiffusionTrainConfig
+from mindhier.config.encoder import (
     NAMED_MAPPING_LEVELS,
-    RESERVED_SEEDS,
-    ROI_NAMES,
-    ROUTING_MODES,
     SUPERVISION_MODES,
-    TEACHER_NAMES,
     AlignmentConfig,
     BrainEncoderConfig,
-    DataConfig,
-    DdimConfig,
-    DemoConfig,
-    DiffusionConfig,
-    DiffusionTrainConfig,
     EncoderTrainConfig,
+)
+from mindhier.config.generation import (
+    ROUTING_MODES,
     GeneratorConfig,
     GeneratorTrainConfig,
-    MindhierConfig,
     SamplerConfig,
-    SimulatorConfig,
-    StimulusConfig,
-    TeacherConfig,
     TokenizerConfig,
     TokenizerTrainConfig,
 )
+from mindhier.config.loop import LoopConfig
+from mindhier.config.pipeline import DemoConfig, MindhierConfig
 from mindhier.config.presets import PRESETS, demo, demo_long, nsd_paper, preset, tiny
 from mindhier.config.resolve import (
     apply_overrides,
@@ -49,6 +40,8 @@ from mindhier.config.resolve import (
     save_resolved,
     to_dict,
 )
+from mindhier.config.teacher import LAYER_MAPPINGS, TEACHER_NAMES, TeacherConfig
+from mindhier.config.world import RESERVED_SEEDS, ROI_NAMES, DataConfig, SimulatorConfig, StimulusConfig
 
 __all__ = [
     "DECODE_MODES",
@@ -70,6 +63,7 @@ __all__ = [
     "EncoderTrainConfig",
     "GeneratorConfig",
     "GeneratorTrainConfig",
+    "LoopConfig",
     "MindhierConfig",
     "SamplerConfig",
     "SimulatorConfig",

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mindhier.config.components import MindhierConfig
+from mindhier.config.pipeline import MindhierConfig
 from mindhier.config.presets import preset
 from mindhier.errors import ConfigError
 

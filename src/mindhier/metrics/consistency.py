@@ -25,8 +25,11 @@ HISTOGRAM_BINS = 20
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
-def consistency(repeats_SN3HW: torch.Tensor, extractor=None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Per-image scores (`pixel_variance`, `pairwise_ssim`, `pairwise_feature_corr`) and the distributions."""
+def consistency(
+    repeats_SN3HW: torch.Tensor, extractor=None, first_features_NF: torch.Tensor | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Per-image scores (`pixel_variance`, `pairwise_ssim`, `pairwise_feature_corr`) and the distributions;
+    `first_features_NF`, when known, are the extractor's features of the first sample (not computed again)."""
     s = repeats_SN3HW.shape[0]
     if s < 2:
         raise ValueError("consistency needs at least 2 samples of every input")
@@ -35,7 +38,10 @@ def consistency(repeats_SN3HW: torch.Tensor, extractor=None) -> tuple[dict[str, 
     variance_N = repeats_SN3HW.double().var(dim=0, unbiased=True).flatten(1).mean(1).numpy()
     per_image = {"pixel_variance": variance_N, "pairwise_ssim": pair_ssim_PN.mean(axis=0)}
     if extractor is not None:
-        feats = [extractor(repeats_SN3HW[i]) for i in range(s)]
+        feats = [
+            first_features_NF if i == 0 and first_features_NF is not None else extractor(repeats_SN3HW[i])
+            for i in range(s)
+        ]
         per_image["pairwise_feature_corr"] = np.mean(
             [correlation_matrix(feats[i], feats[j]).diagonal().numpy() for i, j in pairs], axis=0
         )

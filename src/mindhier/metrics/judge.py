@@ -53,7 +53,7 @@ from einops import rearrange
 from torch import nn
 
 from mindhier.checkpoint import load_weights, save_weights
-from mindhier.config.components import RESERVED_SEEDS
+from mindhier.config.world import RESERVED_SEEDS
 from mindhier.data.stimuli.base import Split
 from mindhier.data.stimuli.scenes import CATEGORIES, OBJECT_COLOURS, RENDERER_VERSION, ScenesSource
 from mindhier.errors import ConfigError, DataError, WeightsError

@@ -133,7 +133,9 @@ def evaluate_reconstructions(
     truth_features = truth_features if truth_features is not None else {}
     per_scale_record = _per_scale(recons_dir, manifest, indices, truths, extractors, truth_features, result.per_image)
     report(progress, "evaluate reconstructions", 2, 4)
-    consistency_record = _consistency(recons_dir, manifest, indices, extractors, n_resamples, seed, result.per_image)
+    consistency_record = _consistency(
+        recons_dir, manifest, indices, extractors, n_resamples, seed, result.per_image, result.recon_features
+    )
     report(progress, "evaluate reconstructions", 3, 4)
     brain_record = _brain_correlation(
         data_dir,
@@ -215,7 +217,7 @@ def _per_scale(recons_dir, manifest, indices, truths, extractors, cache, per_ima
     }
 
 
-def _consistency(recons_dir, manifest, indices, extractors, n_resamples, seed, per_image) -> dict | None:
+def _consistency(recons_dir, manifest, indices, extractors, n_resamples, seed, per_image, known) -> dict | None:
     """Spread of repeated samples of the same inputs (`metrics/consistency.py`)."""
     repeats = manifest.get("determinism")
     if not repeats:
@@ -223,7 +225,8 @@ def _consistency(recons_dir, manifest, indices, extractors, n_resamples, seed, p
     dirs = [recons_dir / d for d in repeats["dirs"]]
     stack = torch.stack([torch.from_numpy(load_images(d, indices)).permute(0, 3, 1, 2).float() / 255 for d in dirs])
     proxy = _proxy(extractors, CONSISTENCY_PROXY)
-    scores, distributions = consistency(stack, proxy)
+    first = known.get(CONSISTENCY_PROXY) if dirs[0].resolve() == recons_dir.resolve() else None  # its own images
+    scores, distributions = consistency(stack, proxy, first)
     record: dict[str, Any] = {
         "repeats": len(dirs),
         "seeds": repeats.get("seeds"),

@@ -37,6 +37,7 @@ class Evaluation:
     summary: dict[str, dict[str, Any]]  # metric → mean, ci95, direction, kind, ...
     extractors: list[dict[str, Any]] = field(default_factory=list)  # info of every extractor, absent ones too
     judge: dict[str, Any] | None = None  # the judge's identity and its scores on the true images
+    recon_features: dict[str, torch.Tensor] = field(default_factory=dict)  # extractor → [N, F] of the reconstructions
 
 
 def _features(extractor, images_N3HW: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -82,14 +83,14 @@ def evaluate(
         name: _summarise(per_image[name], True, n_resamples, seed, kind="pixel", protocol="425 px, MindEye2")
         for name in ("pixcorr", "ssim")
     }
-    infos = []
+    infos, recon_features = [], {}
     for extractor in extractors or []:
         info = extractor.info
         infos.append(_info_dict(info))
         if info.kind == "absent":
             summary[info.name] = {"kind": "absent", "missing": info.missing}
             continue
-        f_recon = _features(extractor, recon_N3HW, batch_size)
+        f_recon = recon_features[info.name] = _features(extractor, recon_N3HW, batch_size)
         if truth_features is not None and info.name in truth_features:
             f_truth = truth_features[info.name]
         else:
@@ -141,7 +142,7 @@ def evaluate(
             "identity": getattr(judge, "describe", lambda: {})(),
             "on_true_images": {name: float(np.mean(v)) for name, v in on_truths.items()},
         }
-    return Evaluation(per_image, summary, infos, judge_record)
+    return Evaluation(per_image, summary, infos, judge_record, recon_features)
 
 
 def _info_dict(info) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mindhier.config.components import RESERVED_SEEDS  # noqa: F401 - the bound this stream sits above
+from mindhier.config.world import RESERVED_SEEDS  # noqa: F401 - the bound this stream sits above
 from mindhier.data.stimuli.scenes import ScenesSource, render_scene
 from mindhier.progress import ProgressFn, report
 

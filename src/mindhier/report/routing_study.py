@@ -77,11 +77,37 @@ def routing_study(runs: list[str | Path], routings: tuple[str, ...]) -> dict[str
                 if metric in pooled[1] and metric in reference[1]
             }
         arms[arm] = {"means": rows, f"{REFERENCE} minus": comparisons}
-    return {"runs": [str(r) for r in runs], "reference": REFERENCE, "arms": arms, "verdict": verdict(arms)}
+    world = _world(runs[0]) if runs else {}
+    return {
+        "runs": [str(r) for r in runs],
+        "reference": REFERENCE,
+        "world": world,
+        "arms": arms,
+        "verdict": verdict(arms, world),
+    }
 
 
-def verdict(arms: dict[str, Any]) -> str:
-    """One honest sentence: where coarse-to-fine is significantly better or worse (p < 0.05, CI excludes 0)."""
+def _world(run: Path) -> dict[str, Any]:
+    """What bounds a routing effect in this world: the teacher's grid and levels, the tokenizer's scales."""
+    from mindhier.fileio import read_json
+
+    config_file = run / "config.json"
+    if not config_file.is_file():
+        return {}
+    cfg = read_json(config_file, "run config").get("config", {})
+    teacher, tokenizer = cfg.get("teacher", {}), cfg.get("tokenizer", {})
+    return {
+        "teacher": teacher.get("name"),
+        "teacher_grid": teacher.get("grid"),
+        "teacher_layers": teacher.get("layers") or teacher.get("mapping"),
+        "scales": tokenizer.get("scales"),
+        "steps": cfg.get("train_generator", {}).get("steps"),
+    }
+
+
+def verdict(arms: dict[str, Any], world: dict[str, Any] | None = None) -> str:
+    """One honest sentence per arm: where coarse-to-fine is significantly better or worse (p < 0.05, CI excludes
+    0); when even the oracle arm shows no difference, why this world may not be able to show one."""
     lines = []
     for arm, study in arms.items():
         better, worse = [], []
@@ -97,7 +123,25 @@ def verdict(arms: dict[str, Any]) -> str:
         else:
             better_text, worse_text = ", ".join(better) or "nothing", ", ".join(worse) or "nothing"
             lines.append(f"{arm}: coarse_to_fine better on {better_text}; worse on {worse_text}")
+    oracle = arms.get("oracle")
+    if oracle is not None and not _significant(oracle) and world:
+        lines.append(
+            "with the teacher's own features routing makes no difference either, so this world cannot show a routing "
+            f"effect as configured: every level of the teacher ({world.get('teacher')}, layers "
+            f"{world.get('teacher_layers')}) is pooled to the same {world.get('teacher_grid')}×"
+            f"{world.get('teacher_grid')} grid, so shallow levels carry no finer spatial detail than deep ones for "
+            f"the fine scales {world.get('scales')} to use, and each arm was fine-tuned {world.get('steps')} steps "
+            "from one prior trained on every routing"
+        )
     return "; ".join(lines)
+
+
+def _significant(study: dict[str, Any]) -> bool:
+    return any(
+        d["p_wilcoxon"] < 0.05 and (d["ci95"][0] > 0 or d["ci95"][1] < 0)
+        for metrics in study[f"{REFERENCE} minus"].values()
+        for d in metrics.values()
+    )
 
 
 def routing_study_section(study: dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 
 from mindhier.checkpoint import unwrap
-from mindhier.config.components import LoopConfig
+from mindhier.config.loop import LoopConfig
 
 
 @dataclass(frozen=True)

@@ -226,7 +226,7 @@ def export_prior(kind: str, run_dir: str | Path, to: str | Path | None = None, m
         "wall_seconds": summary["seconds"],
         "threads": summary["torch_threads"],
         "device": summary["device"],
-        "machine": machine(),
+        "machine": {k: v for k, v in machine().items() if k != "torch_threads"},  # "threads": the run's
         "best_step": summary["best_step"],
         "metrics": metrics
         if metrics is not None

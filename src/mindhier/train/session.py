@@ -34,7 +34,7 @@ from typing_extensions import Unpack
 from mindhier import fault_points, run_layout
 from mindhier.checkpoint import config_differences, save_state
 from mindhier.config import MindhierConfig, resolved_record, to_dict
-from mindhier.config.components import LoopConfig
+from mindhier.config.loop import LoopConfig
 from mindhier.errors import ConfigError
 from mindhier.fileio import read_json, remove_stale_temporaries, write_json
 from mindhier.progress import ProgressFn, report

@@ -2,11 +2,14 @@
 
 Only the `behav` arrays are read (column 0: image index, column 5: row of the betas file, column 2:
 session); the other per-sample arrays MindEye2 ships (`past_behav`, `future_behav`, `olds_behav`) are
-ignored. Shape letters (docs/glossary.md): T trials.
+ignored. A split's table is parsed once per process and kept while none of its shards changed (path, size,
+modification time and inode compared on every read): a pipeline opens a dataset many times. Shape letters
+(docs/glossary.md): T trials.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from dataclasses import dataclass
@@ -42,12 +45,23 @@ def shard_paths(folder: Path) -> list[Path]:
 
 
 def read_trials(folder: Path) -> TrialTable:
-    """All trials of a split folder; corrupt shards and malformed behav arrays raise `DataError`."""
-    import webdataset as wds
-
+    """All trials of a split folder (read-only arrays); corrupt shards and malformed behav arrays raise `DataError`."""
     paths = shard_paths(folder)
     if not paths:
         raise DataError(f"no WebDataset shards (*.tar) in {folder}; download MindEye2's wds/ or re-run simulate")
+    stamps = []
+    for path in paths:
+        stat = path.stat()
+        stamps.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    return _parsed_trials(tuple(stamps))
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed_trials(stamps: tuple[tuple[str, int, int, int], ...]) -> TrialTable:
+    import webdataset as wds
+
+    folder = Path(stamps[0][0]).parent
+    paths = [Path(stamp[0]) for stamp in stamps]
     rows = []
     for path in paths:
         try:
@@ -66,6 +80,7 @@ def read_trials(folder: Path) -> TrialTable:
     if not rows:
         raise DataError(f"the shards in {folder} hold no samples; re-download or regenerate them")
     table = np.stack(rows)  # (T, 3): image, row, session
+    table.setflags(write=False)  # shared by every later read of the same shards
     return TrialTable(image_T=table[:, 0], row_T=table[:, 1], session_T=table[:, 2])
 
 
