@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from mindhier.fileio import read_json
 from mindhier.metrics.recons_eval import METRICS_FILE, read_per_image
 from mindhier.metrics.statistics import paired_difference
-from mindhier.run_layout import PIPELINE_EVAL
+from mindhier.run_layout import CONFIG, PIPELINE_EVAL
 
 REFERENCE = "coarse_to_fine"
 ORACLE_SUFFIX = "-oracle"
@@ -89,9 +90,7 @@ def routing_study(runs: list[str | Path], routings: tuple[str, ...]) -> dict[str
 
 def _world(run: Path) -> dict[str, Any]:
     """What bounds a routing effect in this world: the teacher's grid and levels, the tokenizer's scales."""
-    from mindhier.fileio import read_json
-
-    config_file = run / "config.json"
+    config_file = run / CONFIG
     if not config_file.is_file():
         return {}
     cfg = read_json(config_file, "run config").get("config", {})
