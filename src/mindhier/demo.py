@@ -73,16 +73,19 @@ def section_key(cfg: MindhierConfig | dict, sections: tuple[str, ...]) -> str:
 
 
 def _saved_config(folder: Path) -> dict | None:
+    """A stage's saved config, as written (a field added since is missing, so the stage counts as another config:
+    a new field's default need not reproduce what older code did)."""
     config_file = folder / layout.CONFIG
     return read_json(config_file, "stage config").get("config", {}) if config_file.is_file() else None
 
 
-def _matches(folder: Path, cfg: MindhierConfig, sections: tuple[str, ...]) -> bool:
+def made_with(folder: Path, cfg: MindhierConfig, sections: tuple[str, ...]) -> bool:
+    """Whether the stage in `folder` was made with `cfg`'s `sections` (its saved config compared by hash)."""
     saved = _saved_config(folder)
     return saved is not None and section_key(saved, sections) == section_key(cfg, sections)
 
 
-class _Stages:
+class Stages:
     """Runs named stages, reusing finished ones, and records their time and peak memory."""
 
     def __init__(self, cfg: MindhierConfig, fresh: bool, device: str = "cpu", batch_size: int = 1):
@@ -93,7 +96,7 @@ class _Stages:
     def train(self, name: str, folder: Path, sections: tuple[str, ...], train: Callable[[bool], object]) -> bool:
         """A training stage: reuse when finished with this config, resume when interrupted, else train."""
         state = "absent"
-        if not self.fresh and _matches(folder, self.cfg, sections):
+        if not self.fresh and made_with(folder, self.cfg, sections):
             state = (
                 "finished"
                 if (folder / run_layout.SUMMARY).is_file()
@@ -128,7 +131,7 @@ class _Stages:
 
 
 def shared_stages(
-    cfg: MindhierConfig, root: Path, data_dir: Path, stages: _Stages, progress: ProgressFn | None
+    cfg: MindhierConfig, root: Path, data_dir: Path, stages: Stages, progress: ProgressFn | None
 ) -> tuple[Path, Path, list[str]]:
     """Teacher features, the encoder (trained and evaluated) and the tokenizer (with the stimulus tokens)."""
     from mindhier.data.feature_cache import build_feature_cache
@@ -178,7 +181,7 @@ def generator_stages(
     data_dir: Path,
     encoder_dir: Path,
     tokenizer_dir: Path,
-    stages: _Stages,
+    stages: Stages,
     routings: tuple[str, ...],
     judge,
     extractors: list,
@@ -377,10 +380,10 @@ def run_demo(
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / run_layout.PIPELINE_MARKER, {"format": "mindhier-pipeline"})
     routings, seeds = cfg.demo.routings, cfg.demo.seeds
-    stages = _Stages(cfg, fresh, device, batch_size)
+    stages = Stages(cfg, fresh, device, batch_size)
     if data is None:
         data_dir = root / PIPELINE_DATA
-        reuse = not fresh and (data_dir / layout.MANIFEST).is_file() and _matches(data_dir, cfg, DATA_SECTIONS)
+        reuse = not fresh and (data_dir / layout.MANIFEST).is_file() and made_with(data_dir, cfg, DATA_SECTIONS)
         stages.run("simulate", lambda: simulate(cfg, data_dir, overwrite=True, progress=progress), reused=reuse)
         lines = [("reused" if reuse else "simulated") + f" dataset {data_dir}"]
     else:

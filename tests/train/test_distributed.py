@@ -40,6 +40,10 @@ def _train(stage, cfg, args, out_dir, **kwargs):
         from mindhier.train.encoder import train_encoder
 
         return train_encoder(cfg, args["data"], out_dir, subjects=args["subjects"], **kwargs)
+    if stage == "adapt":
+        from mindhier.train.adapt import adapt_encoder
+
+        return adapt_encoder(cfg, args["shared"], args["data"], args["subject"], out_dir, **kwargs)
     if stage == "tokenizer":
         from mindhier.train.tokenizer import train_tokenizer
 
@@ -96,6 +100,16 @@ def test_encoder_two_processes_match_one(tiny_dataset, tmp_path):
     cfg, result = tiny_dataset
     cfg = _short(cfg, "train_encoder", steps=20, eval_every=10, checkpoint_every=10)
     _compare_one_and_two("encoder", "encoder", cfg, {"data": str(result.root), "subjects": (1, 2)}, tmp_path)
+
+
+def test_adaptation_two_processes_match_one(tiny_dataset, tmp_path):
+    from mindhier.train.encoder import train_encoder
+
+    cfg, result = tiny_dataset
+    shared = train_encoder(_short(cfg, "train_encoder", steps=20), result.root, tmp_path / "shared", subjects=(1,))
+    cfg = _short(cfg, "adapt", steps=16, alone_steps=6, batch_size=32, eval_every=8, checkpoint_every=8)
+    args = {"data": str(result.root), "shared": str(shared.run_dir), "subject": 2}
+    _compare_one_and_two("adapt", "encoder", cfg, args, tmp_path)
 
 
 def test_tokenizer_two_processes_match_one_and_keep_one_codebook(tiny_dataset, tmp_path):

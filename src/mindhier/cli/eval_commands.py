@@ -151,3 +151,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     print(f"report: {build_report(args.runs, args.out, overwrite=args.overwrite)}")
     return 0
+
+
+def cmd_eval_adaptation(args: argparse.Namespace) -> int:
+    from mindhier.adaptation_study import run_adaptation_study
+    from mindhier.cli.options import resolve_config
+
+    cfg = resolve_config(args)
+    apply_threads(args)
+    progress = progress_bar(args)
+    try:
+        result = run_adaptation_study(
+            cfg,
+            args.out,
+            data=args.data,
+            fresh=args.fresh,
+            progress=progress,
+            judge_cache=None if args.no_judge else (args.cache or default_cache_dir()),
+            device=inference_device(args),
+            batch_size=args.batch_size,
+        )
+    finally:
+        progress.close()
+    for line in result.lines:
+        print(line)
+    return 0

@@ -13,6 +13,7 @@ from mindhier.cli.bench_commands import cmd_bench_decoders, cmd_bench_sampler, c
 from mindhier.cli.disk_errors import os_error_line, output_folders
 from mindhier.cli.eval_commands import (
     cmd_ceiling,
+    cmd_eval_adaptation,
     cmd_eval_compare,
     cmd_eval_encoder,
     cmd_eval_recons,
@@ -23,7 +24,9 @@ from mindhier.cli.options import (
     add_config_options,
     add_device_options,
     add_runtime_options,
+    add_sessions_option,
     add_simulator_flags,
+    add_subjects_option,
     non_negative_int,
     positive_int,
 )
@@ -31,6 +34,7 @@ from mindhier.cli.plan_commands import add_plan_parser
 from mindhier.cli.pretrain_commands import add_pretrain_parser
 from mindhier.cli.run_commands import cmd_config_show, cmd_data_info, cmd_demo, cmd_features, cmd_simulate
 from mindhier.cli.train_commands import (
+    cmd_adapt,
     cmd_tokenize,
     cmd_train_diffusion,
     cmd_train_encoder,
@@ -66,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path, help="dataset folder (MindEye2 layout)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-verify-images", action="store_true", help="skip decoding every stimulus image")
+    add_sessions_option(p)
     add_config_options(p)
     p.set_defaults(func=cmd_data_info)
 
@@ -118,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--from-scratch", action="store_true", help="train the tokenizer and generator from random weights (no priors)"
     )
+    add_sessions_option(p)
     add_device_options(
         p,
         PIPELINE_BATCH,
@@ -143,9 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = train.add_parser("encoder", help="Stage 1: the hierarchical fMRI encoder")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (MindEye2 layout)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument(
-        "--subjects", type=positive_int, nargs="+", help="subjects to train on (default: all in the dataset)"
-    )
+    add_subjects_option(p, "subjects to train on, e.g. 1 2 or 1..4 (default: all in the dataset)")
+    add_sessions_option(p)
     p.add_argument("--features", type=Path, help="feature cache folder (default: built or reused under DATA)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
@@ -171,14 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--encoder", type=Path, required=True, help="encoder run folder")
         p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer run folder")
         p.add_argument("--out", type=Path, required=True, help="run folder")
-        p.add_argument(
-            "--subjects", "--subject", type=positive_int, nargs="+", help="subjects (default: the encoder's first)"
-        )
+        add_subjects_option(p, "subjects, pooled (default: the encoder's first)", "--subject")
+        add_sessions_option(p)
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
         p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
         add_config_options(p)
         add_runtime_options(p)
         p.set_defaults(func=func)
+
+    p = commands.add_parser("adapt", help="add a new subject to a shared model from little data (a new input layer)")
+    p.add_argument("--run", type=Path, required=True, help="the shared model: an encoder run or a pipeline folder")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder holding the new subject (MindEye2 layout)")
+    p.add_argument("--subject", type=positive_int, required=True, help="the new subject's id in --data")
+    p.add_argument("--out", type=Path, required=True, help="run folder of the adapted encoder")
+    add_sessions_option(p)
+    p.add_argument("--features", type=Path, help="feature cache folder (default: built or reused under DATA)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
+    add_config_options(p, default_preset=None)
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_adapt)
 
     p = commands.add_parser("tokenize", help="cache every stimulus's multi-scale tokens under a trained tokenizer")
     p.add_argument("--run", type=Path, required=True, help="tokenizer run folder")
@@ -278,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = evaluate.add_parser("encoder", help="retrieval, identification and alignment per level on held-out data")
     p.add_argument("--run", type=Path, required=True, help="encoder run folder")
     p.add_argument("--data", type=Path, required=True, help="dataset folder")
-    p.add_argument("--subjects", "--subject", type=positive_int, nargs="+", help="subjects (default: the run's)")
+    add_subjects_option(p, "subjects (default: the run's)", "--subject")
     p.add_argument("--split", default="test", choices=["test", "val", "test_old"])
     p.add_argument("--features", type=Path, help="feature cache folder (default: built or reused under DATA)")
     p.add_argument("--out", type=Path, help="folder for encoder_eval.json (default: the run folder)")
@@ -286,6 +303,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_options(p, 256, "brain inputs per encoder forward (default 256)")
     add_runtime_options(p)
     p.set_defaults(func=cmd_eval_encoder)
+
+    p = evaluate.add_parser(
+        "adaptation", help="a new subject from 1, 2, 4 sessions and all: adapted from a shared model vs from scratch"
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/adapt"), help="study folder (default: runs/adapt)")
+    p.add_argument("--data", type=Path, help="use this dataset folder instead of simulating the preset's subjects")
+    p.add_argument("--fresh", action="store_true", help="recompute every stage instead of reusing finished ones")
+    p.add_argument("--cache", type=Path, help="cache for the scene judge (default: ~/.cache/mindhier)")
+    p.add_argument("--no-judge", action="store_true", help="skip the scene judge")
+    add_device_options(p, PIPELINE_BATCH, f"brain inputs sampled together (default {PIPELINE_BATCH})")
+    add_config_options(p, default_preset="adapt")
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_eval_adaptation)
 
     add_plan_parser(commands)
     add_pretrain_parser(commands)

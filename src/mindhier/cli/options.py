@@ -26,11 +26,60 @@ def _bounded_int(text: str, least: int) -> int:
     return value
 
 
-def add_config_options(parser: argparse.ArgumentParser, default_preset: str = "demo") -> None:
+def id_range(text: str) -> list[int]:
+    """An argparse type: a subject id `3` or a range `1..8` (both ends included)."""
+    first, sep, last = text.partition("..")
+    low = positive_int(first)
+    if not sep:
+        return [low]
+    high = positive_int(last)
+    if high < low:
+        raise argparse.ArgumentTypeError(f"a range runs upwards, e.g. 1..8; got {text!r}")
+    return list(range(low, high + 1))
+
+
+class IdList(argparse.Action):
+    """`--subjects 1 2 5..8` → [1, 2, 5, 6, 7, 8] (with `type=id_range`, `nargs="+"`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        ids = [i for chunk in values for i in chunk]
+        if len(set(ids)) != len(ids):
+            parser.error(f"{option_string} names a subject twice: {' '.join(map(str, ids))}")
+        setattr(namespace, self.dest, ids)
+
+
+def add_subjects_option(parser: argparse.ArgumentParser, what: str, *aliases: str) -> None:
+    parser.add_argument("--subjects", *aliases, type=id_range, nargs="+", action=IdList, help=what)
+
+
+def session_list(text: str) -> tuple[int, ...]:
+    """An argparse type for `--sessions`: `N` (the first N sessions), `1,3,5` (those) or `2..4` (a range)."""
+    if "," not in text and ".." not in text:
+        return tuple(range(1, positive_int(text) + 1))
+    sessions = [s for part in text.split(",") if part.strip() for s in id_range(part.strip())]
+    if not sessions or len(set(sessions)) != len(sessions):
+        raise argparse.ArgumentTypeError(f"expected distinct sessions like 1,3,5 or 2..4, got {text!r}")
+    return tuple(sessions)
+
+
+def add_sessions_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sessions",
+        type=session_list,
+        metavar="N|LIST",
+        help="train on the first N scan sessions of each subject (NSD: 750 trials each), or a list 1,3,5; "
+        "the test split never changes (default: all)",
+    )
+
+
+def add_config_options(parser: argparse.ArgumentParser, default_preset: str | None = "demo") -> None:
     from mindhier.config import PRESETS
 
     group = parser.add_argument_group("configuration")
-    group.add_argument("--preset", default=default_preset, choices=sorted(PRESETS), help="named preset to start from")
+    where = f"(default {default_preset})" if default_preset else "(default: the shared run's own config)"
+    group.add_argument(
+        "--preset", default=default_preset, choices=sorted(PRESETS), help=f"named preset to start from {where}"
+    )
     group.add_argument("--config", type=Path, help="YAML or JSON file applied on top of the preset")
     group.add_argument(
         "--set",
@@ -76,7 +125,9 @@ def inference_device(args: argparse.Namespace) -> str:
 def resolve_config(args: argparse.Namespace, extra: list[str] | None = None):
     from mindhier.config import resolve
 
-    return resolve(args.preset, args.config, [*args.overrides, *(extra or [])])
+    sessions = getattr(args, "sessions", None)
+    flags = [f"data.sessions={','.join(map(str, sessions))}"] if sessions else []
+    return resolve(args.preset, args.config, [*args.overrides, *flags, *(extra or [])])
 
 
 def simulator_flags(args: argparse.Namespace) -> list[str]:
@@ -94,7 +145,7 @@ def simulator_flags(args: argparse.Namespace) -> list[str]:
 
 
 def add_simulator_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--subjects", type=positive_int, nargs="+", help="subject ids, e.g. --subjects 1 2")
+    add_subjects_option(parser, "subject ids, e.g. --subjects 1 2 or --subjects 1..8")
     parser.add_argument("--stimuli", help="scenes | photos | folder:PATH")
     parser.add_argument("--n-train", type=positive_int, help="unique training images (each shown once)")
     parser.add_argument(

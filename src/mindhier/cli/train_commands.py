@@ -19,12 +19,12 @@ from mindhier.cli.options import (
 )
 
 
-def _train(args: argparse.Namespace, train, *inputs, **options):
-    """Resolve the config, set threads and (under torchrun) the process group, and run `train(cfg, *inputs, ...)`
-    with a progress bar on rank 0. Returns (the `TrainResult`, rank)."""
+def _train(args: argparse.Namespace, train, *inputs, cfg=None, **options):
+    """Resolve the config (unless given), set threads and (under torchrun) the process group, and run
+    `train(cfg, *inputs, ...)` with a progress bar on rank 0. Returns (the `TrainResult`, rank)."""
     import torch.distributed as dist
 
-    cfg = resolve_config(args)
+    cfg = cfg or resolve_config(args)
     apply_threads(args)
     device, rank, world_size = distributed_setup(args)
     progress = progress_bar(args) if rank == 0 else None
@@ -68,6 +68,37 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
         print(
             f"trained {s['steps']} steps in {s['seconds']:.1f} s ({_where(s)}); best val retrieval top-1 {_best(s)}; "
             f"run: {run.run_dir}"
+        )
+    return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from mindhier.config import apply_overrides
+    from mindhier.runs import load_run_config
+    from mindhier.train.adapt import adapt_encoder, shared_encoder_run
+
+    if args.preset or args.config:
+        cfg = resolve_config(args)  # adapt_encoder refuses a config whose model differs from the shared run's
+    else:  # the shared run's own config, with --set and --sessions on top
+        sessions = [f"data.sessions={','.join(map(str, args.sessions))}"] if args.sessions else []
+        cfg = apply_overrides(load_run_config(shared_encoder_run(args.run)), [*args.overrides, *sessions])
+    run, rank = _train(
+        args,
+        adapt_encoder,
+        args.run,
+        args.data,
+        args.subject,
+        args.out,
+        cfg=cfg,
+        features=args.features,
+        resume=args.resume,
+    )
+    if rank == 0:
+        s = run.summary
+        print(
+            f"adapted {s['adapted_from']} (subjects {', '.join(map(str, s['shared_subjects']))}) to subject "
+            f"{args.subject} on sessions {s['sessions']} ({s['train_trials'][str(args.subject)]} trials): {s['steps']} "
+            f"steps in {s['seconds']:.1f} s ({_where(s)}); best val retrieval top-1 {_best(s)}; run: {run.run_dir}"
         )
     return 0
 

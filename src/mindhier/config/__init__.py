@@ -2,7 +2,7 @@
 
 A run's configuration is resolved in three layers, each on top of the last:
 
-1. a named preset (`tiny`, `demo`, `demo-long`, `nsd-paper`) — plain Python functions in `presets.py`;
+1. a named preset (`tiny`, `demo`, `demo-long`, `adapt`, `nsd-paper`, …) — plain Python functions in `presets.py`;
 2. an optional YAML or JSON file (`--config FILE`), holding any subset of the fields;
 3. `--set a.b=value` overrides, coerced to the field's declared type.
 
@@ -11,6 +11,7 @@ together with the package version and git revision (`save_resolved`), and a save
 passed back as `--config` to reproduce a run.
 """
 
+from mindhier.config.adaptation import AdaptationStudyConfig, AdaptConfig
 from mindhier.config.baseline import DECODE_MODES, DdimConfig, DiffusionConfig, DiffusionTrainConfig
 from mindhier.config.encoder import (
     NAMED_MAPPING_LEVELS,
@@ -41,7 +42,14 @@ from mindhier.config.resolve import (
     to_dict,
 )
 from mindhier.config.teacher import LAYER_MAPPINGS, TEACHER_NAMES, TeacherConfig
-from mindhier.config.world import RESERVED_SEEDS, ROI_NAMES, DataConfig, SimulatorConfig, StimulusConfig
+from mindhier.config.world import (
+    RESERVED_SEEDS,
+    ROI_NAMES,
+    DataConfig,
+    SimulatorConfig,
+    StimulusConfig,
+    describe_sessions,
+)
 
 __all__ = [
     "DECODE_MODES",
@@ -53,6 +61,8 @@ __all__ = [
     "ROUTING_MODES",
     "SUPERVISION_MODES",
     "TEACHER_NAMES",
+    "AdaptConfig",
+    "AdaptationStudyConfig",
     "AlignmentConfig",
     "BrainEncoderConfig",
     "DataConfig",
@@ -75,6 +85,7 @@ __all__ = [
     "config_hash",
     "demo",
     "demo_long",
+    "describe_sessions",
     "from_dict",
     "load_file",
     "nsd_paper",

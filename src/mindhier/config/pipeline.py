@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mindhier.config.adaptation import AdaptationStudyConfig, AdaptConfig
 from mindhier.config.baseline import DdimConfig, DiffusionConfig, DiffusionTrainConfig
 from mindhier.config.checks import check_range
 from mindhier.config.encoder import NAMED_MAPPING_LEVELS, AlignmentConfig, BrainEncoderConfig, EncoderTrainConfig
@@ -68,6 +69,8 @@ class MindhierConfig:
     train_diffusion: DiffusionTrainConfig = field(default_factory=DiffusionTrainConfig)
     ddim: DdimConfig = field(default_factory=DdimConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    adaptation: AdaptationStudyConfig = field(default_factory=AdaptationStudyConfig)
 
     def __post_init__(self) -> None:
         n_levels = len(self.teacher.layers) or NAMED_MAPPING_LEVELS

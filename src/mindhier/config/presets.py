@@ -1,4 +1,5 @@
-"""Named presets, plain Python: `tiny` (tests), `demo` (the embedded default), `demo-long`, `nsd-paper`."""
+"""Named presets, plain Python: `tiny` (tests), `demo` (the embedded default), `demo-long` (the routing study),
+`adapt` (the adaptation study), `pretrain` (the priors), `nsd-paper`."""
 
 from __future__ import annotations
 
@@ -232,10 +233,24 @@ def demo_long() -> MindhierConfig:
     )
 
 
+def adapt() -> MindhierConfig:
+    """The adaptation study (`mindhier eval adaptation`): five simulated subjects of the demo's world; a shared
+    encoder and generator on subjects 1-4, subject 5 adapted with its first 1, 2 and 4 sessions and with all of
+    them, against the demo's single-subject encoder trained from scratch on the same sessions."""
+    base = demo()
+    return dataclasses.replace(
+        base,
+        preset="adapt",
+        simulator=dataclasses.replace(base.simulator, subjects=(1, 2, 3, 4, 5)),
+        demo=dataclasses.replace(base.demo, consistency_samples=0),
+    )
+
+
 PRESETS: dict[str, Callable[[], MindhierConfig]] = {
     "tiny": tiny,
     "demo": demo,
     "demo-long": demo_long,
+    "adapt": adapt,
     "pretrain": pretrain,
     "nsd-paper": nsd_paper,
 }

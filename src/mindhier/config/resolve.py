@@ -65,20 +65,22 @@ def from_dict(cls: type, data: Mapping[str, Any], base: Any | None = None, where
 
 
 def apply_overrides(cfg: MindhierConfig, overrides: Iterable[str]) -> MindhierConfig:
-    """Apply `a.b=value` strings in order; each value is coerced to the field's type."""
+    """Apply `a.b=value` strings together (a later value of the same key wins), so that fields checked against each
+    other (`adapt.steps` and `adapt.alone_steps`) can change in one go; each value is coerced to the field's type."""
+    nested: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set expects key=value (e.g. simulator.n_train=200), got {item!r}")
-        nested: dict[str, Any] = {}
         node = nested
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part} is a value, not a section")
         node[parts[-1]] = _RawString(raw.strip())
-        cfg = from_dict(type(cfg), nested, base=cfg)
-    return cfg
+    return from_dict(type(cfg), nested, base=cfg) if nested else cfg
 
 
 class _RawString(str):

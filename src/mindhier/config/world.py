@@ -43,6 +43,10 @@ class SimulatorConfig:
     roi_fractions: tuple[float, ...] = (0.20, 0.16, 0.14, 0.12, 0.12, 0.26)  # share of V1 V2 V3 hV4 LO higher
     ncsnr_min: float = 0.2  # per-voxel noise-ceiling SNR (signal sd / noise sd), drawn uniformly
     ncsnr_max: float = 1.0
+    # how subjects differ beyond their own voxels (log-normal sd of a per-subject factor; 0 = every subject alike):
+    roi_size_sd: float = 0.2  # each ROI's share of the voxels (renormalised)
+    prf_size_sd: float = 0.15  # every pRF size of the subject
+    ncsnr_subject_sd: float = 0.25  # the subject's noise ceilings (every voxel's ncsnr)
     drift_sd: float = 0.3  # slow drift per session and voxel (offset + linear trend), in noise-sd units
     retina_px: int = 64  # images are resampled to this side before the early-visual filter bank
     feature_grid: int = 32  # receptive fields are evaluated on this grid of the visual field
@@ -73,6 +77,8 @@ class SimulatorConfig:
             raise ConfigError(f"simulator.roi_fractions must sum to 1, got {sum(self.roi_fractions):.4f}")
         if not 0 < self.ncsnr_min <= self.ncsnr_max:
             raise ConfigError("simulator.ncsnr_min/ncsnr_max must satisfy 0 < ncsnr_min <= ncsnr_max")
+        for name in ("roi_size_sd", "prf_size_sd", "ncsnr_subject_sd"):
+            check_range(f"simulator.{name}", getattr(self, name), 0.0, 2.0)
         check_range("simulator.drift_sd", self.drift_sd, 0.0, 100.0)
         check_range("simulator.retina_px", self.retina_px, 16, 1024)
         check_range("simulator.feature_grid", self.feature_grid, 4, self.retina_px)
@@ -97,7 +103,28 @@ class DataConfig:
     val_fraction: float = 0.05  # share of unique training images held out as `val`
     split_seed: int = 0  # seeds the choice of the `val` images
     test_repeats: int = 3  # test trials per image after MindEye2's duplication of missing repeats
+    # scan sessions whose training trials are used (behav column 2; NSD sessions of 750 trials); () = all. Limits
+    # `train` and `val` only: the test split is the same whatever the sessions. CLI: --sessions N (the first N)
+    sessions: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         check_range("data.val_fraction", self.val_fraction, 0.0, 0.5)
         check_range("data.test_repeats", self.test_repeats, 1, 100)
+        for session in self.sessions:
+            check_range("data.sessions", session, 1, 100_000)
+        if len(set(self.sessions)) != len(self.sessions):
+            raise ConfigError(f"data.sessions has duplicates: {list(self.sessions)}")
+
+    def describe_sessions(self) -> str:
+        """`all` or the session list, for messages and records."""
+        return describe_sessions(self.sessions)
+
+
+def describe_sessions(sessions: tuple[int, ...]) -> str:
+    """`all`, `1-4` (the first four) or `1,3,5`."""
+    if not sessions:
+        return "all"
+    ordered = sorted(sessions)
+    if len(ordered) > 1 and ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"{ordered[0]}-{ordered[-1]}"
+    return ",".join(map(str, ordered))

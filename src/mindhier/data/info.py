@@ -47,6 +47,8 @@ def describe_dataset(
                 "n_voxels": recording.n_voxels,
                 "splits": splits,
                 "dropped_train_trials_of_test_images": recording.dropped_train_trials,
+                "train_sessions": len(recording.sessions),
+                "sessions_used": dataset.cfg.describe_sessions(),
                 "median_noise_ceiling_measured": round(float(np.median(measured)), 2),
                 "noise_ceiling_repeats": n_repeats,
             }
@@ -67,7 +69,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{summary['image_store']['location']}; manifest: {'yes' if summary['manifest'] else 'no'})"
     ]
     for subject, entry in summary["subjects"].items():
-        lines.append(f"subject {subject}: {entry['n_voxels']} voxels")
+        sessions = entry.get("train_sessions", 0)
+        used = entry.get("sessions_used", "all")
+        session_text = (
+            f", {sessions} training sessions" + ("" if used == "all" else f" (using {used})") if sessions else ""
+        )
+        lines.append(f"subject {subject}: {entry['n_voxels']} voxels{session_text}")
         if "voxels_per_roi" in entry:
             rois = ", ".join(f"{roi} {n}" for roi, n in entry["voxels_per_roi"].items())
             lines.append(f"  voxels per ROI: {rois}")

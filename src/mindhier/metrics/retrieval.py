@@ -50,3 +50,33 @@ def retrieval_top1(
         "draws": draws,
         "chance": 1.0 / size,
     }
+
+
+def retrieval_hits(
+    brain_NF: torch.Tensor,
+    image_NF: torch.Tensor,
+    pool: int = MINDEYE_POOL,
+    draws: int = MINDEYE_DRAWS,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per-item top-1 hit rates under the same protocol as `retrieval_top1` (same draws for the same generator):
+    `brain_to_image_N` / `image_to_brain_N` are each item's share of hits over the draws that included it (0 or 1
+    when N ≤ pool: every draw is the whole set). Their means are `retrieval_top1`'s figures when every item is in
+    every draw; per-item values let a study bootstrap over items and pair two models on the same items."""
+    n = brain_NF.shape[0]
+    if n < 2:
+        raise ValueError("retrieval needs at least 2 items")
+    size = min(pool, n)
+    generator = generator or torch.Generator().manual_seed(0)
+    brain = F.normalize(brain_NF.double().flatten(1), dim=-1)
+    image = F.normalize(image_NF.double().flatten(1), dim=-1)
+    forward, backward, counts = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64), torch.zeros(n)
+    for _ in range(draws):
+        chosen = torch.randperm(n, generator=generator)[:size]
+        sims = brain[chosen] @ image[chosen].T
+        target = torch.arange(size)
+        forward[chosen] += (sims.argmax(dim=1) == target).double()
+        backward[chosen] += (sims.argmax(dim=0) == target).double()
+        counts[chosen] += 1
+    seen = counts.clamp(min=1).double()
+    return {"brain_to_image_N": forward / seen, "image_to_brain_N": backward / seen, "draws_N": counts}

@@ -54,7 +54,7 @@ from mindhier.train.random_streams import integer_draws, keep_mask, normal_draws
 from mindhier.train.session import Launch, TrainingSession, TrainResult
 
 KIND = "diffusion"
-RUN_SECTIONS = ("diffusion", "train_diffusion")
+RUN_SECTIONS = ("data", "diffusion", "train_diffusion")
 VAL_SEED = 1234  # the fixed (noise, timestep) draws of the val loss
 
 
@@ -180,7 +180,7 @@ def train_diffusion(
     world = run.world
     frozen = load_frozen(encoder_run, tokenizer_run, subjects, world.device)
     tokenizer, condition = frozen.tokenizer, frozen.condition
-    with frozen.open_dataset(data_dir) as dataset:
+    with frozen.open_dataset(data_dir, cfg.data.sessions) as dataset:
         train_items = [subject_items(dataset, s, "train") for s in frozen.subjects]
         val_items = [subject_items(dataset, s, "val") for s in frozen.subjects]
         seen = np.concatenate([x.images_N for x in train_items + val_items])
@@ -200,7 +200,8 @@ def train_diffusion(
     run.write_json(run_layout.DIFFUSION_MODEL, to_dict(budget.model))
     run.write_json(run_layout.shapes_file(KIND), shapes.to_json())
     run.write_json(
-        run_layout.INPUTS, {**frozen.inputs_record(run.run_dir), "routing": "static_terminal", "budget": budget.record}
+        run_layout.INPUTS,
+        {**frozen.inputs_record(run.run_dir, cfg.data.sessions), "routing": "static_terminal", "budget": budget.record},
     )
 
     torch.manual_seed(tc.seed)  # the same initial weights on every process

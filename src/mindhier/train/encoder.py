@@ -131,5 +131,12 @@ def train_encoder(
         extra |= run.evaluate(done, lambda: validation_score(wrapped.module, data, world.device), "val_retrieval_top1")
         run.end_step(done, extra)
 
-    summary = run.finish({"subjects": list(subjects), "best_metric": "val_retrieval_top1"})
+    summary = run.finish(
+        {
+            "subjects": list(subjects),
+            "sessions": cfg.data.describe_sessions(),
+            "train_trials": {str(items.subject): len(items) for items in data.train},
+            "best_metric": "val_retrieval_top1",
+        }
+    )
     return TrainResult(run.run_dir, summary, wrapped.module)

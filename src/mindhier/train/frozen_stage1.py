@@ -7,10 +7,11 @@ Every process holds its own copy (the encoder is 307 M and the VQ-VAE 109 M para
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from mindhier.config import MindhierConfig
+from mindhier.config import MindhierConfig, describe_sessions
 from mindhier.data.nsd import open_dataset
 from mindhier.errors import ConfigError
 from mindhier.models.brain_condition import BrainCondition
@@ -29,16 +30,19 @@ class FrozenStage1:
     condition: BrainCondition
     subjects: tuple[int, ...]
 
-    def open_dataset(self, data_dir: str | Path):
+    def open_dataset(self, data_dir: str | Path, sessions: tuple[int, ...] = ()):
+        """The subjects' data, split as the encoder's was (its `data` section), with the decoder's own `sessions`."""
         expected = {s: self.encoder.shapes.voxels[s] for s in self.subjects}
-        return open_dataset(data_dir, self.encoder_cfg.data, subjects=list(self.subjects), expected_voxels=expected)
+        data_cfg = dataclasses.replace(self.encoder_cfg.data, sessions=tuple(sessions))
+        return open_dataset(data_dir, data_cfg, subjects=list(self.subjects), expected_voxels=expected)
 
-    def inputs_record(self, run_dir: Path) -> dict:
-        """What `inputs.json` records of the frozen models (paths relative to the run folder)."""
+    def inputs_record(self, run_dir: Path, sessions: tuple[int, ...] = ()) -> dict:
+        """What `inputs.json` records of the frozen models (paths relative to the run folder) and of the data."""
         return {
             "encoder_run": relative_input(run_dir, self.encoder_run),
             "tokenizer_run": relative_input(run_dir, self.tokenizer_run),
             "subjects": list(self.subjects),
+            "sessions": describe_sessions(tuple(sessions)),
             "encoder_supervision": self.condition.supervision,
         }
 

@@ -55,7 +55,7 @@ from mindhier.train.session import Launch, TrainingSession, TrainResult
 from mindhier.train.warm_start import initial_weights
 
 KIND = "generator"
-RUN_SECTIONS = ("generator", "train_generator")
+RUN_SECTIONS = ("data", "generator", "train_generator")
 
 
 def generator_shapes(tokenizer: Tokenizer, source: ConditionSource) -> GeneratorShapes:
@@ -111,7 +111,7 @@ def train_generator(
     run = TrainingSession.start(out, KIND, cfg, tc, RUN_SECTIONS, **launch)
     world, progress = run.world, run.progress
     frozen = load_frozen(encoder_run, tokenizer_run, subjects, world.device)
-    dataset = frozen.open_dataset(data_dir)
+    dataset = frozen.open_dataset(data_dir, cfg.data.sessions)
     if world.is_main:  # rank 0 builds the caches; the others then read them
         tokens = build_token_cache(data_dir, tokenizer_run, device=world.device, progress=progress)
     world.barrier()
@@ -125,7 +125,7 @@ def train_generator(
     else:
         source = oracle_source(data_dir, frozen, train_items, val_items, world)
     record = {
-        **frozen.inputs_record(run.run_dir),
+        **frozen.inputs_record(run.run_dir, cfg.data.sessions),
         **source.record(),
         "token_cache": {"path": relative_input(run.run_dir, tokens.path), "key": tokens.key},
     }

@@ -3,7 +3,9 @@
 Splits (docs/method.md §2.2):
 
 * `train` — single trials of the training images, minus the `val` images. Trials of any image that
-  is also in the test split are dropped (and counted), so training can never see a test image.
+  is also in the test split are dropped (and counted), so training can never see a test image. With
+  `data.sessions`, only the trials of those scan sessions (behav column 2) are kept — for `train` and
+  `val`; the test splits never change with the sessions.
 * `val`   — a seeded `val_fraction` of the unique training images, held out for periodic evaluation
   and checkpoint choice; one item per image, its trials averaged.
 * `test`  — MindEye2's `new_test` shards: one item per unique image in ascending index order (as
@@ -27,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mindhier.config import DataConfig
+from mindhier.config import DataConfig, describe_sessions
 from mindhier.data import layout
 from mindhier.data.nsd.betas import BetasFile
 from mindhier.data.nsd.images import ImageStore, find_image_store
@@ -50,6 +52,7 @@ class SubjectRecording:
     test_old_trials: TrialTable | None
     roi_labels: tuple[str, ...] | None
     dropped_train_trials: int  # trials in train shards whose image is a test image
+    sessions: tuple[int, ...]  # the scan sessions of the train shards (all, whatever `data.sessions` keeps)
 
     @property
     def n_voxels(self) -> int:
@@ -195,13 +198,34 @@ class NSDDataset:
         for name, table in tables:
             self._check_table(subject, name, table, betas)
         leaked = np.isin(train_all.image_T, test.image_T)
-        train = train_all.subset(~leaked)
+        sessions = tuple(int(x) for x in np.unique(train_all.session_T) if x >= 0)
+        train = train_all.subset(~leaked & self._in_sessions(subject, train_all, sessions))
         if self._check_finite:
             betas.check_finite(np.concatenate([t.row_T for _, t in tables]))
         roi_labels = tuple(entry["roi_labels"]) if entry and "roi_labels" in entry else None
         if roi_labels is not None and len(roi_labels) != betas.n_voxels:
             raise DataError(f"subject {subject}: manifest has {len(roi_labels)} ROI labels for {betas.n_voxels} voxels")
-        return SubjectRecording(subject, betas, train, test, test_old, roi_labels, int(leaked.sum()))
+        return SubjectRecording(subject, betas, train, test, test_old, roi_labels, int(leaked.sum()), sessions)
+
+    def _in_sessions(self, subject: int, table: TrialTable, available: tuple[int, ...]) -> np.ndarray:
+        """Which training trials `data.sessions` keeps; asking for sessions the subject lacks is an error."""
+        wanted = self.cfg.sessions
+        if not wanted:
+            return np.ones(len(table), dtype=bool)
+        if not available:
+            raise DataError(
+                f"subject {subject}: the train shards record no session (behav column {layout.BEHAV_SESSION}), so "
+                "--sessions cannot choose trials; drop --sessions"
+            )
+        missing = [s for s in wanted if s not in available]
+        if missing:
+            first_n = sorted(wanted) == list(range(1, len(wanted) + 1))
+            asked = f"--sessions {len(wanted)}" if first_n else f"--sessions {','.join(map(str, wanted))}"
+            raise DataError(
+                f"subject {subject} has {len(available)} training sessions ({describe_sessions(available)}) but "
+                f"{asked} asks for session {missing[0]}; pass at most {len(available)} or a list of its sessions"
+            )
+        return np.isin(table.session_T, wanted)
 
     def _check_table(self, subject: int, name: str, table: TrialTable, betas: BetasFile) -> None:
         where = f"subject {subject} {name} shards"

@@ -25,7 +25,7 @@ from mindhier.data.simulator.betas import session_betas
 from mindhier.data.simulator.design import TrialDesign, make_design
 from mindhier.data.simulator.encoding_model import save_encoding_model
 from mindhier.data.simulator.features import SemanticFn, StimulusFeatures, compute_features, lite2_semantic_fn
-from mindhier.data.simulator.voxels import SubjectModel, random_subject
+from mindhier.data.simulator.voxels import SubjectModel, SubjectTraits, random_subject, subject_traits
 from mindhier.data.stimuli import StimulusSet, make_source
 from mindhier.fileio import staged_directory, write_json
 from mindhier.progress import ProgressFn
@@ -33,7 +33,7 @@ from mindhier.progress import ProgressFn
 NOISE_CEILING_DEFINITION = "NC = 100 * ncsnr^2 / (ncsnr^2 + 1/n), n = test_repeats (NSD, Allen et al. 2022)"
 
 # independent random streams, keyed by purpose
-_STREAM_INDEX, _STREAM_MODEL, _STREAM_DESIGN, _STREAM_NOISE = 1, 2, 3, 4
+_STREAM_INDEX, _STREAM_MODEL, _STREAM_DESIGN, _STREAM_NOISE, _STREAM_TRAITS = 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class SubjectResult:
     model: SubjectModel
     design: TrialDesign
     noise_ceiling_measured_V: np.ndarray  # from the test repetitions of the written betas
+    traits: SubjectTraits
 
     def summary(self) -> dict[str, Any]:
         labels = np.asarray(self.model.roi_labels())
@@ -51,6 +52,7 @@ class SubjectResult:
             "n_trials": self.design.n_trials,
             "n_sessions": self.design.n_sessions,
             "roi_counts": {name: int((labels == name).sum()) for name in ROI_NAMES},
+            "traits": self.traits.describe(),
         }
 
 
@@ -186,6 +188,7 @@ def _simulate_subject(
     sim = cfg.simulator
     clock = time.perf_counter()
     n_categories = 0 if features.categories_NJ is None else int(features.categories_NJ.shape[1])
+    traits = subject_traits(sim, stream(sim.seed, subject, _STREAM_TRAITS))
     model = random_subject(
         subject,
         sim,
@@ -194,6 +197,7 @@ def _simulate_subject(
         n_deep=features.deep_ND.shape[1],
         n_categories=n_categories,
         rng=stream(sim.seed, subject, _STREAM_MODEL),
+        traits=traits,
     ).calibrated(features)
     signal_NV = model.signal(features).numpy()
     seconds["voxel_models"] = seconds.get("voxel_models", 0.0) + time.perf_counter() - clock
@@ -240,7 +244,7 @@ def _simulate_subject(
     encoding_model = save_encoding_model(root, model, sim)
     seconds["write"] = seconds.get("write", 0.0) + time.perf_counter() - clock
 
-    result = SubjectResult(subject, model, design, measured)
+    result = SubjectResult(subject, model, design, measured, traits)
     entry = {
         **result.summary(),
         "voxel_table": voxel_table,

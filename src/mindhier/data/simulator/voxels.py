@@ -10,6 +10,11 @@ ROIs and what drives them (docs/method.md §2.4; the hierarchy the decoder explo
 * higher — semantic voxels: a sparse random mixture of deep pooled network features and, when the
   stimuli carry them, of object categories (a preferred category plus a weaker second one).
 
+Subjects differ like people do (docs/method.md §2.4): each draws its own voxel count, pRF centres, channel and
+semantic mixtures, and three subject-level factors (`SubjectTraits`) scale its ROI sizes, all of its pRF sizes
+and all of its noise ceilings — while every subject sees through the same stimulus features, which is what
+makes a model shared across subjects possible.
+
 Every voxel's noise-free signal is standardised to zero mean and unit variance over the calibration
 stimuli; its single-trial noise has unit variance, so its configured ncsnr is exactly signal sd / noise sd.
 
@@ -39,6 +44,30 @@ PRF_SIZE = {
 PRF_FIELD = {"early": 0.9, "mid": 0.6}  # pRF centres are uniform in [-field, field]²
 CHANNEL_CONCENTRATION = 0.5  # Dirichlet concentration of channel weights (small = few preferred channels)
 SEMANTIC_FEATURES_PER_VOXEL = 32  # sparse mixture: each semantic voxel reads this many deep features
+
+
+@dataclass(frozen=True)
+class SubjectTraits:
+    """Subject-level factors (log-normal around 1; exactly 1 when their sd in the config is 0)."""
+
+    roi_size_R: np.ndarray  # float64 factor on each ROI's share of the voxels, before renormalising
+    prf_size: float  # factor on every pRF size
+    ncsnr: float  # factor on every voxel's ncsnr
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "roi_size": {name: round(float(f), 4) for name, f in zip(ROI_NAMES, self.roi_size_R, strict=True)},
+            "prf_size": round(self.prf_size, 4),
+            "ncsnr": round(self.ncsnr, 4),
+        }
+
+
+def subject_traits(cfg: SimulatorConfig, rng: np.random.Generator) -> SubjectTraits:
+    return SubjectTraits(
+        roi_size_R=np.exp(rng.normal(0.0, cfg.roi_size_sd, size=len(ROI_NAMES))),
+        prf_size=float(np.exp(rng.normal(0.0, cfg.prf_size_sd))),
+        ncsnr=float(np.exp(rng.normal(0.0, cfg.ncsnr_subject_sd))),
+    )
 
 
 @dataclass(frozen=True)
@@ -176,10 +205,16 @@ def random_subject(
     n_deep: int,
     n_categories: int,
     rng: np.random.Generator,
+    traits: SubjectTraits | None = None,
 ) -> SubjectModel:
-    """Draw a subject: voxel count, ROI sizes, pRFs, channel and semantic weights, ncsnr."""
+    """Draw a subject: voxel count, ROI sizes, pRFs, channel and semantic weights, ncsnr (`traits`: the
+    subject-level factors; none = all 1)."""
     n_voxels = int(rng.integers(cfg.voxels_min, cfg.voxels_max + 1))
-    counts = np.floor(np.asarray(cfg.roi_fractions) * n_voxels).astype(int)
+    fractions = np.asarray(cfg.roi_fractions)
+    if traits is not None:
+        fractions = fractions * traits.roi_size_R
+        fractions = fractions / fractions.sum()
+    counts = np.maximum(np.floor(fractions * n_voxels).astype(int), 1)
     counts[-1] += n_voxels - counts.sum()
     roi = np.repeat(np.arange(len(ROI_NAMES), dtype=np.int8), counts)
 
@@ -193,7 +228,7 @@ def random_subject(
         base, slope = PRF_SIZE[name]
         jitter = np.exp(rng.normal(0.0, 0.15, size=len(idx)))
         prf_xy[idx] = xy
-        prf_sd[idx] = (base + slope * eccentricity) * jitter
+        prf_sd[idx] = (base + slope * eccentricity) * jitter * (traits.prf_size if traits else 1.0)
 
     n_early = int(np.isin(roi, [ROI_NAMES.index(n) for n in EARLY_ROIS]).sum())
     n_mid = int(np.isin(roi, [ROI_NAMES.index(n) for n in MID_ROIS]).sum())
@@ -216,7 +251,9 @@ def random_subject(
         if second is not None:
             category_w[second, np.arange(n_higher)] = rng.uniform(-0.5, 0.5, size=n_higher)
 
-    ncsnr = rng.uniform(cfg.ncsnr_min, cfg.ncsnr_max, size=n_voxels).astype(np.float32)
+    ncsnr = (rng.uniform(cfg.ncsnr_min, cfg.ncsnr_max, size=n_voxels) * (traits.ncsnr if traits else 1.0)).astype(
+        np.float32
+    )
     return SubjectModel(
         subject=subject,
         roi_V=roi,
