@@ -27,17 +27,16 @@ from typing_extensions import Unpack
 
 from mindhier import run_layout
 from mindhier.checkpoint import config_differences, unwrap
-from mindhier.config import MindhierConfig, to_dict
+from mindhier.config import AdaptConfig, MindhierConfig, to_dict
 from mindhier.data.feature_cache import build_feature_cache
 from mindhier.data.nsd import open_dataset
 from mindhier.errors import ConfigError, DataError
 from mindhier.fileio import read_json
-from mindhier.losses import stage1_loss
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes, subject_key
 from mindhier.runs import load_encoder, relative_input
 from mindhier.teachers import build_teacher
 from mindhier.train.batches import rank_batch
-from mindhier.train.encoder import validation_score
+from mindhier.train.encoder import accumulate_stage1, validation_score
 from mindhier.train.encoder_data import load_encoder_data
 from mindhier.train.session import Launch, TrainingSession, TrainResult
 
@@ -93,7 +92,7 @@ def adapted_start(model: BrainEncoder, shared: BrainEncoder, subject: int) -> No
         raise ConfigError(f"the shared encoder does not fit the adapted one: {stray[:3]}")
 
 
-def two_phase_optimizer(model: BrainEncoder, subject: int, cfg) -> torch.optim.AdamW:
+def two_phase_optimizer(model: BrainEncoder, subject: int, cfg: AdaptConfig) -> torch.optim.AdamW:
     """AdamW over four groups (new layer / shared, each decayed or not); the schedule sets their rates."""
     new_layer = f"input_layers.{subject_key(subject)}."
     groups = []
@@ -119,7 +118,7 @@ def phase_factor(step: int, start: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def two_phase_schedule(optimizer: torch.optim.AdamW, cfg) -> torch.optim.lr_scheduler.LambdaLR:
+def two_phase_schedule(optimizer: torch.optim.AdamW, cfg: AdaptConfig) -> torch.optim.lr_scheduler.LambdaLR:
     factors = [
         (lambda step: phase_factor(step, 0, cfg.steps, cfg.warmup_steps))
         if group["new"]
@@ -199,18 +198,7 @@ def adapt_encoder(
 
     for step in run.steps():
         indices = rank_batch(data.n_train, ac.batch_size, step, ac.seed, world.rank, world.world_size)
-        wrapped.trained.train()
-        for rows, last in run.micro_batches(len(indices)):
-            batch = data.train_batch(indices[rows])
-            share = len(batch.rows) / len(indices)
-            groups = [(s, v.to(world.device, non_blocking=True)) for s, v in batch.rows.groups]
-            targets = [t.to(world.device, non_blocking=True) for t in batch.targets]
-            text = batch.text_NUD.to(world.device) if batch.text_NUD is not None else None
-            with run.accumulating(last):
-                with run.autocast():
-                    out_ = wrapped.trained(groups)
-                loss, terms = stage1_loss(out_, targets, cfg.alignment, text)
-                run.backward(loss, share, terms)
+        accumulate_stage1(run, data, indices, cfg.alignment)
         used = [group["lr"] for group in run.optimizer.param_groups if not group["new"]]  # this step's rate
         extra = run.optimizer_step() | {"shared_lr": used[0] if used else 0.0}
         done = step + 1

@@ -20,7 +20,7 @@ import torch
 from typing_extensions import Unpack
 
 from mindhier import run_layout
-from mindhier.config import MindhierConfig
+from mindhier.config import AlignmentConfig, MindhierConfig
 from mindhier.data.feature_cache import FeatureCache, build_feature_cache
 from mindhier.data.nsd import open_dataset
 from mindhier.errors import ConfigError
@@ -66,6 +66,24 @@ def validation_score(model: BrainEncoder, data: EncoderData, device) -> dict[str
         result = retrieval_top1(out.terminal_BQD, target, generator=torch.Generator().manual_seed(0))
         scores.append((result["brain_to_image_top1"] + result["image_to_brain_top1"]) / 2)
     return {"val_retrieval_top1": float(np.mean(scores)) if scores else float("nan")}
+
+
+def accumulate_stage1(run: TrainingSession, data: EncoderData, indices: np.ndarray, alignment: AlignmentConfig) -> None:
+    """Forward and backward of this process's share `indices` of one global batch, micro-batch by micro-batch
+    (gradients accumulate; the caller steps the optimiser). Shared with `mindhier adapt`."""
+    device = run.world.device
+    run.wrapped.trained.train()
+    for rows, last in run.micro_batches(len(indices)):
+        batch = data.train_batch(indices[rows])
+        share = len(batch.rows) / len(indices)
+        groups = [(s, v.to(device, non_blocking=True)) for s, v in batch.rows.groups]
+        targets = [t.to(device, non_blocking=True) for t in batch.targets]
+        text = batch.text_NUD.to(device) if batch.text_NUD is not None else None
+        with run.accumulating(last):
+            with run.autocast():
+                out = run.wrapped.trained(groups)
+            loss, terms = stage1_loss(out, targets, alignment, text)
+            run.backward(loss, share, terms)
 
 
 def train_encoder(
@@ -114,18 +132,7 @@ def train_encoder(
 
     for step in run.steps():
         indices = rank_batch(data.n_train, tc.batch_size, step, tc.seed, world.rank, world.world_size)
-        wrapped.trained.train()
-        for rows, last in run.micro_batches(len(indices)):
-            batch = data.train_batch(indices[rows])
-            share = len(batch.rows) / len(indices)
-            groups = [(s, v.to(world.device, non_blocking=True)) for s, v in batch.rows.groups]
-            targets = [t.to(world.device, non_blocking=True) for t in batch.targets]
-            text = batch.text_NUD.to(world.device) if batch.text_NUD is not None else None
-            with run.accumulating(last):
-                with run.autocast():
-                    out = wrapped.trained(groups)
-                loss, terms = stage1_loss(out, targets, cfg.alignment, text)
-                run.backward(loss, share, terms)
+        accumulate_stage1(run, data, indices, cfg.alignment)
         extra = run.optimizer_step()
         done = step + 1
         extra |= run.evaluate(done, lambda: validation_score(wrapped.module, data, world.device), "val_retrieval_top1")
