@@ -154,8 +154,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_adaptation(args: argparse.Namespace) -> int:
-    from mindhier.adaptation_study import run_adaptation_study
     from mindhier.cli.options import resolve_config
+    from mindhier.demo.adaptation import run_adaptation_study
 
     cfg = resolve_config(args)
     apply_threads(args)

@@ -1,4 +1,4 @@
-"""The adaptation study's record and report (`mindhier eval adaptation`; the study is `mindhier.adaptation_study`).
+"""The adaptation study's record and report (`mindhier eval adaptation`; the study is `mindhier.demo.adaptation`).
 
 For every session budget of the held-out subject, the adapted encoder and the one trained from scratch on the
 same sessions: test retrieval top-1 per image (brain → image and image → brain, MindEye's protocol) and the
