@@ -75,3 +75,76 @@ def tiny_demo(tmp_path_factory):
     with contextlib.redirect_stdout(printed):
         code = main(["demo", "--preset", "tiny", "--out", str(out), "--quiet", "--no-judge"])
     return out, printed.getvalue(), code
+
+
+def write_hub_cache(cache: Path, repo_id: str, files: dict[str, Path | bytes], repo_type: str = "model", wrong=()):
+    """Lay out `files` (name in the repository → content) as the Hugging Face cache holds a repository at `main`:
+    blobs named by their sha256 (the Hub's etag of large files), snapshot links, `refs/main`. Names in `wrong`
+    get a blob named by another digest, as a damaged or substituted download would have."""
+    import hashlib
+
+    folder = cache / f"{repo_type}s--{repo_id.replace('/', '--')}"
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+    for name, content in files.items():
+        data = content if isinstance(content, bytes) else Path(content).read_bytes()
+        etag = hashlib.sha256(data + (b"tampered" if name in wrong else b"")).hexdigest()
+        blob = folder / "blobs" / etag
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = folder / "snapshots" / commit / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    return folder
+
+
+@pytest.fixture
+def hub_cache():
+    """`hub_cache(cache, repo_id, files, repo_type="model", wrong=())`: see `write_hub_cache`."""
+    return write_hub_cache
+
+
+TINY_SESSIONS = 4  # the tiny preset's training sessions
+
+
+@pytest.fixture(scope="session")
+def mindeye2_standin(tmp_path_factory):
+    """MindEye2's files for subject 1 (repository path → file), from a tiny simulation written with an HDF5 image
+    store and renamed as MindEye2 names them; no manifest, as real NSD has none."""
+    from mindhier.data import layout
+    from mindhier.data.simulator import simulate
+    from mindhier.fetch.sources import nsd_files
+
+    cfg = tiny_config(subjects=(1,), image_store="hdf5")
+    root = simulate(cfg, tmp_path_factory.mktemp("mindeye2") / "tiny").root
+    names = {f.filename: f.filename for f in nsd_files([1], TINY_SESSIONS, with_old_test=True)}
+    names[layout.NSD_IMAGES_HDF5] = layout.images_hdf5_name(cfg.stimuli.size)
+    names[layout.NSD_CAPTIONS_NPY] = layout.CAPTIONS_NPY
+    return {repo_name: root / ours for repo_name, ours in names.items()}
+
+
+SWITTI_CONTEXT, SWITTI_POOLED = 768 + 1280, 1280  # Switti's text context (CLIP-L + bigG tokens) and pooled width
+
+
+def switti_layout(ours: dict[str, torch.Tensor], wrong: str | None = None, seed: int = 7) -> dict[str, torch.Tensor]:
+    """A Switti checkpoint of our generator's size (`ours`: its state dict), random, in bf16: Switti's names and
+    text-context widths where MindHier's modules differ, its text pooler, none of MindHier's own modules; `wrong`
+    names a key given one column too many (a checkpoint of another size)."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in ours.items():
+        if key.startswith(("fmri_pooler.", "level_in.")) or ".level_in." in key:
+            continue
+        shape = list(value.shape)
+        if "cross_attn.to_kv.weight" in key:
+            shape[-1] = SWITTI_CONTEXT
+        elif "attention_y_norm." in key:
+            shape = [SWITTI_CONTEXT]
+        state[key] = torch.randn(shape, generator=gen)
+    width = ours["head.weight"].shape[1]
+    state["text_pooler.weight"] = torch.randn(width, SWITTI_POOLED, generator=gen)
+    state["text_pooler.bias"] = torch.zeros(width)
+    if wrong is not None:
+        state[wrong] = torch.randn(*state[wrong].shape[:-1], state[wrong].shape[-1] + 1, generator=gen)
+    return {k: v.to(torch.bfloat16) for k, v in state.items()}

@@ -203,7 +203,7 @@ def test_bad_config_value_is_one_line(capsys):
     assert code == 0 and json.loads(out)["simulator"]["seed"] == 9
 
 
-def test_demo_runs_end_to_end_reuses_stages_and_fresh_recomputes(tiny_demo, tmp_path, capsys):
+def test_demo_runs_end_to_end_and_reuses_every_stage(tiny_demo, tmp_path, capsys):
     first, stdout, code = tiny_demo
     assert code == 0
     lines = stdout.strip().splitlines()
@@ -255,6 +255,11 @@ def test_demo_runs_end_to_end_reuses_stages_and_fresh_recomputes(tiny_demo, tmp_
     )
     assert weights.stat().st_mtime_ns == stamp
 
+
+@pytest.mark.slow
+def test_demo_recomputes_what_a_changed_config_touches_and_fresh_recomputes_all(tiny_demo, tmp_path, capsys):
+    out = shutil.copytree(tiny_demo[0], tmp_path / "demo")
+    args = ["demo", "--preset", "tiny", "--out", out, "--quiet", "--no-judge"]
     smaller = ["--set", "demo.routings=coarse_to_fine", "--set", "demo.consistency_samples=0"]
     code, stdout, _ = run_cli(capsys, *args, "--set", "generator.depth=1", *smaller)
     stages = json.loads((out / "stage_times.json").read_text())

@@ -92,3 +92,22 @@ def test_saved_config_round_trips_with_provenance(tmp_path):
     assert again == cfg
     assert C.config_hash(again) == C.config_hash(cfg)
     assert C.config_hash(C.tiny()) != C.config_hash(cfg)
+
+
+def test_the_demo_scores_either_test_split_and_nothing_else(monkeypatch, tmp_path):
+    from mindhier.cli import main
+
+    assert C.resolve("tiny", None, ["demo.split=test_old"]).demo.split == "test_old"
+    with pytest.raises(ConfigError, match=r"demo\.split must be test or test_old, got .val."):
+        C.resolve("tiny", None, ["demo.split=val"])
+
+    class Started(Exception):
+        pass
+
+    def run_demo(cfg, out, **_):
+        raise Started(cfg)
+
+    monkeypatch.setattr("mindhier.demo.run_demo", run_demo)
+    with pytest.raises(Started) as started:
+        main(["demo", "--preset", "tiny", "--split", "test_old", "--out", str(tmp_path / "demo"), "--quiet"])
+    assert started.value.args[0].demo.split == "test_old"

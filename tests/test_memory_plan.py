@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 
+from mindhier.cli import plan_commands
 from mindhier.cli.plan_commands import DEFAULT_VOXELS as CLI_DEFAULT_VOXELS
 from mindhier.cli.plan_commands import add_plan_parser
 from mindhier.config import TeacherConfig, preset
@@ -28,6 +29,7 @@ from mindhier.memory_plan import (
     stage_specs,
     teacher_shapes,
 )
+from mindhier.memory_plan import plan as plan_module
 from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
 
 cli_main = importlib.import_module("mindhier.cli.main")  # the module (the package's `main` attribute is the function)
@@ -287,5 +289,26 @@ def test_cli_user_errors_exit_2(monkeypatch, capsys):
 
 def test_cli_defaults():
     assert CLI_DEFAULT_VOXELS == DEFAULT_VOXELS == 15724
+    assert plan_commands.DEFAULT_GPU_TFLOPS == plan_module.DEFAULT_GPU_TFLOPS
+    assert plan_commands.DEFAULT_MFU == plan_module.DEFAULT_MFU
     args = _parser_with_plan().parse_args(["plan", "--gpus", "8", "--gpu-memory", "80"])
     assert (args.preset, args.voxels, args.json) == ("nsd-paper", 15724, None)
+
+
+def test_expected_hours_follow_the_counted_flops(paper_plan):
+    generator = paper_plan.stage("generator")
+    # a dense transformer's forward: ≈ 2 FLOPs per matmul parameter per token, plus attention, minus the AdaLN
+    # projections (0.66 B parameters applied once per sample, not per token): within a quarter of that rule
+    tokens = 2240 - 1
+    assert 0.75 < generator.activations.forward_flops / (2 * generator.matmul_parameters * tokens) < 1.25
+    times = {t.stage: t for t in paper_plan.times}
+    expected = 9000 * 80 * generator.training_flops_per_sample
+    assert times["generator"].training_flops == expected
+    rate = paper_plan.gpus * paper_plan.gpu_tflops * 1e12 * paper_plan.mfu
+    assert times["generator"].hours == pytest.approx(expected / rate / 3600)
+    # the diffusion baseline is matched to the generator's training FLOPs, so it takes the same time
+    assert times["diffusion"].training_flops == times["generator"].training_flops and times["diffusion"].steps > 0
+    text = format_plan(paper_plan)
+    assert "expected time (an estimate, not a measurement" in text and f"{times['generator'].hours:>8.1f}" in text
+    with pytest.raises(ConfigError, match="--mfu in"):
+        plan_memory(preset("tiny"), gpus=1, gpu_memory_gib=80, mfu=1.5)

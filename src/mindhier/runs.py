@@ -15,12 +15,13 @@ import torch
 
 from mindhier import run_layout
 from mindhier.checkpoint import config_differences, load_state_strict, load_weights, read_state_dict
-from mindhier.config import MindhierConfig, TokenizerConfig, from_dict, nsd_paper, to_dict
-from mindhier.errors import ConfigError
+from mindhier.config import MindhierConfig, TokenizerConfig, from_dict, to_dict
+from mindhier.errors import ConfigError, WeightsError
 from mindhier.fileio import read_json
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.records import contained_path, parse_record
+from mindhier.tokenizer_source import TokenizerSource, tokenizer_source
 
 INPUT_SCOPE_LEVELS = 2  # a run's recorded inputs live beside it or in its pipeline folder (demo: generators/NAME)
 
@@ -68,38 +69,37 @@ def load_encoder(
 
 
 def load_tokenizer(
-    path: str | Path,
+    path: str | Path | TokenizerSource,
     cfg: TokenizerConfig | None = None,
     expected: TokenizerConfig | None = None,
     device: str | torch.device = "cpu",
 ) -> Tokenizer:
-    """A tokenizer in eval mode, from a run folder or from a VQ-VAE weights file.
+    """A tokenizer in eval mode, from a run folder, a VQ-VAE weights file or a fetched one by name
+    (`mindhier.tokenizer_source`).
 
     A run folder brings its own config; `expected`, when given, must equal it (a checkpoint of another
     config is refused, naming the differing fields). A file (`.safetensors`, or a `.pth` state dict read
     with `weights_only=True`) is loaded strictly into `cfg` — by default the `nsd-paper` tokenizer, i.e.
-    the VQ-VAE VAR and Switti publish (`vae_ch160v4096z32.pth`, `VQVAE-Switti/vqvae.safetensors`).
+    the VQ-VAE VAR and Switti publish (`vae_ch160v4096z32.pth`, `VQVAE-Switti/model.safetensors`).
     """
-    p = Path(path)
-    if p.is_dir():
-        run_layout.expect_kind(p, "tokenizer")
-        run_cfg = load_run_config(p).tokenizer
-        if expected is not None and expected != run_cfg:
-            differences = config_differences(to_dict(run_cfg), to_dict(expected), "tokenizer.")
+    source = path if isinstance(path, TokenizerSource) else tokenizer_source(path, cfg)
+    if source.run_dir is not None:
+        if expected is not None and expected != source.cfg:
+            differences = config_differences(to_dict(source.cfg), to_dict(expected), "tokenizer.")
             raise ConfigError(
-                f"tokenizer {p} was trained with another config ({', '.join(differences[:5])}); "
+                f"tokenizer {source.run_dir} was trained with another config ({', '.join(differences[:5])}); "
                 "use a matching run or retrain"
             )
-        model = Tokenizer(run_cfg)
-        load_weights(p / run_layout.weights_file("tokenizer"), model)
+        model = Tokenizer(source.cfg)
+        load_weights(source.weights, model)
     else:
-        model = Tokenizer(cfg or nsd_paper().tokenizer)
-        state = read_state_dict(p, "tokenizer weights")
+        model = Tokenizer(source.cfg)
+        state = read_state_dict(source.weights, "tokenizer weights")
         hits = "quantize.ema_vocab_hit_SV"
         if hits in state and state[hits].shape != model.quantize.ema_vocab_hit_SV.shape:
             # usage statistics for another scale list (VAR's 256-px checkpoint): not weights, keep ours
             state[hits] = model.quantize.ema_vocab_hit_SV.clone()
-        load_state_strict(model, state, str(p))
+        load_state_strict(model, state, str(source.weights))
     return model.to(device).eval()
 
 
@@ -136,21 +136,43 @@ def load_generator(
 @dataclass(frozen=True)
 class InitReport:
     loaded: list[str]  # keys taken from the checkpoint
-    new: list[str]  # our keys left at their fresh initialisation (absent or of another shape there)
+    new: list[str]  # our keys left at their fresh initialisation (the modules MindHier adds, where they differ)
     ignored: list[str]  # checkpoint keys we have no use for (text pooler, crop conditioning, buffers)
 
+    def record(self) -> dict[str, int]:
+        return {"loaded": len(self.loaded), "new": len(self.new), "ignored": len(self.ignored)}
 
-def load_generator_init(model, path: str | Path) -> InitReport:
-    """Start a generator from a local Switti checkpoint the way the paper does: every key whose name and
-    shape match is loaded; the modules MindHier adds (fMRI pooler, cross-attention key/value projections
-    and context norms of another width) keep their fresh initialisation. Returns what was (not) loaded."""
-    state = read_state_dict(path, "Switti checkpoint")
+
+def load_generator_init(model, path: str | Path | dict[str, torch.Tensor], source: str = "") -> InitReport:
+    """Start a generator from a Switti checkpoint the way the paper does: every key of ours is taken from it,
+    except that the modules MindHier adds (`SWITTI_NEW_MODULES`: fMRI pooler, cross-attention key/value
+    projections and context norms of another width) keep their fresh initialisation where the checkpoint has
+    none of their shape. Any other key missing or of another shape means the checkpoint is not a Switti of
+    this size: refused, naming the key. Returns what was (not) loaded. `path`: a file, or its tensors."""
+    from mindhier.models.scale_ar import SWITTI_NEW_MODULES
+
+    source = source or str(path)
+    state = path if isinstance(path, dict) else read_state_dict(path, "Switti checkpoint")
     ours = model.state_dict()
-    loaded = sorted(k for k in ours if k in state and state[k].shape == ours[k].shape)
-    new = sorted(set(ours) - set(loaded))
-    ignored = sorted(k for k in state if k not in ours or state[k].shape != ours[k].shape)
+    fits = {k for k in ours if k in state and state[k].shape == ours[k].shape}
+    added = {k for k in ours if any(part in k for part in SWITTI_NEW_MODULES)}
+    wrong = sorted(k for k in set(ours) - fits - added if k in state)
+    absent = sorted(k for k in set(ours) - fits - added if k not in state)
+    if wrong:
+        key = wrong[0]
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise WeightsError(
+            f"Switti checkpoint {source} does not fit this generator: {key} is {list(state[key].shape)} there and "
+            f"{list(ours[key].shape)} here{more}; use a checkpoint of this size (nsd-paper: Switti-512) or no --init"
+        )
+    if absent:
+        more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+        raise WeightsError(
+            f"Switti checkpoint {source} lacks {absent[0]}{more}; it is not a Switti generator checkpoint"
+        )
+    loaded = sorted(fits)
     model.load_state_dict({k: state[k] for k in loaded}, strict=False)
-    return InitReport(loaded, new, ignored)
+    return InitReport(loaded, sorted(set(ours) - fits), sorted(k for k in state if k not in fits))
 
 
 def is_diffusion_run(run_dir: str | Path) -> bool:

@@ -139,3 +139,25 @@ def test_cli_batch_size_and_an_absent_cuda_device(generator_run, tmp_path, capsy
         assert main([*base, "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 2
         assert "torch sees no CUDA device; pass --device cpu" in capsys.readouterr().err
         assert not (tmp_path / "gpu").exists()
+
+
+def test_both_test_splits_reach_the_reconstructions_the_scores_and_the_report_line(generator_run, tmp_path, capsys):
+    from mindhier.report.html import protocol_line
+
+    _, result, run = generator_run
+    base = ["reconstruct", "--generator", str(run), "--data", str(result.root), "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "new")]) == 0
+    assert main([*base, "--split", "test_old", "--out", str(tmp_path / "old")]) == 0
+    new = json.loads((tmp_path / "new" / "manifest.json").read_text())
+    old = json.loads((tmp_path / "old" / "manifest.json").read_text())
+    assert old["split"] == "test_old" and new["split"] == "test"
+    # the older split is a strict subset of the shared images, as on NSD (982 of 1,000)
+    assert set(old["stimulus_indices"]) < set(new["stimulus_indices"]) and len(old["stimulus_indices"]) > 0
+    assert len(list((tmp_path / "old").glob("image_*.png"))) == len(old["stimulus_indices"])
+
+    argv = ["eval", "recons", "--recons", str(tmp_path / "old"), "--data", str(result.root), "--no-judge"]
+    assert main([*argv, "--out", str(tmp_path / "eval"), "--quiet"]) == 0, capsys.readouterr().err
+    protocol = json.loads((tmp_path / "eval" / "metrics.json").read_text())["protocol"]
+    assert protocol["split"] == "test_old" and protocol["n_images"] == len(old["stimulus_indices"])
+    line = protocol_line(protocol)
+    assert "split test_old (the older 982-image split" in line and "single shot" in line

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from mindhier.cli.options import apply_threads, default_cache_dir, inference_device, progress_bar, weights_option
+from mindhier.cli.options import (
+    apply_threads,
+    default_cache_dir,
+    inference_device,
+    progress_bar,
+    resolve_config,
+    weights_option,
+)
 
 SAMPLING_SECTIONS = ("sampler.", "ddim.")  # what `reconstruct --set` may change: how to sample, not what was trained
 
@@ -71,6 +78,7 @@ def cmd_ceiling(args: argparse.Namespace) -> int:
         args.overwrite,
         device=inference_device(args),
         batch_size=args.batch_size,
+        tokenizer_cfg=resolve_config(args).tokenizer,
     )
     print(f"wrote {out}")
     return 0
@@ -103,6 +111,7 @@ def cmd_eval_recons(args: argparse.Namespace) -> int:
             extractors=extractors,
             judge=judge,
             progress=progress,
+            indices_file=args.indices,
         )
     finally:
         progress.close()
@@ -115,6 +124,23 @@ def cmd_eval_compare(args: argparse.Namespace) -> int:
     from mindhier.metrics.recons_eval import compare, format_comparison
 
     print(format_comparison(compare(args.metrics)))
+    return 0
+
+
+def cmd_eval_table(args: argparse.Namespace) -> int:
+    from mindhier.fileio import atomic_path, refuse_existing, write_json
+    from mindhier.metrics.subject_table import format_table, subject_table
+
+    if args.out is not None:
+        refuse_existing(args.out, args.overwrite, "table file")
+    table = subject_table(args.metrics)
+    text = format_table(table)
+    print(text)
+    if args.out is not None:
+        write_json(args.out.with_suffix(".json"), table)
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(text + "\n")
+        print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
     return 0
 
 

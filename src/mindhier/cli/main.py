@@ -17,9 +17,12 @@ from mindhier.cli.eval_commands import (
     cmd_eval_compare,
     cmd_eval_encoder,
     cmd_eval_recons,
+    cmd_eval_table,
     cmd_reconstruct,
     cmd_report,
 )
+from mindhier.cli.export_commands import add_export_parser
+from mindhier.cli.fetch_commands import add_fetch_parser
 from mindhier.cli.options import (
     add_config_options,
     add_device_options,
@@ -46,6 +49,12 @@ from mindhier.output_lock import hold_output
 from mindhier.sampling import PIPELINE_BATCH
 
 EXIT_USER_ERROR = 2
+
+
+TOKENIZER_HELP = (
+    "tokenizer run folder, a VQ-VAE weights file in VAR's key layout (loaded into the config's tokenizer "
+    "section; --preset nsd-paper is VAR's), or var-vqvae | switti-vqvae (fetched weights)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--from-scratch", action="store_true", help="train the tokenizer and generator from random weights (no priors)"
     )
+    p.add_argument(
+        "--split",
+        choices=["test", "test_old"],
+        help="the test split reconstructed and scored (demo.split; default test: MindEye2's new_test)",
+    )
     add_sessions_option(p)
     add_device_options(
         p,
@@ -174,12 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
         p = train.add_parser(name, help=what)
         p.add_argument("--data", type=Path, required=True, help="dataset folder")
         p.add_argument("--encoder", type=Path, required=True, help="encoder run folder")
-        p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer run folder")
+        p.add_argument("--tokenizer", type=Path, required=True, help=TOKENIZER_HELP)
         p.add_argument("--out", type=Path, required=True, help="run folder")
         add_subjects_option(p, "subjects, pooled (default: the encoder's first)", "--subject")
         add_sessions_option(p)
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
         p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
+        if name == "generator":
+            p.add_argument(
+                "--init",
+                metavar="START",
+                help="train_generator.init: switti=FILE|REPO (a Switti checkpoint, as the paper starts; a bare "
+                "`switti`: yresearch/Switti from the Hugging Face cache), prior, a generator run or a weights file",
+            )
         add_config_options(p)
         add_runtime_options(p)
         p.set_defaults(func=func)
@@ -198,18 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_adapt)
 
     p = commands.add_parser("tokenize", help="cache every stimulus's multi-scale tokens under a trained tokenizer")
-    p.add_argument("--run", type=Path, required=True, help="tokenizer run folder")
+    p.add_argument("--run", "--tokenizer", type=Path, required=True, help=TOKENIZER_HELP)
     p.add_argument("--data", type=Path, required=True, help="dataset folder")
     p.add_argument("--out", type=Path, help="cache folder (default: DATA/tokens/tokenizer-<key>)")
     p.add_argument("--overwrite", action="store_true", help="replace a cache made with another tokenizer")
     add_device_options(p, 128, "images per tokenizer forward (default 128)")
+    add_config_options(p, default_preset="nsd-paper")
     add_runtime_options(p)
     p.set_defaults(func=cmd_tokenize)
 
     p = commands.add_parser("reconstruct", help="reconstruct every test image from brain activity")
     p.add_argument("--generator", type=Path, required=True, help="generator (or diffusion baseline) run folder")
     p.add_argument("--encoder", type=Path, help="encoder run (default: the one the generator was trained with)")
-    p.add_argument("--tokenizer", type=Path, help="tokenizer run (default: the one the generator was trained with)")
+    p.add_argument("--tokenizer", type=Path, help="tokenizer run, VQ-VAE file or name (default: the generator's own)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder")
     p.add_argument("--subject", type=positive_int, help="default: the encoder's first subject")
     p.add_argument("--split", default="test", choices=["test", "val", "test_old"])
@@ -250,13 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reconstruct)
 
     p = commands.add_parser("ceiling", help="the tokenizer's reconstructions of the true test images (a reference)")
-    p.add_argument("--tokenizer", type=Path, required=True)
+    p.add_argument("--tokenizer", type=Path, required=True, help=TOKENIZER_HELP)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--subject", type=positive_int, default=1)
     p.add_argument("--split", default="test", choices=["test", "val", "test_old"])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--overwrite", action="store_true")
     add_device_options(p, 64)
+    add_config_options(p, default_preset="nsd-paper")
     p.set_defaults(func=cmd_ceiling)
 
     p = commands.add_parser("report", help="a static HTML report of pipeline runs (opens from disk)")
@@ -269,10 +292,26 @@ def build_parser() -> argparse.ArgumentParser:
         dest="eval_command", required=True
     )
     p = evaluate.add_parser("recons", help="score a folder of reconstructions with the field's metrics")
-    p.add_argument("--recons", type=Path, required=True, help="folder of image_XXXXXX.png + manifest.json")
+    p.add_argument(
+        "--recons",
+        type=Path,
+        required=True,
+        help="folder of image_XXXXXX.png + manifest.json, or a tensor file [N, 3, H, W] in [0, 1] (uint8 0..255: "
+        "/ 255) with one row per split image in ascending stimulus index, e.g. MindEye2's *_all_recons.pt "
+        "(needs --subject and --split)",
+    )
     p.add_argument("--data", type=Path, required=True, help="dataset folder (for the true images)")
-    p.add_argument("--subject", type=positive_int, help="default: the manifest's")
-    p.add_argument("--split", choices=["test", "val", "test_old"], help="default: the manifest's")
+    p.add_argument("--subject", type=positive_int, help="default: the manifest's (required with a tensor)")
+    p.add_argument(
+        "--split", choices=["test", "val", "test_old"], help="default: the manifest's (required with a tensor)"
+    )
+    p.add_argument(
+        "--indices",
+        type=Path,
+        metavar="FILE",
+        help="with a tensor: the stimulus index of each row (.npy or .json, as mindhier export writes it), "
+        "checked against the split's order",
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for metrics.json and per_image.csv")
     p.add_argument("--overwrite", action="store_true", help="replace an existing metrics.json")
     p.add_argument(
@@ -291,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = evaluate.add_parser("compare", help="paired comparison of several metrics.json on the same images")
     p.add_argument("metrics", type=Path, nargs="+", help="metrics.json files; the first is the reference")
     p.set_defaults(func=cmd_eval_compare)
+
+    p = evaluate.add_parser("table", help="the field's table: each metric per subject and averaged over subjects")
+    p.add_argument("metrics", type=Path, nargs="+", help="one metrics.json per subject (same split and protocol)")
+    p.add_argument("--out", type=Path, help="also write the table (.md) and its data (.json beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing table file")
+    p.set_defaults(func=cmd_eval_table)
 
     p = evaluate.add_parser("encoder", help="retrieval, identification and alignment per level on held-out data")
     p.add_argument("--run", type=Path, required=True, help="encoder run folder")
@@ -319,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_plan_parser(commands)
     add_pretrain_parser(commands)
+    add_export_parser(commands)
+    add_fetch_parser(commands)
 
     config = commands.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
     p = config.add_parser("show", help="print the resolved configuration")

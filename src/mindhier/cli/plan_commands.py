@@ -8,6 +8,9 @@ from pathlib import Path
 from mindhier.cli.options import add_config_options, resolve_config
 
 DEFAULT_VOXELS = 15724  # NSD subject 1; kept equal to memory_plan.DEFAULT_VOXELS (a test checks)
+# kept equal to memory_plan.plan's (a test checks): importing it here would load torch for every command
+DEFAULT_GPU_TFLOPS = 989.0  # H100 / H200 SXM, dense bf16
+DEFAULT_MFU = 0.35
 
 
 def add_plan_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,6 +29,19 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
         default=DEFAULT_VOXELS,
         help=f"voxels of the encoder's subject (default {DEFAULT_VOXELS})",
     )
+    p.add_argument(
+        "--gpu-tflops",
+        type=float,
+        default=DEFAULT_GPU_TFLOPS,
+        metavar="T",
+        help=f"peak dense bf16 TFLOP/s of one GPU, for the expected hours (default {DEFAULT_GPU_TFLOPS:g}: H100/H200)",
+    )
+    p.add_argument(
+        "--mfu",
+        type=float,
+        default=DEFAULT_MFU,
+        help=f"model-FLOPs utilisation assumed for the expected hours (default {DEFAULT_MFU:g})",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the plan as JSON")
     # the planner is for paper-scale runs; the demo's models fit anywhere
     add_config_options(p, default_preset="nsd-paper")
@@ -38,7 +54,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from mindhier.memory_plan import format_plan, plan_memory, plan_record
 
     cfg = resolve_config(args)
-    plan = plan_memory(cfg, args.gpus, args.gpu_memory, voxels=args.voxels)
+    plan = plan_memory(cfg, args.gpus, args.gpu_memory, voxels=args.voxels, gpu_tflops=args.gpu_tflops, mfu=args.mfu)
     print(format_plan(plan))
     if args.json:
         write_json(args.json, plan_record(plan))

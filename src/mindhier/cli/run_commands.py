@@ -74,7 +74,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mindhier.config.presets import from_scratch
     from mindhier.demo import run_demo
 
-    cfg = resolve_config(args)
+    cfg = resolve_config(args, [f"demo.split={args.split}"] if args.split else [])
     if args.from_scratch:
         cfg = from_scratch(cfg)
     apply_threads(args)

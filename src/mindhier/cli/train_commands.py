@@ -124,6 +124,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         cache = build_token_cache(
             args.data,
             args.run,
+            tokenizer_cfg=resolve_config(args).tokenizer,
             out=args.out,
             overwrite=args.overwrite,
             progress=progress,
@@ -154,9 +155,18 @@ def _train_decoder(args: argparse.Namespace, train):
 def cmd_train_generator(args: argparse.Namespace) -> int:
     from mindhier.train.generator import train_generator
 
+    if args.init is not None:
+        args.overrides = [*args.overrides, f"train_generator.init={args.init}"]
     run, rank = _train_decoder(args, train_generator)
     if rank == 0:
         s = run.summary
+        init = s["init"]
+        if "loaded" in init:
+            total = init["loaded"] + init["new"]
+            print(
+                f"init {init['source']}: loaded {init['loaded']} of {total} generator tensors; {init['new']} of the "
+                f"modules MindHier adds kept their fresh initialisation; {init['ignored']} checkpoint tensors unused"
+            )
         print(
             f"trained a {s['routing']} generator ({s['parameters']:,} parameters) for {s['steps']} steps in "
             f"{s['seconds']:.1f} s ({_where(s)}); best val loss {_best(s)}; run: {run.run_dir}"

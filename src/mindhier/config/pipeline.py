@@ -34,6 +34,9 @@ class DemoConfig:
     oracle_row: bool = True  # the first routing's brain generator also given the test images' teacher features
     consistency_samples: int = 4  # R samples of every brain input for the consistency measures (0 = none)
     tokenizer_steps_off_domain: int = 300  # fine-tuning steps of the tokenizer prior on stimuli that are not scenes
+    # the test split reconstructed and scored: test (MindEye2's new_test, every shared image the subject saw) or
+    # test_old (the older 982-image split of MindEye1 and earlier papers)
+    split: str = "test"
 
     def __post_init__(self) -> None:
         bad = [r for r in self.routings if r not in ROUTING_MODES]
@@ -46,6 +49,8 @@ class DemoConfig:
         if self.consistency_samples == 1 or not 0 <= self.consistency_samples <= 64:
             raise ConfigError(f"demo.consistency_samples must be 0 or 2..64, got {self.consistency_samples}")
         check_range("demo.tokenizer_steps_off_domain", self.tokenizer_steps_off_domain, 1, 1_000_000)
+        if self.split not in ("test", "test_old"):
+            raise ConfigError(f"demo.split must be test or test_old, got {self.split!r}")
 
 
 @dataclass(frozen=True)

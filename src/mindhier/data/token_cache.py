@@ -18,6 +18,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,10 @@ from mindhier.errors import DataError
 from mindhier.fileio import read_json, staged_directory, write_json
 from mindhier.progress import ProgressFn, report
 from mindhier.records import read_record
+
+if TYPE_CHECKING:
+    from mindhier.config import TokenizerConfig
+    from mindhier.tokenizer_source import TokenizerSource
 
 META = "meta.json"
 TOKENS = "tokens.safetensors"
@@ -89,36 +94,29 @@ class TokenCache:
         return [t[rows_t].long() for t in self.tokens]
 
 
-def tokenizer_identity(tokenizer_run: Path) -> dict:
-    """Config and weights hash of a trained tokenizer run (what its tokens depend on)."""
-    from mindhier import run_layout
-    from mindhier.config import to_dict
-    from mindhier.runs import load_run_config
-    from mindhier.teachers.base import file_identity
-
-    cfg = load_run_config(tokenizer_run)
-    weights = tokenizer_run / run_layout.weights_file("tokenizer")
-    return {"tokenizer": to_dict(cfg.tokenizer), "weights": file_identity(weights)}
-
-
 def build_token_cache(
     data_dir: str | os.PathLike[str],
-    tokenizer_run: str | os.PathLike[str],
+    tokenizer_run: str | os.PathLike[str] | TokenizerSource,
     out: str | os.PathLike[str] | None = None,
     batch_size: int = 128,
     progress: ProgressFn | None = None,
     overwrite: bool = False,
     device: str | torch.device = "cpu",
+    tokenizer_cfg: TokenizerConfig | None = None,
 ) -> TokenCache:
-    """Encode every referenced stimulus with the tokenizer of `tokenizer_run` (on `device`) and store the tokens
-    (a cache with the same key is reused)."""
+    """Encode every referenced stimulus with the tokenizer of `tokenizer_run` (a run folder, a VQ-VAE file or a
+    name, `mindhier.tokenizer_source`; a file in `tokenizer_cfg`) on `device` and store the tokens (a cache with
+    the same key is reused)."""
     from mindhier.runs import load_tokenizer
+    from mindhier.tokenizer_source import TokenizerSource, tokenizer_source
 
-    tokenizer_run = Path(tokenizer_run)
-    tokenizer = load_tokenizer(tokenizer_run, device=device)
+    source = (
+        tokenizer_run if isinstance(tokenizer_run, TokenizerSource) else tokenizer_source(tokenizer_run, tokenizer_cfg)
+    )
+    tokenizer = load_tokenizer(source, device=device)
     with open_dataset(data_dir) as dataset:
         indices = referenced_stimuli(dataset)
-        identity = tokenizer_identity(tokenizer_run)
+        identity = source.identity()
         fingerprint = image_set_fingerprint(dataset, indices)
         key = hashlib.sha256(
             canonical_json({"format": FORMAT_VERSION, "tokenizer": identity, "images": fingerprint}).encode()

@@ -217,6 +217,7 @@ def generator_stages(
             data_dir,
             out,
             subject,
+            split=cfg.demo.split,
             seed=sampler.seed,
             overwrite=True,
             progress=progress,
@@ -307,7 +308,7 @@ def generator_stages(
                 PIPELINE_CEILING,
                 cfg,
                 lambda out: write_tokenizer_ceiling(
-                    tokenizer_dir, data_dir, out, subject, overwrite=True, device=stages.device
+                    tokenizer_dir, data_dir, out, subject, cfg.demo.split, overwrite=True, device=stages.device
                 ),
                 RECON_SECTIONS,
             )

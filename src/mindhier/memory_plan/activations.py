@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from mindhier.memory_plan.stages import StageSpec, block_modules
 
@@ -37,6 +38,7 @@ class ActivationProfile:
     block_input_bytes: int  # inputs of all blocks not already counted outside (kept under checkpointing)
     largest_block_bytes: int  # the largest one block saves (held again while that block is recomputed)
     blocks: int
+    forward_flops: int = 0  # matmul, convolution and attention FLOPs of the forward pass (torch's flop counter)
 
     @property
     def checkpointed_bytes(self) -> int:
@@ -187,8 +189,9 @@ def measure_activations(model: nn.Module, args: tuple, blocks: list[nn.Module]) 
     for i, block in enumerate(blocks):
         handles.append(block.register_forward_pre_hook(pre_hook(i), with_kwargs=True))
         handles.append(block.register_forward_hook(post_hook))
+    counter = FlopCounterMode(display=False)
     try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _MetaAutocast(keep):
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _MetaAutocast(keep), counter:
             model(*args)
     finally:
         for handle in handles:
@@ -202,6 +205,7 @@ def measure_activations(model: nn.Module, args: tuple, blocks: list[nn.Module]) 
         block_input_bytes=inputs,
         largest_block_bytes=max(per_block, default=0),
         blocks=len(blocks),
+        forward_flops=int(counter.get_total_flops()),
     )
 
 

@@ -44,6 +44,23 @@ def format_plan(plan: MemoryPlan) -> str:
             f" {row.activation_bytes_per_sample / scale:>10.3f} {row.fixed_bytes / scale:>8.2f} {micro:>12} {accum:>5}"
         )
     lines += ["", "assumptions:"] + [f"- {line}" for line in plan.assumptions]
+    if plan.times:
+        lines += [
+            "",
+            f"expected time (an estimate, not a measurement: counted training FLOPs ÷ ({plan.gpus} GPU(s) × "
+            f"{plan.gpu_tflops:g} TFLOP/s × MFU {plan.mfu:g})):",
+            f"{'stage':<10} {'steps':>8} {'global batch':>12} {'training PFLOP':>15} {'hours':>8}",
+        ]
+        for stage, time in zip(plan.stages, plan.times, strict=True):
+            lines.append(
+                f"{time.stage:<10} {time.steps:>8} {stage.global_batch:>12} {time.training_flops / 1e15:>15.1f} "
+                f"{time.hours:>8.1f}"
+            )
+        lines.append(
+            "- training FLOPs per sample = 3 × the forward's matmul, convolution and attention FLOPs (torch's flop "
+            "counter on the meta device); frozen models, elementwise ops and the optimiser not counted; diffusion "
+            "steps 0 = matched to the generator's FLOPs"
+        )
     return "\n".join(lines)
 
 

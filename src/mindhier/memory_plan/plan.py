@@ -45,6 +45,8 @@ from mindhier.errors import ConfigError
 from mindhier.memory_plan.activations import ActivationProfile, model_activations
 from mindhier.memory_plan.stages import DEFAULT_VOXELS, StageSpec, block_modules, count_parameters, stage_specs
 
+DEFAULT_GPU_TFLOPS = 989.0  # H100 / H200 SXM, dense bf16
+DEFAULT_MFU = 0.35  # a typical model-FLOPs utilisation of transformer training (not measured here)
 RESERVE_FRACTION = 0.10  # of each GPU's memory: CUDA context, allocator fragmentation, the loss
 STRATEGIES = ("ddp", "fsdp")
 GIB = 2**30
@@ -74,7 +76,13 @@ class StageSummary:
     frozen_models: tuple[str, ...]
     frozen_parameters: int
     global_batch: int
+    steps: int  # 0: the diffusion baseline's steps are matched to the generator's training FLOPs
     activations: ActivationProfile  # batch 1
+
+    @property
+    def training_flops_per_sample(self) -> int:
+        """Forward + backward ≈ 3 × the forward's matmul/convolution/attention FLOPs (backward: two products each)."""
+        return 3 * self.activations.forward_flops
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,16 @@ class PlanRow:
 
 
 @dataclass(frozen=True)
+class StageTime:
+    """The expected wall-clock time of one stage's training run: an estimate from counted FLOPs, never measured."""
+
+    stage: str
+    steps: int
+    training_flops: int  # steps × global batch × training FLOPs per sample (frozen models and optimiser not counted)
+    hours: float  # training_flops / (GPUs × peak × MFU)
+
+
+@dataclass(frozen=True)
 class MemoryPlan:
     preset: str
     gpus: int
@@ -115,6 +133,9 @@ class MemoryPlan:
     stages: tuple[StageSummary, ...]
     rows: tuple[PlanRow, ...]
     assumptions: tuple[str, ...]
+    gpu_tflops: float = DEFAULT_GPU_TFLOPS  # peak dense bf16 TFLOP/s of one GPU
+    mfu: float = DEFAULT_MFU  # the fraction of it training is assumed to reach
+    times: tuple[StageTime, ...] = ()
 
     @property
     def usable_bytes(self) -> int:
@@ -174,6 +195,7 @@ def summarize_stage(spec: StageSpec, gpus: int) -> StageSummary:
         frozen_models=tuple(name for name, _ in frozen),
         frozen_parameters=sum(count for _, count in frozen),
         global_batch=spec.global_batch,
+        steps=spec.steps,
         activations=model_activations(spec, model, 1),  # last: it casts the model to bf16
     )
 
@@ -229,12 +251,35 @@ def stage_rows(stage: StageSummary, usable_bytes: int, strategies: tuple[str, ..
     return rows
 
 
-def plan_memory(cfg: MindhierConfig, gpus: int, gpu_memory_gib: float, voxels: int = DEFAULT_VOXELS) -> MemoryPlan:
-    """Per-GPU memory of every trainable stage on `gpus` GPUs of `gpu_memory_gib` GiB each (see the module doc)."""
+def stage_times(stages: tuple[StageSummary, ...], gpus: int, gpu_tflops: float, mfu: float) -> tuple[StageTime, ...]:
+    """Expected hours of every stage: its training FLOPs at `mfu` of `gpus` × `gpu_tflops`. The diffusion
+    baseline with `steps` 0 is matched to the generator's training FLOPs, so it takes the generator's time."""
+    rate = gpus * gpu_tflops * 1e12 * mfu  # FLOP/s
+    flops = {s.name: s.steps * s.global_batch * s.training_flops_per_sample for s in stages}
+    times = []
+    for stage in stages:
+        total = flops[stage.name] if stage.steps else flops.get("generator", 0)
+        steps = stage.steps or round(total / max(1, stage.global_batch * stage.training_flops_per_sample))
+        times.append(StageTime(stage.name, steps, total, total / rate / 3600))
+    return tuple(times)
+
+
+def plan_memory(
+    cfg: MindhierConfig,
+    gpus: int,
+    gpu_memory_gib: float,
+    voxels: int = DEFAULT_VOXELS,
+    gpu_tflops: float = DEFAULT_GPU_TFLOPS,
+    mfu: float = DEFAULT_MFU,
+) -> MemoryPlan:
+    """Per-GPU memory of every trainable stage on `gpus` GPUs of `gpu_memory_gib` GiB each (see the module doc),
+    and each stage's expected hours at `mfu` of `gpu_tflops` peak TFLOP/s per GPU."""
     if gpus < 1:
         raise ConfigError(f"--gpus must be at least 1, got {gpus}")
     if not gpu_memory_gib > 0:
         raise ConfigError(f"--gpu-memory must be positive (GiB per GPU), got {gpu_memory_gib}")
+    if not gpu_tflops > 0 or not 0 < mfu <= 1:
+        raise ConfigError(f"--gpu-tflops must be positive and --mfu in (0, 1], got {gpu_tflops} and {mfu}")
     memory = int(gpu_memory_gib * GIB)
     reserve = int(memory * RESERVE_FRACTION)
     stages, rows = [], []
@@ -250,6 +295,9 @@ def plan_memory(cfg: MindhierConfig, gpus: int, gpu_memory_gib: float, voxels: i
         stages=tuple(stages),
         rows=tuple(rows),
         assumptions=_assumptions(gpus),
+        gpu_tflops=gpu_tflops,
+        mfu=mfu,
+        times=stage_times(tuple(stages), gpus, gpu_tflops, mfu),
     )
 
 

@@ -122,6 +122,7 @@ class StageSpec:
     describe: Callable[[nn.Module], str]
     frozen: tuple[tuple[str, Callable[[], nn.Module]], ...]
     global_batch: int
+    steps: int  # optimiser steps of the stage's training run (diffusion: 0 = matched to the generator's FLOPs)
 
 
 def block_modules(model: nn.Module) -> list[nn.Module]:
@@ -186,6 +187,7 @@ def stage_specs(cfg: MindhierConfig, voxels: int = DEFAULT_VOXELS) -> tuple[Stag
             ),
             frozen=(),
             global_batch=cfg.train_encoder.batch_size,
+            steps=cfg.train_encoder.steps,
         ),
         StageSpec(
             name="generator",
@@ -201,6 +203,7 @@ def stage_specs(cfg: MindhierConfig, voxels: int = DEFAULT_VOXELS) -> tuple[Stag
             ),
             frozen=frozen,
             global_batch=cfg.train_generator.batch_size,
+            steps=cfg.train_generator.steps,
         ),
         StageSpec(
             name="diffusion",
@@ -219,5 +222,6 @@ def stage_specs(cfg: MindhierConfig, voxels: int = DEFAULT_VOXELS) -> tuple[Stag
             ),
             frozen=frozen,
             global_batch=cfg.train_diffusion.batch_size,
+            steps=cfg.train_diffusion.steps,
         ),
     )

@@ -11,6 +11,10 @@ correlation per ROI (`metrics/brain_correlation.py`) when an encoding model exis
 Outputs in `--out`: `metrics.json` (every metric with its bootstrap CI, which extractors are real, proxy or
 absent, the judge's ceiling, the protocol, seeds, package version) and `per_image.csv`.
 `compare` reads several `metrics.json` of the same images and prints paired differences against the first.
+
+`--recons` may instead be another method's tensor file (MindEye2's `*_all_recons.pt`, or ours from
+`mindhier export`): read and checked by `metrics/recons_tensor.py`; with no manifest, the subject and split are
+given, N must be the split's, and the record names the file (path, sha256) and an external protocol.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from mindhier.fileio import atomic_path, read_json, write_json
 from mindhier.metrics.brain_correlation import brain_correlation, describe
 from mindhier.metrics.consistency import consistency
 from mindhier.metrics.per_scale import per_scale_quality, scale_resolutions, split_strips, summarize_per_scale
+from mindhier.metrics.recons_tensor import check_index_order, read_recons_tensor
 from mindhier.metrics.statistics import N_RESAMPLES, bootstrap_ci, paired_difference
 from mindhier.metrics.suite import evaluate
 from mindhier.progress import ProgressFn, report
@@ -98,14 +103,29 @@ def evaluate_reconstructions(
     progress: ProgressFn | None = None,
     truth_features: dict | None = None,
     encoding_model=None,
+    indices_file: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a reconstruction folder; `truth_features` caches the truths' features across calls (same split).
+    """Evaluate a reconstruction folder, or a tensor file of another method's reconstructions (then `subject`
+    and `split` are required); `truth_features` caches the truths' features across calls (same split).
     `encoding_model` ((images, categories) → voxel responses, with `roi_labels`) serves the brain correlation where
-    the dataset has no simulator encoding model of its own (real NSD); without either it is reported absent."""
+    the dataset has no simulator encoding model of its own (real NSD); without either it is reported absent.
+    `indices_file` (the stimulus index of each reconstruction, as `mindhier export` writes it) is checked
+    against the split's order."""
     from mindhier.data.nsd import open_dataset
 
     recons_dir, data_dir = Path(recons_dir), Path(data_dir)
-    manifest = read_json(recons_dir / RECONS_MANIFEST, "reconstruction manifest")
+    tensor = None
+    if recons_dir.is_file():
+        if subject is None or split is None:
+            missing = " and ".join(f for f, v in (("--subject", subject), ("--split", split)) if v is None)
+            raise DataError(
+                f"{recons_dir} is a tensor file, with no manifest to say whose reconstructions they are; "
+                f"pass {missing} (e.g. --subject 1 --split test)"
+            )
+        tensor = read_recons_tensor(recons_dir)
+        manifest: dict[str, Any] = {}
+    else:
+        manifest = read_json(recons_dir / RECONS_MANIFEST, "reconstruction manifest")
     subject = subject if subject is not None else manifest.get("subject")
     split = split or manifest.get("split", "test")
     if subject is None:
@@ -116,7 +136,19 @@ def evaluate_reconstructions(
         truths = items.images()
         measured_NV = items.voxels()
         roi_labels = list(dataset.recording(int(subject)).roi_labels or ())
-    recons = load_images(recons_dir, indices)
+    if indices_file is not None:
+        check_index_order(indices_file, indices, split)
+    if tensor is not None:
+        if len(tensor) != len(indices):
+            raise DataError(
+                f"{recons_dir} holds {len(tensor)} reconstructions but subject {subject}'s split {split} has "
+                f"{len(indices)} images; pass the tensor of this subject and split (one row per test image)"
+            )
+        recons, recons_uint8 = tensor.images, tensor.as_uint8_NHWC()
+        source = tensor.source
+    else:
+        recons = recons_uint8 = load_images(recons_dir, indices)
+        source = {"kind": "folder", "path": str(recons_dir)}
     labels = scene_labels(data_dir, indices)
     report(progress, "evaluate reconstructions", 0, 4)
     result = evaluate(
@@ -140,7 +172,7 @@ def evaluate_reconstructions(
     brain_record = _brain_correlation(
         data_dir,
         int(subject),
-        recons,
+        recons_uint8,
         truths,
         measured_NV,
         roi_labels,
@@ -155,6 +187,7 @@ def evaluate_reconstructions(
 
     record = {
         "recons": str(recons_dir),
+        "recons_source": source,
         "data": str(data_dir),
         "protocol": {
             "subject": int(subject),
@@ -163,7 +196,7 @@ def evaluate_reconstructions(
             "bootstrap": {"resamples": n_resamples, "seed": seed, "interval": "percentile 95 %"},
             "identification": "exhaustive two-way over the full pool (chance 0.5), Pearson correlation",
             "pixel_metrics": "PixCorr and SSIM at 425 px as MindEye2",
-            **manifest.get("protocol", {}),
+            **(manifest.get("protocol", {}) if tensor is None else {"reconstruction": source["protocol"]}),
         },
         "metrics": result.summary,
         "extractors": result.extractors,
@@ -344,6 +377,10 @@ def format_metrics(record: dict[str, Any], brief: bool = False) -> str:
         f"{record['protocol']['n_images']} images, subject {record['protocol']['subject']}, "
         f"split {record['protocol']['split']}"
     ]
+    source = record.get("recons_source") or {}
+    if source.get("kind") == "tensor":
+        lines[0] += f"; external tensor {Path(source['path']).name} (sha256 {source['sha256'][:12]})"
+
     absent = [n for n, e in record["metrics"].items() if e.get("kind") == "absent"]
     for name, entry in record["metrics"].items():
         if brief and (entry.get("kind") == "absent" or not _headline(name)):

@@ -145,6 +145,25 @@ def stage_table(run: Path) -> str:
     return f"<table><tr><th>stage</th><th>seconds</th><th>peak RSS (MiB)</th><th></th></tr>{rows}</table>"
 
 
+SPLIT_NAMES = {
+    "test": "test (MindEye2's new_test: every shared image the subject saw)",
+    "test_old": "test_old (the older 982-image split of MindEye1 and earlier papers)",
+    "val": "val (held-out training images, not a test split)",
+}
+
+
+def protocol_line(protocol: dict) -> str:
+    """Which split, subject, images, samples and averaging the numbers below are from, in one sentence."""
+    split = SPLIT_NAMES.get(protocol.get("split", ""), str(protocol.get("split")))
+    samples = protocol.get("samples", 1)
+    shots = "single shot" if samples == 1 else f"best of {samples} by {protocol.get('selection', '?')}"
+    averaging = protocol.get("averaging", "repetition averaging not recorded")
+    return (
+        f"Protocol: subject {protocol.get('subject')}, split {split}, {protocol.get('n_images')} images; {shots}; "
+        f"{averaging}."
+    )
+
+
 def run_section(run: Path, out: Path, tag: str) -> tuple[str, dict[str, dict[str, float]]]:
     from mindhier.data.nsd import open_dataset
 
@@ -152,8 +171,13 @@ def run_section(run: Path, out: Path, tag: str) -> tuple[str, dict[str, dict[str
     if not methods:
         return f"<h2>{html.escape(str(run))}</h2><p>no evaluations found under {PIPELINE_EVAL}/</p>", {}
     table, names = metric_table(run, methods)
-    parts = [f"<h2>{html.escape(str(run))}</h2>", "<h3>Metrics (mean, bootstrap 95 % CI over test images)</h3>", table]
     records = {m: read_json(run / PIPELINE_EVAL / m / METRICS_FILE, "metrics record") for m in methods}
+    parts = [
+        f"<h2>{html.escape(str(run))}</h2>",
+        f"<p class=note>{html.escape(protocol_line(records[methods[0]]['protocol']))}</p>",
+        "<h3>Metrics (mean, bootstrap 95 % CI over test images)</h3>",
+        table,
+    ]
     parts.append(expectations(records, methods))
     routings = [m for m in methods if m not in (PIPELINE_CONTROL, PIPELINE_CEILING, PIPELINE_ORACLE)]
     if len(routings) > 1:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mindhier.config import DdimConfig, SamplerConfig
+from mindhier.config import DdimConfig, SamplerConfig, TokenizerConfig
 from mindhier.data import layout
 from mindhier.data.image_tensors import resize_uint8, to_model_input, to_uint8, unit_to_uint8
 from mindhier.errors import ConfigError
@@ -98,15 +98,15 @@ class Reconstructor:
         trained with, on `device`. `sampler`: a `SamplerConfig` for a generator, a `DdimConfig` for the baseline."""
         from mindhier.runs import load_decoder, load_encoder, load_tokenizer, resolve_input
         from mindhier.teachers import build_teacher
+        from mindhier.tokenizer_source import recorded_tokenizer
 
         run = load_decoder(generator_run, device=device)
         diffusion = isinstance(run.model, _diffusion_class())
         encoder_run = encoder_run or resolve_input(run.run_dir, run.inputs["encoder_run"], "encoder_run", "--encoder")
-        tokenizer_run = tokenizer_run or resolve_input(
-            run.run_dir, run.inputs["tokenizer_run"], "tokenizer_run", "--tokenizer"
-        )
+        tokenizer = recorded_tokenizer(run.run_dir, run.inputs, tokenizer_run, run.cfg.tokenizer)
+        tokenizer_run = tokenizer.spec
         enc = load_encoder(encoder_run, device=device)
-        tok = load_tokenizer(tokenizer_run, device=device)
+        tok = load_tokenizer(tokenizer, device=device)
         condition = BrainCondition(enc.model, enc.cfg.alignment.supervision)
         shapes = run.shapes
         if diffusion:
@@ -374,16 +374,18 @@ def write_tokenizer_ceiling(
     device: str | torch.device = "cpu",
     batch_size: int = 64,
     strips: bool = True,
+    tokenizer_cfg: TokenizerConfig | None = None,
 ) -> Path:
     """The tokenizer's own reconstructions of the true test images: the ceiling of any reconstruction here,
-    with the image after every scale (the ceiling of each scale) in `strips/`.
+    with the image after every scale (the ceiling of each scale) in `strips/`. `tokenizer_run` may be a
+    VQ-VAE file or name too (`mindhier.tokenizer_source`), loaded into `tokenizer_cfg`.
 
     (It reads the test images, by definition; it is a reference row, never a method.)
     """
     from mindhier.data.nsd import open_dataset
     from mindhier.runs import load_tokenizer
 
-    tokenizer = load_tokenizer(tokenizer_run, device=device)
+    tokenizer = load_tokenizer(tokenizer_run, tokenizer_cfg, device=device)
     with open_dataset(data_dir, subjects=[subject]) as dataset:
         items = dataset.split(subject, split)
         indices = np.asarray(items.image_index_N)

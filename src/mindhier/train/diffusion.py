@@ -168,7 +168,7 @@ def train_diffusion(
     cfg: MindhierConfig,
     data_dir: str | Path,  # brain inputs, and the stimuli whose tokenizer latents are denoised
     encoder_run: str | Path,  # the frozen Stage-1 encoder: its terminal level is the one static condition
-    tokenizer_run: str | Path,  # the frozen tokenizer: the latent space, and the decoder of the samples
+    tokenizer_run: str | Path,  # the frozen tokenizer (run, VQ-VAE file or name): latent space and decoder
     out: str | Path,
     *,
     subjects: tuple[int, ...] | None = None,  # default: the encoder's first subject
@@ -178,7 +178,7 @@ def train_diffusion(
     tc = cfg.train_diffusion
     run = TrainingSession.start(out, KIND, cfg, tc, RUN_SECTIONS, **launch)
     world = run.world
-    frozen = load_frozen(encoder_run, tokenizer_run, subjects, world.device)
+    frozen = load_frozen(encoder_run, tokenizer_run, subjects, world.device, cfg.tokenizer)
     tokenizer, condition = frozen.tokenizer, frozen.condition
     with frozen.open_dataset(data_dir, cfg.data.sessions) as dataset:
         train_items = [subject_items(dataset, s, "train") for s in frozen.subjects]

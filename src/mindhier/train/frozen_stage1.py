@@ -11,19 +11,20 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from mindhier.config import MindhierConfig, describe_sessions
+from mindhier.config import MindhierConfig, TokenizerConfig, describe_sessions
 from mindhier.data.nsd import open_dataset
 from mindhier.errors import ConfigError
 from mindhier.models.brain_condition import BrainCondition
 from mindhier.models.brain_encoder import BrainEncoder
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.runs import load_encoder, load_tokenizer, relative_input
+from mindhier.tokenizer_source import TokenizerSource, tokenizer_source
 
 
 @dataclass(frozen=True)
 class FrozenStage1:
     encoder_run: Path
-    tokenizer_run: Path
+    tokenizer_source: TokenizerSource  # a run folder, a VQ-VAE file or a fetched one by name
     encoder_cfg: MindhierConfig
     encoder: BrainEncoder
     tokenizer: Tokenizer
@@ -40,7 +41,7 @@ class FrozenStage1:
         """What `inputs.json` records of the frozen models (paths relative to the run folder) and of the data."""
         return {
             "encoder_run": relative_input(run_dir, self.encoder_run),
-            "tokenizer_run": relative_input(run_dir, self.tokenizer_run),
+            **self.tokenizer_source.record(run_dir),
             "subjects": list(self.subjects),
             "sessions": describe_sessions(tuple(sessions)),
             "encoder_supervision": self.condition.supervision,
@@ -48,12 +49,18 @@ class FrozenStage1:
 
 
 def load_frozen(
-    encoder_run: str | Path, tokenizer_run: str | Path, subjects: tuple[int, ...] | None, device
+    encoder_run: str | Path,
+    tokenizer_run: str | Path,
+    subjects: tuple[int, ...] | None,
+    device,
+    tokenizer_cfg: TokenizerConfig | None = None,
 ) -> FrozenStage1:
-    """Load both frozen models; `subjects` (default: the encoder's first) must be ones the encoder knows."""
+    """Load both frozen models; `subjects` (default: the encoder's first) must be ones the encoder knows.
+    `tokenizer_run` may be a VQ-VAE file or name too (`mindhier.tokenizer_source`), loaded into `tokenizer_cfg`."""
     encoder_files = load_encoder(encoder_run, device=device)
     encoder = encoder_files.model.requires_grad_(False)
-    tokenizer = load_tokenizer(tokenizer_run, device=device).requires_grad_(False)
+    source = tokenizer_source(tokenizer_run, tokenizer_cfg)
+    tokenizer = load_tokenizer(source, device=device).requires_grad_(False)
     trained_on = tuple(s for s, _ in encoder_files.shapes.subject_voxels)
     subjects = tuple(subjects or trained_on[:1])
     unknown = [s for s in subjects if s not in trained_on]
@@ -62,6 +69,4 @@ def load_frozen(
             f"the encoder {encoder_run} was not trained on subject {unknown[0]}; it knows {list(trained_on)}"
         )
     condition = BrainCondition(encoder, encoder_files.cfg.alignment.supervision)
-    return FrozenStage1(
-        Path(encoder_run), Path(tokenizer_run), encoder_files.cfg, encoder, tokenizer, condition, subjects
-    )
+    return FrozenStage1(Path(encoder_run), source, encoder_files.cfg, encoder, tokenizer, condition, subjects)

@@ -43,7 +43,7 @@ from mindhier.errors import ConfigError
 from mindhier.fileio import read_json
 from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
 from mindhier.models.tokenizer import Tokenizer
-from mindhier.runs import relative_input
+from mindhier.runs import load_generator_init, relative_input
 from mindhier.teachers import build_teacher
 from mindhier.train.batches import rank_batch, rank_rows
 from mindhier.train.condition_sources import BrainSource, ConditionSource, TeacherSource, teacher_source
@@ -99,7 +99,7 @@ def train_generator(
     cfg: MindhierConfig,
     data_dir: str | Path,  # brain inputs of every subject, and the stimuli whose token maps are the targets
     encoder_run: str | Path,  # the frozen Stage-1 encoder: the brain levels each scale is routed to
-    tokenizer_run: str | Path,  # the frozen tokenizer: target tokens and teacher-forcing inputs
+    tokenizer_run: str | Path,  # the frozen tokenizer (run, VQ-VAE file or name): targets and teacher-forcing inputs
     out: str | Path,
     *,
     subjects: tuple[int, ...] | None = None,  # default: the encoder's first subject
@@ -110,13 +110,13 @@ def train_generator(
     tc = cfg.train_generator
     run = TrainingSession.start(out, KIND, cfg, tc, RUN_SECTIONS, **launch)
     world, progress = run.world, run.progress
-    frozen = load_frozen(encoder_run, tokenizer_run, subjects, world.device)
+    frozen = load_frozen(encoder_run, tokenizer_run, subjects, world.device, cfg.tokenizer)
     dataset = frozen.open_dataset(data_dir, cfg.data.sessions)
     if world.is_main:  # rank 0 builds the caches; the others then read them
-        tokens = build_token_cache(data_dir, tokenizer_run, device=world.device, progress=progress)
+        tokens = build_token_cache(data_dir, frozen.tokenizer_source, device=world.device, progress=progress)
     world.barrier()
     if not world.is_main:
-        tokens = build_token_cache(data_dir, tokenizer_run)
+        tokens = build_token_cache(data_dir, frozen.tokenizer_source)
     tokens.check_vocabulary(frozen.tokenizer.cfg.vocab)
     train_items = [subject_items(dataset, s, "train") for s in frozen.subjects]
     val_items = [subject_items(dataset, s, "val") for s in frozen.subjects]
@@ -173,12 +173,14 @@ def fit_generator(
             raise ConfigError(f"cannot resume {run.run_dir}: the encoder or tokenizer changed the generator's shapes")
     run.write_json(run_layout.shapes_file(KIND), shapes.to_json())
     start = initial_weights(tc.init, KIND, cfg)
-    run.write_json(run_layout.INPUTS, {**inputs, **source.record(), "routing": gc.routing, "init": start.record})
-
     torch.manual_seed(tc.seed)  # the same initial weights on every process
     model = ScaleAR(gc, shapes)
-    if start.state is not None:
-        load_state_strict(model, start.state, start.record["source"])
+    init = start.record
+    if start.switti:
+        init = {**init, **load_generator_init(model, start.state, init["source"]).record()}
+    elif start.state is not None:
+        load_state_strict(model, start.state, init["source"])
+    run.write_json(run_layout.INPUTS, {**inputs, **source.record(), "routing": gc.routing, "init": init})
     wrapped = run.attach(
         model,
         list(model.blocks),
@@ -219,7 +221,7 @@ def fit_generator(
             "routing": gc.routing,
             "tokens_per_sample": shapes.n_tokens,
             **source.record(),
-            "init": start.record,
+            "init": init,
             "best_metric": "val_loss",
         }
     )

@@ -4,11 +4,14 @@
     prior         the embedded world's pretrained prior that ships in the package (`mindhier.priors`)
     RUN_FOLDER    a run of the same kind: its best-on-val weights
     FILE          a weights file (.safetensors, or a state dict read with `torch.load(weights_only=True)`)
+    switti=FILE   generator only: a Switti checkpoint, loaded as the paper starts from it — every key but the
+    switti=REPO   modules MindHier adds (`runs.load_generator_init`); REPO (e.g. yresearch/Switti, the default
+                  of a bare `switti`) is read from the Hugging Face cache (`mindhier fetch weights switti`)
 
 The weights must fit the model exactly (loaded strictly; a mismatch names the keys), and a prior must have
 been trained with the same architecture fields as the run's config (a difference names the fields). The
-record (source, sha256) goes into the run's `inputs.json` and summary, and the report says which start a
-model had.
+record (source, sha256; for Switti the tensors loaded, left new and unused) goes into the run's
+`inputs.json` and summary, and the report says which start a model had.
 """
 
 from __future__ import annotations
@@ -37,12 +40,35 @@ NOT_ARCHITECTURE = {"routing", "cfg_dropout"}  # the generator's routing mask is
 class InitialWeights:
     state: dict[str, torch.Tensor] | None  # None: random initialisation
     record: dict[str, Any]
+    switti: bool = False  # a Switti checkpoint: load it with `runs.load_generator_init`, not strictly
+
+
+SWITTI = "switti"
+
+
+def switti_checkpoint(spec: str) -> Path:
+    """The file of `switti=FILE|REPO` (a bare `switti`: the published Switti-512 from the Hugging Face cache)."""
+    from mindhier.fetch.sources import HUB_WEIGHTS_FILE, SWITTI_REPO
+    from mindhier.tokenizer_source import cached_hub_file
+
+    where = spec.partition("=")[2] or SWITTI_REPO
+    if Path(where).is_file():
+        return Path(where)
+    if Path(where).exists() or where.count("/") != 1:
+        raise ConfigError(f"init {spec!r}: {where} is neither a Switti checkpoint file nor a Hub repository id")
+    return cached_hub_file(where, HUB_WEIGHTS_FILE, "the Switti checkpoint", "mindhier fetch weights switti")
 
 
 def initial_weights(spec: str, kind: str, cfg) -> InitialWeights:
     """The start named by `spec` for a model of `kind` configured by `cfg` (a MindhierConfig)."""
     if not spec:
         return InitialWeights(None, {"source": "random"})
+    if spec == SWITTI or spec.startswith(SWITTI + "="):
+        if kind != "generator":
+            raise ConfigError(f"init {spec!r} starts a generator; a {kind} cannot start from Switti")
+        path = switti_checkpoint(spec)
+        state = read_state_dict(path, "Switti checkpoint")
+        return InitialWeights(state, {"source": f"switti:{path}", "sha256": sha256_file(path)}, switti=True)
     if spec == "prior":
         record = priors.card(kind)
         saved = record["config"]

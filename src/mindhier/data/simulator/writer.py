@@ -81,8 +81,13 @@ class BetasWriter:
         self._file.close()
 
 
+OLD_TEST_SHARE = 982 / 1000  # MindEye1's test split kept 982 of the 1,000 shared images
+
+
 def write_shards(root: Path, subject: int, design: TrialDesign) -> None:
-    """`wds/subjXX/train/{session-1}.tar` (training trials per session) and `new_test/0.tar`."""
+    """`wds/subjXX/train/{session-1}.tar` (training trials per session), `new_test/0.tar` (every test trial) and
+    `test/0.tar`, the older split: the trials of the first `OLD_TEST_SHARE` of the test images (by index), a
+    subset as on NSD, so that both splits exist and differ."""
     import webdataset as wds
 
     behav = design.behav(subject)
@@ -101,6 +106,11 @@ def write_shards(root: Path, subject: int, design: TrialDesign) -> None:
         if len(rows):
             write(train_dir / f"{session - 1}.tar", rows)
     write(test_dir / "0.tar", np.flatnonzero(design.is_test_T))
+    test_images = np.unique(design.image_T[design.is_test_T])
+    old_images = test_images[: max(1, int(len(test_images) * OLD_TEST_SHARE))]
+    old_dir = layout.shard_dir(root, subject, "test_old")
+    old_dir.mkdir(parents=True, exist_ok=True)
+    write(old_dir / "0.tar", np.flatnonzero(design.is_test_T & np.isin(design.image_T, old_images)))
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
