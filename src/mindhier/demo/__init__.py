@@ -118,6 +118,30 @@ class Stages:
         self.record[name] = {"seconds": 0.0, "reused": True}
         return False
 
+    def scored_row(
+        self,
+        tag: str,
+        run_dir: Path,
+        name: str,
+        sections: tuple[str, ...],
+        make: Callable[[Path], object],
+        data_dir: Path,
+        **evaluation,
+    ) -> Path:
+        """One row of a pipeline: its reconstructions (`make(folder)`) and their evaluation (`evaluation`: the
+        keyword arguments of `evaluate_reconstructions`), each a reusable output; returns the evaluation folder."""
+        from mindhier.metrics.recons_eval import evaluate_reconstructions
+
+        recon_dir, eval_dir = run_dir / PIPELINE_RECONS / name, run_dir / PIPELINE_EVAL / name
+        self.output(f"{tag}reconstruct {name}", recon_dir, sections, lambda: make(recon_dir))
+        self.output(
+            f"{tag}evaluate {name}",
+            eval_dir,
+            sections,
+            lambda: evaluate_reconstructions(recon_dir, data_dir, eval_dir, **evaluation),
+        )
+        return eval_dir
+
     def run(self, name: str, fn: Callable[[], object], reused: bool = False) -> bool:
         started = time.perf_counter()
         if not reused:
@@ -196,7 +220,7 @@ def generator_stages(
     tokenizer ceiling and every evaluation; with `with_diffusion`, the diffusion baseline too. Without
     `reference_rows` the control and the ceiling are left out (a later seed of the routing study: the ceiling does
     not depend on the seed, the control is read in the first seed's run)."""
-    from mindhier.metrics.recons_eval import evaluate_reconstructions, format_metrics
+    from mindhier.metrics.recons_eval import format_metrics
     from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions, write_tokenizer_ceiling
     from mindhier.train.diffusion import train_diffusion
     from mindhier.train.generator import train_generator
@@ -316,16 +340,17 @@ def generator_stages(
 
     lines, truth_features = [], truth_features if truth_features is not None else {}
     for name, row_cfg, make, sections in rows:
-        recon_dir, eval_dir = run_dir / PIPELINE_RECONS / name, run_dir / PIPELINE_EVAL / name
         stages.cfg = row_cfg
-        stages.output(f"{tag}reconstruct {name}", recon_dir, sections, lambda m=make, d=recon_dir: m(d))
-        stages.output(
-            f"{tag}evaluate {name}",
-            eval_dir,
+        eval_dir = stages.scored_row(
+            tag,
+            run_dir,
+            name,
             sections,
-            lambda r=recon_dir, e=eval_dir: evaluate_reconstructions(
-                r, data_dir, e, extractors=extractors, judge=judge, truth_features=truth_features
-            ),
+            make,
+            data_dir,
+            extractors=extractors,
+            judge=judge,
+            truth_features=truth_features,
         )
         if name in routings or name in (PIPELINE_DIFFUSION, PIPELINE_ORACLE):
             metrics = format_metrics(read_json(eval_dir / METRICS_FILE, "metrics record"), brief=True)

@@ -32,7 +32,7 @@ from mindhier.errors import ConfigError
 from mindhier.fileio import write_json
 from mindhier.progress import ProgressFn
 from mindhier.report.adaptation import RETRIEVAL_FILE, arm_name, budget_name
-from mindhier.run_layout import PIPELINE_CEILING, PIPELINE_CONTROL, PIPELINE_EVAL, PIPELINE_ORACLE, PIPELINE_RECONS
+from mindhier.run_layout import PIPELINE_CEILING, PIPELINE_CONTROL, PIPELINE_ORACLE
 from mindhier.sampling import PIPELINE_BATCH
 
 SHARED_DIR, ADAPTED_DIR, SCRATCH_DIR = "shared", "adapted", "scratch"
@@ -95,7 +95,6 @@ def run_adaptation_study(
     from mindhier.data.token_cache import build_token_cache
     from mindhier.metrics.extractors import build_extractors
     from mindhier.metrics.judge import get_judge
-    from mindhier.metrics.recons_eval import evaluate_reconstructions
     from mindhier.report.adaptation import build_adaptation_report
     from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions, write_tokenizer_ceiling
     from mindhier.teachers import build_teacher
@@ -248,15 +247,16 @@ def run_adaptation_study(
             ),
         ]
         for name, make, sections in rows:
-            recon_dir, eval_dir = root / PIPELINE_RECONS / name, root / PIPELINE_EVAL / name
-            stages.output(f"reconstruct {name}", recon_dir, sections, lambda m=make, d=recon_dir: m(d))
-            stages.output(
-                f"evaluate {name}",
-                eval_dir,
+            stages.scored_row(
+                "",
+                root,
+                name,
                 sections,
-                lambda r=recon_dir, e=eval_dir: evaluate_reconstructions(
-                    r, data_dir, e, extractors=extractors, judge=judge, truth_features=truth_features
-                ),
+                make,
+                data_dir,
+                extractors=extractors,
+                judge=judge,
+                truth_features=truth_features,
             )
     write_json(root / run_layout.PIPELINE_STAGE_TIMES, stages.record)
     report, summary_lines = build_adaptation_report(root, root / run_layout.PIPELINE_REPORT, overwrite=True)
