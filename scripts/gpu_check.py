@@ -1,14 +1,16 @@
 """The GPU checks of the paper-size models on one CUDA GPU, with random weights (no downloads, no data).
 
-    PYTHONPATH=src python scripts/gpu_check.py sample      [--batches 1 8 32] [--out FILE]   # speed and MFU
+    PYTHONPATH=src python scripts/gpu_check.py sample      [--batches 1 8 32] [--modes eager compiled] [--out FILE]
     PYTHONPATH=src python scripts/gpu_check.py logits      [--out FILE]                       # bf16 vs fp32
     PYTHONPATH=src python scripts/gpu_check.py train-step  [--out FILE]                       # FSDP step, memory
 
 * `sample` builds the `nsd-paper` generator (Switti-512 with MindHier's conditioning, 2.3 B parameters), the
   brain encoder and the VAR/Switti VQ-VAE on the GPU, and reconstructs 512 px images with the paper's sampler
   (N = 1, CFG 6, top-k 400, top-p 0.95) in bf16 (sampler precision: blocks under bf16 autocast, fp32 logits)
-  at each batch size: seconds per image end to end (encoder + 10 scales + VQ decode; the batch-1 number is
-  the single-image latency), images per second, and model FLOP utilisation = analytic FLOPs
+  at each batch size, eager and compiled (`torch.compile` of every per-scale step and of the VQ decode,
+  CUDA graphs; `mindhier.sampling.compiled`): seconds per image end to end and split into encoder, 10 scales
+  and VQ decode (the batch-1 number is the single-image latency), images per second, the first (compiling)
+  call's seconds, and model FLOP utilisation = analytic FLOPs
   (`mindhier.sampling.flops`: generator + VQ decoder) / time / the GPU's dense bf16 peak (a table of known
   GPUs, or --peak-tflops). Stops at the first batch that does not fit.
 * `logits` runs one teacher-forced forward of the generator in fp32 and under bf16 autocast on the same
@@ -38,8 +40,8 @@ from mindhier.models.brain_condition import BrainCondition
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes
 from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
 from mindhier.models.tokenizer import Tokenizer
+from mindhier.sampling.decoders import ScaleWiseDecoder
 from mindhier.sampling.flops import decoder_flops, scale_wise_sampling_flops
-from mindhier.sampling.scale_ar import sample
 
 # dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets; SXM parts)
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "4090": 165.2, "A10": 125.0}
@@ -74,10 +76,17 @@ def synchronize(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def reconstruct(condition, model, tokenizer, sampler, voxels_BV, generator):
+def reconstruct(condition, decoder: ScaleWiseDecoder, voxels_BV, generator, device):
+    """Encoder, 10 scales, VQ decode; returns the images and the seconds of each of the three stages."""
+    synchronize(device)
+    start = time.perf_counter()
     levels, pooled, _ = condition.of_voxels(voxels_BV, 1)
     null_levels, null_pooled, _ = condition.null(1)
-    return sample(model, tokenizer, levels, pooled, null_levels, null_pooled, sampler, generator).images_R3HW
+    synchronize(device)
+    encoded = time.perf_counter()
+    images, seconds = decoder.sample_timed(levels, pooled, null_levels, null_pooled, generator)
+    stages = {"encoder": encoded - start, **seconds}
+    return images, stages
 
 
 def check_sample(args, device, name) -> dict:
@@ -85,41 +94,46 @@ def check_sample(args, device, name) -> dict:
     sampler = dataclasses.replace(cfg.sampler, samples=1, precision="bf16")
     peak = args.peak_tflops or peak_tflops(name)
     results = []
-    for batch in args.batches:
-        voxels = torch.randn(batch, condition.encoder.shapes.voxels[1], device=device)
-        generator = torch.Generator(device=device).manual_seed(0)
-        try:
-            reconstruct(condition, model, tokenizer, sampler, voxels, generator)  # warm-up
-            seconds = []
-            for _ in range(args.repeats):
-                synchronize(device)
+    for mode in args.modes:
+        decoder = ScaleWiseDecoder(model, tokenizer, sampler, compile=mode == "compiled")
+        for batch in args.batches:
+            voxels = torch.randn(batch, condition.encoder.shapes.voxels[1], device=device)
+            generator = torch.Generator(device=device).manual_seed(0)
+            try:
                 start = time.perf_counter()
-                images = reconstruct(condition, model, tokenizer, sampler, voxels, generator)
-                synchronize(device)
-                seconds.append(time.perf_counter() - start)
-        except torch.cuda.OutOfMemoryError:
-            print(f"batch {batch}: out of memory; stopping")
-            torch.cuda.empty_cache()
-            break
-        median = statistics.median(seconds)
-        flops = scale_wise_sampling_flops(model, sampler, batch)["total"] + decoder_flops(tokenizer, batch)
-        achieved = flops / median / 1e12
-        row = {
-            "batch": batch,
-            "seconds_per_image": median / batch,
-            "images_per_second": batch / median,
-            "tflop_per_image": flops / batch / 1e12,
-            "achieved_tflops": achieved,
-            "mfu": achieved / peak if peak else None,
-            "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
-            "image_shape": list(images.shape[1:]),
-        }
-        results.append(row)
-        mfu = f"{row['mfu']:.1%}" if peak else "unknown peak"
-        print(
-            f"sample batch {batch}: {row['seconds_per_image']:.4f} s/image (encoder + scales + VQ decode), "
-            f"{row['images_per_second']:.2f} images/s, {achieved:.1f} TFLOP/s, MFU {mfu}"
-        )
+                reconstruct(condition, decoder, voxels, generator, device)  # warm-up (compiles)
+                first_call = time.perf_counter() - start
+                runs = [reconstruct(condition, decoder, voxels, generator, device) for _ in range(args.repeats)]
+            except torch.cuda.OutOfMemoryError:
+                print(f"{mode} batch {batch}: out of memory; stopping")
+                torch.cuda.empty_cache()
+                break
+            images = runs[-1][0]
+            stages = {key: statistics.median(r[1][key] for r in runs) for key in runs[0][1]}
+            median = statistics.median(sum(r[1].values()) for r in runs)
+            flops = scale_wise_sampling_flops(model, sampler, batch)["total"] + decoder_flops(tokenizer, batch)
+            achieved = flops / median / 1e12
+            row = {
+                "mode": mode,
+                "batch": batch,
+                "seconds_per_image": median / batch,
+                "images_per_second": batch / median,
+                "stage_seconds": stages,
+                "first_call_seconds": first_call,
+                "tflop_per_image": flops / batch / 1e12,
+                "achieved_tflops": achieved,
+                "mfu": achieved / peak if peak else None,
+                "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+                "image_shape": list(images.shape[1:]),
+            }
+            results.append(row)
+            mfu = f"{row['mfu']:.1%}" if peak else "unknown peak"
+            split = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in stages.items())
+            print(
+                f"sample {mode} batch {batch}: {row['seconds_per_image']:.4f} s/image ({split}), "
+                f"{row['images_per_second']:.2f} images/s, {achieved:.1f} TFLOP/s, MFU {mfu} "
+                f"(first call {first_call:.0f} s)"
+            )
     parameters = sum(p.numel() for p in model.parameters())
     return {
         "check": "sample",
@@ -223,6 +237,13 @@ def main(argv=None) -> int:
     parser.add_argument("check", choices=sorted(CHECKS))
     parser.add_argument("--preset", default="nsd-paper", help="sizes to build (default: nsd-paper)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["eager", "compiled"],
+        default=["eager", "compiled"],
+        help="sample: eager and/or torch.compile (CUDA graphs on a GPU) sampling steps",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per batch after one warm-up (median)")
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense bf16 peak (default: from a table)")
     parser.add_argument("--allow-cpu", action="store_true", help="run on the CPU when there is no GPU (tests)")

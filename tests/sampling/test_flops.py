@@ -12,7 +12,7 @@ from mindhier.sampling.flops import decoder_flops, scale_wise_sampling_flops
 SHAPES = GeneratorShapes(64, 8, (1, 2, 4, 8), 4, 4, 32, 24)
 
 
-def counted_per_scale(model: ScaleAR, streams_per_scale: list[int], batch: int) -> list[int]:
+def counted_per_scale(model: ScaleAR, streams_per_scale: list[int], batch: int, kept: list[int]) -> list[int]:
     """FLOPs PyTorch's counter sees in each `step` (the prepare work is counted apart). On the meta device, so
     attention decomposes into counted matrix products (CPU's fused attention kernel is not counted)."""
     shapes = model.shapes
@@ -21,28 +21,33 @@ def counted_per_scale(model: ScaleAR, streams_per_scale: list[int], batch: int) 
     counts, streams = [], 2
     for k, side in enumerate(shapes.scales):
         if streams_per_scale[k] < streams:
-            state.keep(batch)
+            state = state.keep(batch)
             streams = 1
         x = None if k == 0 else torch.randn(batch * streams, side * side, shapes.latent_channels)
         with FlopCounterMode(display=False) as counter:
-            model.step(state, k, x)
+            model.step(state, k, x, kept[k])
         counts.append(counter.get_total_flops())
     return counts
 
 
-@pytest.mark.parametrize("block_causal", [False, True])
-def test_analytic_sampling_flops_match_the_counted_ones(block_causal):
+@pytest.mark.parametrize(("block_causal", "prune_from"), [(False, 0), (True, 0), (False, 3)])
+def test_analytic_sampling_flops_match_the_counted_ones(block_causal, prune_from):
     cfg = dataclasses.replace(tiny().generator, block_causal=block_causal)
     with torch.device("meta"):
         model = ScaleAR(cfg, SHAPES).eval()
-    sampler = SamplerConfig(cfg_scale=3.0, cfg_off_from=4)
+    sampler = SamplerConfig(cfg_scale=3.0, cfg_off_from=4, prune_from=prune_from, prune_keep=0.3)
     analytic = scale_wise_sampling_flops(model, sampler, batch=3)
+    kept = [0, 0, 5, 20] if prune_from else [0] * 4  # ⌈0.3 · 16⌉, ⌈0.3 · 64⌉
     with torch.no_grad(), torch.device("meta"):
-        counted = counted_per_scale(model, [2, 2, 2, 1], batch=3)
+        counted = counted_per_scale(model, [2, 2, 2, 1], batch=3, kept=kept)
     assert analytic["per_scale"] == pytest.approx(counted, rel=1e-6)
-    unguided = scale_wise_sampling_flops(model, SamplerConfig(cfg_scale=0.0), batch=3)
+    unguided = scale_wise_sampling_flops(model, dataclasses.replace(sampler, cfg_scale=0.0), batch=3)
     assert unguided["per_scale"][:3] == [f // 2 for f in analytic["per_scale"][:3]]
     assert analytic["total"] == analytic["prepare"] + sum(analytic["per_scale"])
+    if prune_from:
+        full = scale_wise_sampling_flops(model, dataclasses.replace(sampler, prune_from=0), batch=3)
+        assert analytic["per_scale"][:2] == full["per_scale"][:2]
+        assert analytic["per_scale"][3] < 0.5 * full["per_scale"][3]
 
 
 def test_decoder_flops_match_the_counter():

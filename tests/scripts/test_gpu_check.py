@@ -55,6 +55,8 @@ def test_every_check_runs_on_the_cpu_with_the_tiny_preset(tmp_path):
         "4",
         "--repeats",
         "1",
+        "--modes",
+        "eager",  # compiled: minutes of TorchInductor on this CPU (compiled = eager tokens: tests/sampling)
         "--out",
         str(out),
     )
@@ -63,7 +65,10 @@ def test_every_check_runs_on_the_cpu_with_the_tiny_preset(tmp_path):
     assert [r["batch"] for r in record["results"]] == [1, 4]
     for row in record["results"]:
         assert row["seconds_per_image"] > 0 and row["tflop_per_image"] > 0 and row["image_shape"] == [3, 16, 16]
-    assert record["sampler"]["precision"] == "bf16" and "sample batch 4:" in result.stdout
+        stages = row["stage_seconds"]
+        assert set(stages) == {"encoder", "scales", "vq_decode"} and min(stages.values()) > 0
+        assert sum(stages.values()) == pytest.approx(row["seconds_per_image"] * row["batch"], rel=1e-6)
+    assert record["sampler"]["precision"] == "bf16" and "sample eager batch 4:" in result.stdout
 
     out = tmp_path / "logits.json"
     assert run(str(SCRIPT), "logits", "--allow-cpu", "--preset", "tiny", "--out", str(out)).returncode == 0

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import resource
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +45,8 @@ from mindhier.run_layout import (
     PIPELINE_TOKENIZER,
 )
 from mindhier.sampling.ddim import sample_ddim
-from mindhier.sampling.decoders import DiffusionDecoder, ScaleWiseDecoder
+from mindhier.sampling.decoders import ScaleWiseDecoder
 from mindhier.sampling.reconstruct import Reconstructor
-from mindhier.sampling.scale_ar import sample
 
 QUALITY_METRICS = OFFLINE_HEADLINE_METRICS
 CURVE_STEPS = (5, 10, 25, 50, 100)
@@ -75,51 +76,72 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def variants(cfg: MindhierConfig, n_scales: int) -> dict[str, SamplerConfig | DdimConfig]:
-    """The timed decoders: name → sampler config."""
+@dataclass(frozen=True)
+class Variant:
+    """A timed decoder: its family, sampler settings and execution mode."""
+
+    family: str  # scale-wise | ddim
+    sampler: SamplerConfig | DdimConfig
+    compiled: bool
+
+    @property
+    def quality_key(self) -> str:
+        """Compiled and eager runs draw the same tokens (tested): quality is measured once per sampler setting."""
+        return json.dumps({"family": self.family, **to_dict(self.sampler)}, sort_keys=True)
+
+
+def variants(cfg: MindhierConfig, n_scales: int, modes=("eager", "compiled")) -> dict[str, Variant]:
+    """The timed decoders, name → variant: the scale-wise sampler and DDIM at 25 and 50 steps in every mode,
+    and the speed options of the VAR literature (guidance off for the last two scales; FastVAR pruning at the
+    largest scales) in the fastest mode."""
     scale_wise = dataclasses.replace(cfg.sampler, samples=1, cfg_off_from=0)
-    return {
-        "scale-wise": scale_wise,
-        "scale-wise, guidance off for the last two scales": dataclasses.replace(
-            scale_wise, cfg_off_from=max(n_scales - 1, 1)
+    options = {
+        "guidance off for the last two scales": dataclasses.replace(scale_wise, cfg_off_from=max(n_scales - 1, 2)),
+        "pruned to half at the last two scales": dataclasses.replace(
+            scale_wise, prune_from=max(n_scales - 1, 2), prune_keep=0.5
         ),
-        "ddim-25": dataclasses.replace(cfg.ddim, steps=25),
-        "ddim-50": dataclasses.replace(cfg.ddim, steps=50),
+        "pruned to a quarter at the last scale": dataclasses.replace(
+            scale_wise, prune_from=max(n_scales, 2), prune_keep=0.25
+        ),
     }
+    out: dict[str, Variant] = {}
+    for mode in modes:
+        compiled = mode == "compiled"
+        suffix = ", compiled" if compiled else ""
+        out[f"scale-wise{suffix}"] = Variant("scale-wise", scale_wise, compiled)
+        for steps in (25, 50):
+            out[f"ddim-{steps}{suffix}"] = Variant("ddim", dataclasses.replace(cfg.ddim, steps=steps), compiled)
+    fastest = modes[-1] == "compiled"
+    for name, sampler in options.items():
+        out[f"scale-wise, {name}{', compiled' if fastest else ''}"] = Variant("scale-wise", sampler, fastest)
+    return out
+
+
+def build_decoders(reconstructors: dict[str, Reconstructor], timed: dict[str, Variant]):
+    """One decoder per variant, kept for all its runs (its sampling loops and compiled steps are reused)."""
+    decoders = {}
+    for name, variant in timed.items():
+        base = reconstructors["diffusion" if variant.family == "ddim" else "scale-wise"].decoder
+        field = "ddim" if variant.family == "ddim" else "sampler"
+        decoders[name] = dataclasses.replace(base, **{field: variant.sampler, "compile": variant.compiled})
+    return decoders
 
 
 @torch.no_grad()
-def time_variant(
-    reconstructors: dict[str, Reconstructor], sampler, voxels_BV, subject: int, device
-) -> dict[str, float]:
-    """One timed run of a variant on a batch: encoder, decoder network and VQ-decode seconds, and peak memory."""
-    kind = "diffusion" if isinstance(sampler, DdimConfig) else "scale-wise"
-    reconstructor = reconstructors[kind]
+def time_variant(condition, decoder, voxels_BV, subject: int, device) -> dict[str, float]:
+    """One timed run of a decoder on a batch: encoder, decoder network and VQ-decode seconds, and peak memory."""
     generator = torch.Generator().manual_seed(0)
     _reset_peak_memory(device)
     _sync(device)
     start = time.perf_counter()
-    levels, pooled, _ = reconstructor.condition.of_voxels(voxels_BV, subject)
-    null_levels, null_pooled, _ = reconstructor.condition.null(subject)
+    levels, pooled, _ = condition.of_voxels(voxels_BV, subject)
+    null_levels, null_pooled, _ = condition.null(subject)
     _sync(device)
     encoded = time.perf_counter()
-    if kind == "scale-wise":
-        seconds: list[float] = []
-        decoder: ScaleWiseDecoder = reconstructor.decoder
-        sample(
-            decoder.model,
-            decoder.tokenizer,
-            levels,
-            pooled,
-            null_levels,
-            null_pooled,
-            sampler,
-            generator,
-            scale_seconds=seconds,
-        )
-        network, vq_decode = sum(seconds[:-1]), seconds[-1]
+    if isinstance(decoder, ScaleWiseDecoder):
+        _, seconds = decoder.sample_timed(levels, pooled, null_levels, null_pooled, generator)
+        network, vq_decode = seconds["scales"], seconds["vq_decode"]
     else:
-        decoder: DiffusionDecoder = reconstructor.decoder
         shapes = decoder.model.shapes
         noise = torch.randn(
             len(levels), shapes.latent_channels, shapes.latent_side, shapes.latent_side, generator=generator
@@ -127,13 +149,14 @@ def time_variant(
         z = sample_ddim(
             decoder.model,
             decoder.schedule,
-            levels[:, -1, :, : decoder.model.shapes.context_width],
+            levels[:, -1, :, : shapes.context_width],
             pooled,
-            null_levels[:, -1, :, : decoder.model.shapes.context_width],
+            null_levels[:, -1, :, : shapes.context_width],
             null_pooled,
-            sampler,
+            decoder.ddim,
             noise,
             generator,
+            noise_fn=decoder.noise_fn(),
         )
         _sync(device)
         denoised = time.perf_counter()
@@ -151,16 +174,18 @@ def time_variant(
     }
 
 
-def measure_speed(reconstructors, samplers, voxels_NV, subject, batches, repeats, device, progress=None):
-    results: dict[str, dict[str, Any]] = {name: {} for name in samplers}
+def measure_speed(condition, decoders, voxels_NV, subject, batches, repeats, device, progress=None):
+    results: dict[str, dict[str, Any]] = {name: {} for name in decoders}
+    first_call: dict[str, dict[str, float]] = {name: {} for name in decoders}
     for batch in batches:
         inputs = torch.as_tensor(voxels_NV[:batch]).float()
-        runs: dict[str, list[dict[str, float]]] = {name: [] for name in samplers}
-        for sampler in samplers.values():  # warm-up
-            time_variant(reconstructors, sampler, inputs, subject, device)
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in decoders}
+        for i, (name, decoder) in enumerate(decoders.items()):  # warm-up: compiles the compiled variants
+            first_call[name][str(batch)] = round(time_variant(condition, decoder, inputs, subject, device)["total"], 2)
+            report(progress, f"warm up decoders (batch {batch})", i + 1, len(decoders))
         for r in range(repeats):  # alternate, so drifts in machine load hit every variant alike
-            for name, sampler in samplers.items():
-                runs[name].append(time_variant(reconstructors, sampler, inputs, subject, device))
+            for name, decoder in decoders.items():
+                runs[name].append(time_variant(condition, decoder, inputs, subject, device))
             report(progress, f"time decoders (batch {batch})", r + 1, repeats)
         for name, measured in runs.items():
             median = {key: statistics.median(m[key] for m in measured) for key in measured[0]}
@@ -169,6 +194,7 @@ def measure_speed(reconstructors, samplers, voxels_NV, subject, batches, repeats
                 "images_per_second": round(len(inputs) / median["total"], 3),
                 "stage_seconds": {k: round(median[k], 6) for k in ("encoder", "network", "vq_decode")},
                 "peak_memory_mib": round(max(m["peak_memory_mib"] for m in measured), 1),
+                "first_call_seconds": first_call[name][str(batch)],
                 "batch": len(inputs),
             }
     return results
@@ -223,9 +249,11 @@ def bench_decoders(
     curve_steps: tuple[int, ...] = CURVE_STEPS,
     progress: ProgressFn | None = None,
     device: str = "cpu",
+    modes: tuple[str, ...] = ("eager", "compiled"),
 ) -> dict[str, Any]:
     """Train or reuse the demo run in `run_dir` (with the baseline) on `device`, then measure there;
-    reconstructions go to `out_dir`. Returns the record `mindhier bench decoders` writes."""
+    reconstructions go to `out_dir`. Returns the record `mindhier bench decoders` writes. `modes`: eager,
+    compiled, or both (compiled last)."""
     from mindhier.data.nsd import open_dataset
     from mindhier.demo import run_demo
     from mindhier.metrics.extractors import build_extractors
@@ -246,23 +274,45 @@ def bench_decoders(
     with open_dataset(demo.data_dir, subjects=[subject], check_images=False) as dataset:
         voxels = dataset.split(subject, "test").voxels()
     n_scales = len(reconstructors["scale-wise"].tokenizer.cfg.scales)
-    timed = variants(cfg, n_scales)
+    timed = variants(cfg, n_scales, modes)
     usable = tuple(sorted({min(b, len(voxels)) for b in batches}))  # a batch never exceeds the test set
-    speed = measure_speed(reconstructors, timed, voxels, subject, usable, repeats, device, progress)
+    condition = reconstructors["scale-wise"].condition
+    decoders = build_decoders(reconstructors, timed)
+    speed = measure_speed(condition, decoders, voxels, subject, usable, repeats, device, progress)
 
     judge = get_judge(Path(judge_cache), progress=progress) if judge_cache is not None else None
     extractors = build_extractors(["lite0_early", "lite0_late", "lite2_early", "lite2_late"], device=device)
+    setting_names: dict[str, str] = {}  # quality key → the first (shortest) variant name with that setting
+    for name, variant in timed.items():
+        setting_names.setdefault(variant.quality_key, name.removesuffix(", compiled"))
+    settings = {setting_names[v.quality_key]: v.sampler for v in timed.values()}
     curve = {f"ddim-{s}": dataclasses.replace(cfg.ddim, steps=s) for s in curve_steps}
-    quality_samplers = {**timed, **{k: v for k, v in curve.items() if k not in timed}}
+    quality_samplers = {**settings, **{k: v for k, v in curve.items() if k not in settings}}
     quality = measure_quality(
         reconstructors, quality_samplers, demo.data_dir, out_dir, subject, judge, extractors, cfg.sampler.seed, progress
     )
+    points = [
+        {
+            "option": name,
+            "family": variant.family,
+            "compiled": variant.compiled,
+            "ms_per_image": {b: round(v["seconds_per_image"] * 1e3, 3) for b, v in speed[name].items()},
+            "metrics": {m: score["mean"] for m, score in quality[setting_names[variant.quality_key]].items()},
+        }
+        for name, variant in timed.items()
+    ]
+    suffixes = [", compiled" if mode == "compiled" else "" for mode in modes]
+    pairs = [(f"ddim-{d}{suffix}", f"scale-wise{suffix}") for suffix in suffixes for d in (25, 50)]
+    pairs += [  # the speed options against the equally optimised DDIM-50
+        (f"ddim-50{suffixes[-1]}", name)
+        for name, variant in timed.items()
+        if variant.family == "scale-wise" and variant.sampler != timed[f"scale-wise{suffixes[-1]}"].sampler
+    ]
     ratios = {
         f"{d} / {s}": {
             b: round(speed[d][b]["seconds_per_image"] / speed[s][b]["seconds_per_image"], 2) for b in speed[s]
         }
-        for d in ("ddim-25", "ddim-50")
-        for s in ("scale-wise", "scale-wise, guidance off for the last two scales")
+        for d, s in pairs
     }
     generator_summary = read_json(run_dir / PIPELINE_GENERATORS / routing / run_layout.SUMMARY, "generator summary")
     diffusion_summary = read_json(run_dir / PIPELINE_DIFFUSION / run_layout.SUMMARY, "diffusion summary")
@@ -276,6 +326,7 @@ def bench_decoders(
         "labelled as such; the judge is the package's scene judge",
         "speed": speed,
         "speed_ratio_diffusion_over_scale_wise": ratios,
+        "speed_quality": points,
         "quality": quality,
         "quality_vs_ddim_steps": {str(s): quality[f"ddim-{s}"] for s in curve_steps},
         "scale_wise_point": quality["scale-wise"],
@@ -284,7 +335,7 @@ def bench_decoders(
                 "routing": routing,
                 "parameters": generator_summary["parameters"],
                 "training_steps": generator_summary["steps"],
-                "sampler": to_dict(timed["scale-wise"]),
+                "sampler": to_dict(timed[f"scale-wise{suffixes[0]}"].sampler),
             },
             "diffusion": {
                 key: diffusion_summary[key]
@@ -310,15 +361,13 @@ def bench_decoders(
 
 
 def summary_lines(record: dict[str, Any]) -> list[str]:
-    """A few printable lines: seconds per image and quality of every variant, and the speed ratios."""
+    """A few printable lines: milliseconds per image and quality of every variant, and the speed ratios."""
     lines = []
-    for name, per_batch in record["speed"].items():
-        timing = ", ".join(f"batch {b}: {v['seconds_per_image'] * 1e3:.2f} ms/image" for b, v in per_batch.items())
-        quality = record["quality"].get(name, {})
-        scores = ", ".join(
-            f"{m} {quality[m]['mean']:.3f}" for m in ("pixcorr", "ssim", "lite0_late.two_way") if m in quality
-        )
-        lines.append(f"{name}: {timing}; {scores}")
+    for point in record["speed_quality"]:
+        timing = ", ".join(f"batch {b}: {ms:.2f} ms/image" for b, ms in point["ms_per_image"].items())
+        metrics = point["metrics"]
+        scores = ", ".join(f"{m} {metrics[m]:.3f}" for m in ("pixcorr", "ssim", "lite0_late.two_way") if m in metrics)
+        lines.append(f"{point['option']}: {timing}; {scores}")
     for name, per_batch in record["speed_ratio_diffusion_over_scale_wise"].items():
         lines.append(f"{name}: " + ", ".join(f"batch {b} ×{r}" for b, r in per_batch.items()))
     return lines

@@ -40,6 +40,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         load_generator(args.generator, routing=args.routing)  # refuses a routing it was not trained with
         sampler = run_cfg.sampler
     reconstructor = Reconstructor.from_runs(args.generator, args.encoder, args.tokenizer, sampler, device=device)
+    reconstructor.decoder.compile = args.compile
     subject = args.subject or next(iter(reconstructor.encoder.shapes.voxels))
     progress = progress_bar(args)
     try:
@@ -173,9 +174,15 @@ def cmd_eval_encoder(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from mindhier.fileio import read_json
     from mindhier.report.html import build_report
+    from mindhier.report.speed_quality import validate_decoders_record
 
-    print(f"report: {build_report(args.runs, args.out, overwrite=args.overwrite)}")
+    bench_records = [  # every file is checked before anything is written
+        validate_decoders_record(read_json(path, "benchmark record"), path) for path in args.bench or ()
+    ]
+    index = build_report(args.runs, args.out, overwrite=args.overwrite, bench_records=bench_records)
+    print(f"report: {index}")
     return 0
 
 

@@ -26,6 +26,7 @@ from mindhier.cli.fetch_commands import add_fetch_parser
 from mindhier.cli.options import (
     add_config_options,
     add_device_options,
+    add_modes_option,
     add_runtime_options,
     add_sessions_option,
     add_simulator_flags,
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cache", type=Path, help="cache for the scene judge (default: ~/.cache/mindhier)")
     p.add_argument("--no-judge", action="store_true", help="skip the scene judge")
+    add_modes_option(p)
     add_device_options(p)
     add_config_options(p)
     add_runtime_options(p)
@@ -115,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench.add_parser("sampler", help="time scale-wise sampling against one teacher-forced forward")
     p.add_argument("--out", type=Path, required=True, help="result file (.json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
+    add_modes_option(p)
     add_device_options(p)
     add_config_options(p)
     add_runtime_options(p)
@@ -250,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--strips", action="store_true", help="also write the coarse-to-fine strip of every image")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the sampling steps with torch.compile (CUDA graphs on a GPU): the same tokens, faster after a "
+        "first call that compiles (minutes on a CPU)",
+    )
     p.add_argument("--shuffle-brain", action="store_true", help="control: permute brain inputs across images")
     p.add_argument(
         "--determinism", type=non_negative_int, default=0, metavar="R", help="also reconstruct under R − 1 more seeds"
@@ -286,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", type=Path, nargs="+", help="pipeline run folders (as `mindhier demo` writes them)")
     p.add_argument("--out", type=Path, required=True, help="report folder (index.html + figures)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out once the new report is complete")
+    p.add_argument(
+        "--bench",
+        type=Path,
+        action="append",
+        metavar="FILE.json",
+        help="a `mindhier bench decoders --out` result: adds its speed-quality table and plots (repeatable)",
+    )
     p.set_defaults(func=cmd_report)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained stage").add_subparsers(

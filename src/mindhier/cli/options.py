@@ -108,6 +108,17 @@ def add_device_options(parser: argparse.ArgumentParser, batch_default: int | Non
         )
 
 
+def add_modes_option(parser: argparse.ArgumentParser) -> None:
+    """`--modes` of the speed benchmarks: eager and/or compiled (`torch.compile`) decoders."""
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["eager", "compiled"],
+        default=["eager", "compiled"],
+        help="execution modes to time (default both; compiling takes minutes on a CPU, then is cached on disk)",
+    )
+
+
 def inference_device(args: argparse.Namespace) -> str:
     """The device a non-training command runs on; a CUDA device that is not there is a user error."""
     import torch

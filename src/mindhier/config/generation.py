@@ -179,6 +179,8 @@ class SamplerConfig:
     samples: int = 1  # S samples per brain input; the first is reported unless a brain-only rule selects
     seed: int = 0
     precision: str = "fp32"  # fp32 | bf16 (blocks under bf16 autocast; logits, filtering and draws in fp32)
+    prune_from: int = 0  # 1-based scale from which the blocks see only the pivotal tokens (FastVAR; 0 = never)
+    prune_keep: float = 1.0  # the fraction of tokens kept at those scales (the rest restored from the cache)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -189,3 +191,9 @@ class SamplerConfig:
         check_range("sampler.top_p", self.top_p, 1e-6, 1.0)
         check_range("sampler.temperature", self.temperature, 1e-3, 100.0)
         check_range("sampler.samples", self.samples, 1, 1000)
+        check_range("sampler.prune_keep", self.prune_keep, 1e-3, 1.0)
+        if self.prune_from == 1 or self.prune_from < 0:
+            raise ConfigError(
+                f"sampler.prune_from must be 0 (off) or a scale ≥ 2 (pruned tokens are restored from the previous "
+                f"scale), got {self.prune_from}"
+            )

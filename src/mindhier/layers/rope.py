@@ -35,3 +35,17 @@ def apply_rotary(x_BAlE: torch.Tensor, freqs_le: torch.Tensor) -> torch.Tensor:
     """Rotate consecutive pairs of the last dim by the given unit complex numbers (float32 maths)."""
     pairs = torch.view_as_complex(x_BAlE.float().reshape(*x_BAlE.shape[:-1], -1, 2))
     return torch.view_as_real(pairs * freqs_le).flatten(-2).type_as(x_BAlE)
+
+
+def rotation_tables(freqs_le: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rotations as real tables (cos, sin) [l, E], each value repeated for its pair: what `apply_rotary_real`
+    reads. Real arithmetic compiles into fused kernels (TorchInductor generates no code for complex numbers)."""
+    return freqs_le.real.repeat_interleave(2, -1).contiguous(), freqs_le.imag.repeat_interleave(2, -1).contiguous()
+
+
+def apply_rotary_real(x_BAlE: torch.Tensor, cos_lE: torch.Tensor, sin_lE: torch.Tensor) -> torch.Tensor:
+    """`apply_rotary` in real arithmetic: (x₀, x₁) → (x₀·cos − x₁·sin, x₁·cos + x₀·sin) per consecutive pair."""
+    x = x_BAlE.float()
+    pairs = x.unflatten(-1, (-1, 2))
+    swapped = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+    return (x * cos_lE + swapped * sin_lE).type_as(x_BAlE)

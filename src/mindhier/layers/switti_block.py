@@ -20,7 +20,7 @@ from einops import rearrange
 from torch import nn
 
 from mindhier.layers.norms import RMSNorm
-from mindhier.layers.rope import apply_rotary
+from mindhier.layers.rope import apply_rotary, apply_rotary_real
 
 
 class SelfAttention(nn.Module):
@@ -32,11 +32,15 @@ class SelfAttention(nn.Module):
         self.q_norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
         self.k_norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
 
-    def qkv(self, x_BlD: torch.Tensor, freqs_le: torch.Tensor | None):
+    def qkv(self, x_BlD: torch.Tensor, freqs_le):
+        """`freqs_le`: RoPE as complex rotations [l, e], or as real tables (cos, sin) [l, E] or [B, 1, l, E]
+        (the sampler's form, `rope.rotation_tables`), or None."""
         q, k, v = self.to_qkv(x_BlD).chunk(3, dim=-1)
         q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = (rearrange(t, "b l (a e) -> b a l e", a=self.heads) for t in (q, k, v))
-        if freqs_le is not None:
+        if isinstance(freqs_le, tuple):
+            q, k = apply_rotary_real(q, *freqs_le), apply_rotary_real(k, *freqs_le)
+        elif freqs_le is not None:
             q, k = apply_rotary(q, freqs_le), apply_rotary(k, freqs_le)
         return q, k, v
 

@@ -57,9 +57,6 @@ class SharedPhi(nn.Module):
         """The conv used at a relative scale position in [0, 1]."""
         return int(np.argmin(np.abs(self.ticks - position)))
 
-    def forward(self, h_BChw: torch.Tensor, position: float) -> torch.Tensor:
-        return self.qresi_ls[self.index_for(position)](h_BChw)
-
 
 class MultiScaleQuantizer(nn.Module):
     def __init__(
@@ -77,6 +74,8 @@ class MultiScaleQuantizer(nn.Module):
         self.vocab, self.channels, self.scales, self.beta = vocab, channels, tuple(scales), beta
         self.embedding = nn.Embedding(vocab, channels)
         self.quant_resi = SharedPhi(channels, phi_ratio, phi_convs)
+        # the φ of every scale, fixed by the scales: plain ints, so a compiled sampling step needs no numpy
+        self.phi_of_scale = [self.quant_resi.index_for(self.position(k)) for k in range(len(self.scales))]
         # EMA of code hits per scale during training (VAR keeps the same buffer in its checkpoints)
         self.register_buffer("ema_vocab_hit_SV", torch.zeros(len(scales), vocab))
         # hits since the last usage update; a training loop with gradient accumulation sets `defer_usage` and
@@ -114,7 +113,7 @@ class MultiScaleQuantizer(nn.Module):
 
     def scale_contribution(self, k: int, codes_BChw: torch.Tensor) -> torch.Tensor:
         """h_k = φ_k(upsample(codes)) at full latent resolution."""
-        return self.quant_resi(self.upsample(codes_BChw), self.position(k))
+        return self.quant_resi.qresi_ls[self.phi_of_scale[k]](self.upsample(codes_BChw))
 
     # ------------------------------------------------------------------------------------ encode
 

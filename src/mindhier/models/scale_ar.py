@@ -9,7 +9,10 @@
 
 `forward` is the teacher-forced pass over all L tokens (training); `prepare` + `step` run one scale at a
 time for the sampler, reusing the per-sample work (AdaLN modulations, context keys/values) across scales.
-Both build their routing mask with the same function from the scale index. Names follow Switti's
+Both route with the same function of the scale index (`models/routing.py`): the forward pass as a mask, the
+step as the slice of context tokens the mask allows (every routing allows one contiguous run of levels), so
+a step attends to the routed tokens only; the step rotates with real RoPE tables (what a compiler fuses).
+A step may run its blocks on the pivotal tokens only (`models/token_pruning.py`). Names follow Switti's
 checkpoints; the modules MindHier adds are `fmri_pooler`, every block's `cross_attn.to_kv` and
 `attention_y_norm` (other context width), see `SWITTI_NEW_MODULES`.
 
@@ -31,9 +34,10 @@ from torch import nn
 
 from mindhier.config import GeneratorConfig, TokenizerConfig
 from mindhier.errors import ConfigError
-from mindhier.layers.rope import sequence_frequencies
+from mindhier.layers.rope import rotation_tables, sequence_frequencies
 from mindhier.layers.switti_block import AdaLNSelfCrossBlock
-from mindhier.models.routing import sequence_cross_mask, sequence_self_mask
+from mindhier.models.routing import levels_for_scale, sequence_cross_mask, sequence_self_mask
+from mindhier.models.token_pruning import gather_rotations, gather_tokens, pivotal_tokens, restore_tokens
 
 SWITTI_NEW_MODULES = ("fmri_pooler.", "cross_attn.to_kv.", "attention_y_norm.", "level_in.")
 
@@ -97,14 +101,18 @@ class StepState:
     context_kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block keys/values of the context
     head_modulation: tuple[torch.Tensor, torch.Tensor]  # (scale, shift) [B, 1, D]
     past_kv: list[tuple[torch.Tensor, torch.Tensor] | None]  # block-causal: earlier scales' keys/values
+    hidden_BlD: torch.Tensor | None = None  # the last scale's final hidden states (token pruning restores from them)
 
-    def keep(self, batch: int) -> None:
-        """Drop all but the first `batch` rows (the conditional stream, when guidance switches off)."""
-        self.cond_BD = self.cond_BD[:batch]
-        self.modulations = [m[:batch] for m in self.modulations]
-        self.context_kv = [(k[:batch], v[:batch]) for k, v in self.context_kv]
-        self.head_modulation = tuple(t[:batch] for t in self.head_modulation)
-        self.past_kv = [None if kv is None else (kv[0][:batch], kv[1][:batch]) for kv in self.past_kv]
+    def keep(self, batch: int) -> StepState:
+        """The first `batch` rows (the conditional stream, when guidance switches off), as views."""
+        return StepState(
+            self.cond_BD[:batch],
+            [m[:batch] for m in self.modulations],
+            [(k[:batch], v[:batch]) for k, v in self.context_kv],
+            tuple(t[:batch] for t in self.head_modulation),
+            [None if kv is None else (kv[0][:batch], kv[1][:batch]) for kv in self.past_kv],
+            None if self.hidden_BlD is None else self.hidden_BlD[:batch],
+        )
 
 
 class ScaleAR(nn.Module):
@@ -142,8 +150,12 @@ class ScaleAR(nn.Module):
         if cfg.positions == "rope":
             freqs = sequence_frequencies(scales, width // cfg.heads, cfg.rope_theta, cfg.rope_size)
             self.register_buffer("freqs_Le", freqs, persistent=False)
+            cos_LE, sin_LE = rotation_tables(freqs)
+            self.register_buffer("rope_cos_LE", cos_LE, persistent=False)
+            self.register_buffer("rope_sin_LE", sin_LE, persistent=False)
         else:
-            self.freqs_Le = None
+            self.freqs_Le = self.rope_cos_LE = self.rope_sin_LE = None
+        self.context_spans = self.routed_spans(cfg.routing)
         self.offsets = [0]
         for s in scales:
             self.offsets.append(self.offsets[-1] + s * s)
@@ -156,6 +168,17 @@ class ScaleAR(nn.Module):
         mask = sequence_cross_mask(routing, shapes.scales, shapes.n_levels, shapes.level_tokens)
         self.cross_mask_LX.copy_(mask.to(self.cross_mask_LX.device))
         self.routing = routing
+        self.context_spans = self.routed_spans(routing)
+
+    def routed_spans(self, routing: str) -> list[slice]:
+        """Per scale, the context tokens its routing allows, as one slice (the levels are contiguous)."""
+        shapes, spans = self.shapes, []
+        for k in range(len(shapes.scales)):
+            levels = levels_for_scale(routing, k + 1, len(shapes.scales), shapes.n_levels)
+            if list(levels) != list(range(levels[0], levels[-1] + 1)):
+                raise ConfigError(f"routing {routing!r} sends scale {k + 1} to non-contiguous levels {levels}")
+            spans.append(slice((levels[0] - 1) * shapes.level_tokens, levels[-1] * shapes.level_tokens))
+        return spans
 
     def init_weights(self, adaln: float = 0.5, adaln_gamma: float = 1e-5, head: float = 0.02) -> None:
         """Switti's initialisation: every Linear and embedding truncated-normal with sd √(1/(3D)), biases 0;
@@ -243,18 +266,33 @@ class ScaleAR(nn.Module):
             past_kv=[None] * len(self.blocks),
         )
 
-    def step(self, state: StepState, k: int, next_input_BlC: torch.Tensor | None) -> torch.Tensor:
-        """Logits [B, s_k², Z] of scale k (0-based); `next_input` is f̂ at s_k (None for the first scale)."""
+    def step(self, state: StepState, k: int, next_input_BlC: torch.Tensor | None, kept: int = 0) -> torch.Tensor:
+        """Logits [B, s_k², Z] of scale k (0-based); `next_input` is f̂ at s_k (None for the first scale).
+        With `kept` > 0 the blocks run on that many pivotal tokens only and the others are restored from the
+        previous scale's hidden states (`models/token_pruning.py`); `state.hidden_BlD` keeps this scale's."""
         x = self.start_tokens(state.cond_BD) if k == 0 else self.word_embed(next_input_BlC.float())
         x = x + self.scale_embedding(k)
         a, b = self.offsets[k], self.offsets[k + 1]
-        freqs = None if self.freqs_Le is None else self.freqs_Le[a:b]
-        cross_mask = self.cross_mask_LX[a:b]
+        rotation = None if self.rope_cos_LE is None else (self.rope_cos_LE[a:b], self.rope_sin_LE[a:b])
+        pruned = 0 < kept < b - a
+        if pruned:
+            if k == 0 or self.cfg.block_causal:
+                raise ValueError("token pruning needs a previous scale and within-scale attention")
+            index_Bn = pivotal_tokens(next_input_BlC.float(), kept)
+            x = gather_tokens(x, index_Bn)
+            if rotation is not None:
+                rotation = tuple(gather_rotations(table, index_Bn) for table in rotation)
+        span = self.context_spans[k]
         for i, block in enumerate(self.blocks):
             past = state.past_kv[i] if self.cfg.block_causal else None
-            x, new_kv = block(x, state.modulations[i], state.context_kv[i], freqs, None, cross_mask, past)
+            keys, values = state.context_kv[i]
+            routed = (keys[:, :, span], values[:, :, span])
+            x, new_kv = block(x, state.modulations[i], routed, rotation, None, None, past)
             if self.cfg.block_causal:
                 state.past_kv[i] = new_kv
+        if pruned:
+            x = restore_tokens(state.hidden_BlD, self.shapes.scales[k], x, index_Bn)
+        state.hidden_BlD = x
         return self.logits(x, state.head_modulation)
 
 

@@ -10,13 +10,15 @@ test images) and `tokenizer_ceiling` (the true images through the tokenizer). Th
 the metric table with 95 % CIs (methods, control and ceiling as rows), paired differences between the
 routings and against the control, ground truth beside every reconstruction, coarse-to-fine strips,
 training curves of every stage, and per-stage time and peak memory; with several runs, the spread of the
-means across runs.
+means across runs. Decoder benchmark records (`mindhier bench decoders --out FILE.json`), when given, add their
+speed-quality section after the runs.
 """
 
 from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from mindhier.report.diagnostics import (
     starts_section,
 )
 from mindhier.report.routing_study import ORACLE_SUFFIX, routing_study, routing_study_section
+from mindhier.report.speed_quality import speed_quality_section, validate_decoders_record
 from mindhier.run_layout import (
     PIPELINE_CEILING,
     PIPELINE_CONTROL,
@@ -287,10 +290,19 @@ def expectations(records: dict[str, dict], methods: list[str]) -> str:
     )
 
 
-def build_report(runs: list[str | Path], out: str | Path, overwrite: bool = False) -> Path:
+def build_report(
+    runs: list[str | Path],
+    out: str | Path,
+    overwrite: bool = False,
+    bench_records: Sequence[Mapping] | None = None,
+) -> Path:
     """Write `out/index.html` and its figures (a non-empty `out` is replaced only with `overwrite`, once the new
-    report is complete); returns the index path."""
+    report is complete); returns the index path. Each of `bench_records` (decoders benchmark records, as
+    `mindhier bench decoders --out` writes them) adds a speed-quality section after the runs."""
     out = Path(out)
+    bench_records = [
+        validate_decoders_record(record, f"benchmark record {k + 1}") for k, record in enumerate(bench_records or ())
+    ]
     for run in runs:
         if not (Path(run) / run_layout.PIPELINE_EVAL).is_dir():
             raise DataError(
@@ -310,6 +322,7 @@ def build_report(runs: list[str | Path], out: str | Path, overwrite: bool = Fals
             study = routing_study(runs, routings)
             write_json(staging / ROUTING_STUDY, study)
             sections.insert(0, routing_study_section(study))
+        sections += [speed_quality_section(record) for record in bench_records]
         page = (
             "<!doctype html><html><head><meta charset='utf-8'><title>mindhier report</title>"
             f"<style>{STYLE}</style></head><body><h1>mindhier report</h1>"

@@ -86,6 +86,17 @@ def ddim_step(
     return z_prev, z0
 
 
+def guided_noise(model, z_BChw, t_B, terminal_2BQY, pooled_2BP, context_kv, cfg_scale: float) -> torch.Tensor:
+    """Step 1: ε̂ of the conditional and unconditional streams in one batch (conditional rows first), combined;
+    the conditional stream alone when `cfg_scale` is 0 (then the condition has B rows). One fixed-shape call
+    per step: what `DiffusionDecoder` compiles (`sampling/compiled.py`)."""
+    if cfg_scale == 0:
+        return model(z_BChw, t_B, terminal_2BQY, pooled_2BP, context_kv=context_kv)
+    batch = z_BChw.shape[0]
+    eps = model(torch.cat([z_BChw, z_BChw]), t_B.repeat(2), terminal_2BQY, pooled_2BP, context_kv=context_kv)
+    return (1 + cfg_scale) * eps[:batch] - cfg_scale * eps[batch:]
+
+
 @torch.no_grad()
 def sample_ddim(
     model,
@@ -98,29 +109,28 @@ def sample_ddim(
     noise_BChw: torch.Tensor,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
     step_callback: Callable[[int, torch.Tensor], None] | None = None,
+    noise_fn: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Denoise `noise` (z at the last timestep) to a normalised clean latent [B, C, h, w].
 
-    The conditional and unconditional streams run in one batch (step 1); the context's keys/values are
-    projected once. `step_callback(i, ẑ_0)` sees every step's predicted clean latent (for strips).
+    The conditional and unconditional streams run in one batch (step 1, `guided_noise`); the context's
+    keys/values are projected once. `step_callback(i, ẑ_0)` sees every step's predicted clean latent (for
+    strips); `noise_fn` replaces `guided_noise` (with the model bound: a compiled copy of it).
     """
     model.eval()
     batch = noise_BChw.shape[0]
-    guided = cfg.cfg_scale > 0
     terminal, pooled = terminal_BQY, pooled_BP
-    if guided:
+    if cfg.cfg_scale > 0:
         terminal = torch.cat([terminal, null_terminal_1QY.expand(batch, -1, -1).to(terminal)])
         pooled = torch.cat([pooled, null_pooled_1P.expand(batch, -1).to(pooled)])
     context_kv = model.context_kv(terminal)
+    noise_fn = noise_fn or (lambda *args: guided_noise(model, *args))
     visited = ddim_timesteps(schedule.timesteps, cfg.steps)
     z = noise_BChw
     for i, t in enumerate(visited):
         t_prev = visited[i + 1] if i + 1 < len(visited) else -1
-        z_in = torch.cat([z, z]) if guided else z
-        t_B = torch.full((z_in.shape[0],), t, device=z.device, dtype=torch.long)
-        eps = model(z_in, t_B, terminal, pooled, context_kv=context_kv)
-        if guided:  # step 1
-            eps = (1 + cfg.cfg_scale) * eps[:batch] - cfg.cfg_scale * eps[batch:]
+        t_B = torch.full((batch,), t, device=z.device, dtype=torch.long)
+        eps = noise_fn(z, t_B, terminal, pooled, context_kv, cfg.cfg_scale)
         z, z0 = ddim_step(schedule, z, eps, t, t_prev, cfg.eta, generator)
         if step_callback is not None:
             step_callback(i, z0)

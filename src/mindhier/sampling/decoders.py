@@ -15,7 +15,7 @@ Y level width, P pooled width, C latent channels, h/w latent side, H/W pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,9 +25,10 @@ from mindhier.config import DdimConfig, SamplerConfig, to_dict
 from mindhier.models.diffusion import LatentDiT
 from mindhier.models.scale_ar import ScaleAR
 from mindhier.models.tokenizer import Tokenizer
-from mindhier.sampling.ddim import NoiseSchedule, sample_ddim
+from mindhier.sampling.compiled import CompiledStep
+from mindhier.sampling.ddim import NoiseSchedule, guided_noise, sample_ddim
 from mindhier.sampling.draws import as_list, normal_rows
-from mindhier.sampling.scale_ar import sample
+from mindhier.sampling.scale_ar import ScaleLoop, sample
 
 
 @dataclass
@@ -58,13 +59,51 @@ class ScaleWiseDecoder:
     model: ScaleAR
     tokenizer: Tokenizer
     sampler: SamplerConfig
+    compile: bool = False  # compile the per-scale steps (`sampling/compiled.py`); the same tokens, faster
+    loops: dict[tuple[int, SamplerConfig], ScaleLoop] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def loop(self, rows: int, cfg: SamplerConfig) -> ScaleLoop:
+        """The sampling loop for this many rows: built once, its buffers and compiled steps reused."""
+        if (rows, cfg) not in self.loops:
+            self.loops[rows, cfg] = ScaleLoop(self.model, self.tokenizer, cfg, rows, compile=self.compile)
+        return self.loops[rows, cfg]
 
     def sample(self, levels_BMQY, pooled_BP, null_levels_1MQY, null_pooled_1P, samples, generator, strips=False):
         cfg = SamplerConfig(**{**to_dict(self.sampler), "samples": samples})
+        loop = self.loop(len(levels_BMQY) * samples, cfg)
         out = sample(
-            self.model, self.tokenizer, levels_BMQY, pooled_BP, null_levels_1MQY, null_pooled_1P, cfg, generator, strips
+            self.model,
+            self.tokenizer,
+            levels_BMQY,
+            pooled_BP,
+            null_levels_1MQY,
+            null_pooled_1P,
+            cfg,
+            generator,
+            strips,
+            loop=loop,
         )
         return DecodedImages(out.images_R3HW, out.strips)
+
+    def sample_timed(self, levels_BMQY, pooled_BP, null_levels_1MQY, null_pooled_1P, generator):
+        """One sample per input (the benchmarks' path): the images and the seconds of all scales and of the VQ
+        decode, `{"scales": …, "vq_decode": …}`."""
+        seconds: dict[str, float] = {}
+        out = sample(
+            self.model,
+            self.tokenizer,
+            levels_BMQY,
+            pooled_BP,
+            null_levels_1MQY,
+            null_pooled_1P,
+            self.sampler,
+            generator,
+            loop=self.loop(len(levels_BMQY), self.sampler),
+            stage_seconds=seconds,
+        )
+        return out.images_R3HW, seconds
 
     def protocol(self) -> dict[str, Any]:
         return {
@@ -79,6 +118,18 @@ class DiffusionDecoder:
     model: LatentDiT
     tokenizer: Tokenizer
     ddim: DdimConfig
+    compile: bool = False  # compile the guided denoiser call and the VQ decode, as the scale-wise decoder's steps
+    compiled: dict[str, CompiledStep] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _compiled(self, name: str, fn) -> CompiledStep:
+        if name not in self.compiled:
+            device_type = next(self.model.parameters()).device.type
+            self.compiled[name] = CompiledStep(fn, device_type, enabled=self.compile)
+        return self.compiled[name]
+
+    def noise_fn(self) -> CompiledStep:
+        """The guided denoiser call (both streams in one batch) of every DDIM step."""
+        return self._compiled("noise", lambda *args: guided_noise(self.model, *args))
 
     @property
     def schedule(self) -> NoiseSchedule:
@@ -88,6 +139,9 @@ class DiffusionDecoder:
     @torch.no_grad()
     def to_images(self, z_RChw: torch.Tensor) -> torch.Tensor:
         """Normalised latent → image in [0, 1] through the tokenizer (re-quantised unless decode=continuous)."""
+        return self._compiled("images", self._images)(z_RChw).clone()
+
+    def _images(self, z_RChw: torch.Tensor) -> torch.Tensor:
         f = self.model.denormalize(z_RChw)
         if self.model.cfg.decode == "quantized":
             f = self.tokenizer.quantize.decode(self.tokenizer.quantize.encode(f))
@@ -123,6 +177,7 @@ class DiffusionDecoder:
             noise,
             generator,
             step_callback=keep if strips else None,
+            noise_fn=self.noise_fn(),
         )
         return DecodedImages(self.to_images(z), strip_images if strips else None)
 

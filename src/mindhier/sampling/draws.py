@@ -19,14 +19,21 @@ def as_list(generator: torch.Generator | Sequence[torch.Generator]) -> list[torc
     return [generator] if isinstance(generator, torch.Generator) else list(generator)
 
 
-def multinomial_rows(probs_NZ: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
-    """One draw per row, [N, 1] on the probabilities' device."""
-    parts = probs_NZ.chunk(len(generators)) if len(generators) > 1 else (probs_NZ,)
-    out = [
-        torch.multinomial(part.to(g.device), 1, generator=g).to(probs_NZ.device)
-        for part, g in zip(parts, generators, strict=True)
-    ]
+def exponential_rows(rows: int, width: int, generators: list[torch.Generator], device: torch.device) -> torch.Tensor:
+    """Exp(1) draws [rows, width] on `device`, each generator drawing its share of the rows (in order)."""
+    share = rows // len(generators)
+    if share * len(generators) != rows:
+        raise ValueError(f"{rows} rows cannot be split evenly among {len(generators)} generators")
+    out = [torch.empty(share, width, device=g.device).exponential_(1, generator=g).to(device) for g in generators]
     return out[0] if len(out) == 1 else torch.cat(out)
+
+
+def race(probs_NZ: torch.Tensor, exponentials_NZ: torch.Tensor) -> torch.Tensor:
+    """One draw per row [N] from the exponential race: argmax_z p_z / E_z with E_z ~ Exp(1) draws the token z
+    with probability p_z. It is `torch.multinomial(p, 1, generator=g)`'s own algorithm on the CPU, so with
+    E drawn by `exponential_rows` from the same generator the tokens are the ones multinomial draws (tested);
+    with the draws made beforehand, a whole sampling loop is one graph."""
+    return (probs_NZ / exponentials_NZ).argmax(dim=-1)
 
 
 def normal_rows(

@@ -5,13 +5,15 @@ code channels C, context X = M·Q tokens of width Y, and l = s_k² tokens at sca
 
     once (prepare)   pooler 2·P·D; level adapters 2·Q·Σ_m D_m·D (when the levels differ in width, then Y = D);
                      per block AdaLN 2·D·6D and context keys/values 2·X·Y·2D; head AdaLN 2·D·2D
-    scale k          word embedding 2·l·C·D (k > 1); per block:
-                       self-attention  2·l·D·3D (q, k, v) + 2·2·l·l'·D (scores, values) + 2·l·D·D (output)
-                       cross-attention 2·l·D·D (q) + 2·2·l·X·D + 2·l·D·D (output)
-                       SwiGLU          3 · 2·l·D·hidden
+    scale k          word embedding 2·l·C·D (k > 1); per block, on the n tokens the blocks see:
+                       self-attention  2·n·D·3D (q, k, v) + 2·2·n·n'·D (scores, values) + 2·n·D·D (output)
+                       cross-attention 2·n·D·D (q) + 2·2·n·X_k·D + 2·n·D·D (output)
+                       SwiGLU          3 · 2·n·D·hidden
                      head 2·l·D·Z
 
-with l' = l within a scale, or all tokens so far with block-causal attention. Both streams run while
+with n = l, or the kept tokens where the sampler prunes (`sampler.prune_from`); n' = n within a scale, or
+all tokens so far with block-causal attention; X_k the context tokens routed to scale k (the step attends
+to those only). Both streams run while
 guidance is on (`cfg_off_from` drops the unconditional one). The VQ decoder's FLOPs are counted from its
 convolutions' and attention's shapes (`decoder_flops`). Elementwise work (norms, RoPE, sampling) is not counted.
 """
@@ -24,6 +26,7 @@ from torch import nn
 from mindhier.config import SamplerConfig
 from mindhier.layers.conv_blocks import AttnBlock
 from mindhier.models.scale_ar import ScaleAR
+from mindhier.models.token_pruning import kept_count
 from mindhier.models.tokenizer import Tokenizer
 
 
@@ -45,17 +48,21 @@ def scale_wise_sampling_flops(model: ScaleAR, sampler: SamplerConfig, batch: int
     per_scale, seen = [], 0
     for k, side in enumerate(shapes.scales):
         tokens = side * side
+        pruned = sampler.prune_from and k + 1 >= sampler.prune_from
+        n = kept_count(tokens, sampler.prune_keep) if pruned else tokens
         seen += tokens
-        keys = seen if cfg.block_causal else tokens
+        keys = seen if cfg.block_causal else n
+        span = model.context_spans[k]
+        routed = span.stop - span.start
         streams = 2 if guided and not (sampler.cfg_off_from and k + 1 >= sampler.cfg_off_from) else 1
         block = (
-            2 * tokens * width * 3 * width
-            + 4 * tokens * keys * width
-            + 2 * tokens * width * width
-            + 2 * tokens * width * width
-            + 4 * tokens * context * width
-            + 2 * tokens * width * width
-            + 3 * 2 * tokens * width * hidden
+            2 * n * width * 3 * width
+            + 4 * n * keys * width
+            + 2 * n * width * width
+            + 2 * n * width * width
+            + 4 * n * routed * width
+            + 2 * n * width * width
+            + 3 * 2 * n * width * hidden
         )
         embed = 2 * tokens * shapes.latent_channels * width if k > 0 else 0
         per_scale.append(rows * streams * (embed + depth * block + 2 * tokens * width * shapes.vocab))

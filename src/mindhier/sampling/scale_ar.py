@@ -9,15 +9,22 @@ For each brain input, S samples; for scale k = 1..K:
 2. classifier-free guidance: the conditional and unconditional (encoder of zeroed voxels) streams run
    in one batch; logits = (1 + t_k)·ℓ_cond − t_k·ℓ_uncond with t_k = cfg · (k − 1)/(K − 1), so scale 1
    is unguided; from `cfg_off_from` on only the conditional stream runs (the other half is dropped);
-3. temperature, top-k, top-p (nucleus), and a multinomial draw from a `torch.Generator` — the only
-   source of randomness. The draw happens on the generator's own device (diffusers' convention): a CPU
-   generator gives the same tokens on any hardware, a CUDA one is reproducible per device. With one
-   generator per brain input, each input's S samples are drawn from its own generator, so an input's
-   images do not depend on what else is in the batch;
+3. temperature, top-k, top-p (nucleus), and a draw from a `torch.Generator` — the only source of
+   randomness — by the exponential race (`draws.race`: `torch.multinomial`'s algorithm, the same tokens).
+   The draw happens on the generator's own device (diffusers' convention): a CPU generator gives the same
+   tokens on any hardware, a CUDA one is reproducible per device. With one generator per brain input, each
+   input's S samples are drawn from its own generator, so an input's images do not depend on what else is
+   in the batch;
 4. add the scale's codes to f̂ (`MultiScaleQuantizer.next_input`).
 
 Finally the tokenizer decodes f̂. On request, the image after every scale (the coarse-to-fine strip).
 With `precision = bf16` the blocks run under bf16 autocast while the logits, filtering and draws stay fp32.
+From `prune_from` on, the blocks see only the `prune_keep` fraction of pivotal tokens and the others are
+restored from the previous scale (FastVAR, `models/token_pruning.py`); every token is still drawn.
+
+`ScaleLoop` runs this with static buffers and one fixed-shape step per scale, compiled on request
+(`sampling/compiled.py`): the lean path for one image at a time. `sample` builds an eager one per call
+unless given one to reuse.
 
 Shape letters (docs/glossary.md): B brain inputs, S samples each, R = B·S rows, l tokens of a scale,
 Z codebook size, C latent channels, M levels, Q tokens per level, Y level width, P pooled width.
@@ -26,6 +33,7 @@ Z codebook size, C latent channels, M levels, Q tokens per level, Y level width,
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,9 +41,12 @@ import torch
 from einops import rearrange
 
 from mindhier.config import SamplerConfig
-from mindhier.models.scale_ar import ScaleAR
+from mindhier.errors import ConfigError
+from mindhier.models.scale_ar import ScaleAR, StepState
+from mindhier.models.token_pruning import kept_count
 from mindhier.models.tokenizer import Tokenizer
-from mindhier.sampling.draws import as_list, multinomial_rows
+from mindhier.sampling.compiled import CompiledStep
+from mindhier.sampling.draws import as_list, exponential_rows, race
 
 
 @dataclass
@@ -69,6 +80,173 @@ def filter_logits(logits_NZ: torch.Tensor, top_k: int, top_p: float, temperature
     return logits
 
 
+class ScaleLoop:
+    """The lean sampling loop of one generator and tokenizer for `rows` samples under one sampler config.
+
+    Built once and reused for every batch of that size (a decoder keeps one per batch size):
+
+    * static buffers, allocated once and refilled in place for each batch (`load`): the condition, every
+      block's AdaLN modulations and context keys/values, the head's modulation — both guidance streams fused
+      in one batch (conditional rows first); on CUDA their addresses are marked static, so CUDA graphs read
+      them without copies;
+    * the random numbers of every scale drawn first (`draws.exponential_rows`, from each input's generator in
+      scale order), so the K scales — blocks on the routed context, head, guidance, filtering, the draw (an
+      exponential race: `torch.multinomial`'s own algorithm, the same tokens) and the f̂ update — are one
+      function with static shapes: with `compile`, one `torch.compile` graph (`sampling/compiled.py`; a CUDA
+      graph on a GPU) instead of hundreds of operator calls per scale; the VQ decode is a second one;
+    * diagnostics (strips, logits, forced tokens, per-scale times) run the same steps scale by scale, eagerly.
+    """
+
+    def __init__(
+        self,
+        model: ScaleAR,
+        tokenizer: Tokenizer,
+        cfg: SamplerConfig,
+        rows: int,
+        compile: bool = False,
+        backend: str | None = None,
+    ):
+        check_pruning(model, cfg)
+        self.model, self.tokenizer, self.cfg, self.rows = model.eval(), tokenizer.eval(), cfg, rows
+        self.device = next(model.parameters()).device
+        self.guided = cfg.cfg_scale > 0 and cfg.cfg_off_from != 1
+        self.precision = _autocast(self.device, cfg.precision)
+        self.state: StepState | None = None
+        self.compiled = compile
+        self.all_scales = CompiledStep(self._all_scales, self.device.type, compile, backend)
+        self.decode = CompiledStep(self._decode, self.device.type, compile, backend)
+
+    def streams_at(self, k: int) -> int:
+        if not self.guided or (self.cfg.cfg_off_from and k + 1 >= self.cfg.cfg_off_from):
+            return 1
+        return 2
+
+    def load(self, levels_RMQY, pooled_RP, null_levels_1MQY, null_pooled_1P) -> None:
+        """The per-sample work of a new batch (rows already repeated per sample) into the static buffers."""
+        if self.guided:
+            rows = len(levels_RMQY)
+            levels_RMQY = torch.cat([levels_RMQY, null_levels_1MQY.expand(rows, -1, -1, -1).to(levels_RMQY)])
+            pooled_RP = torch.cat([pooled_RP, null_pooled_1P.expand(rows, -1).to(pooled_RP)])
+        with self.precision:
+            fresh = self.model.prepare(levels_RMQY, pooled_RP)
+        if self.state is None:
+            self.state = fresh
+            if self.compiled and self.device.type == "cuda":
+                for tensor in _state_tensors(fresh):
+                    torch._dynamo.mark_static_address(tensor)
+            return
+        for buffer, value in zip(_state_tensors(self.state), _state_tensors(fresh), strict=True):
+            buffer.copy_(value)
+        self.state.past_kv = [None] * len(self.state.past_kv)
+        self.state.hidden_BlD = None
+
+    def scale_probabilities(self, k: int, next_input_RlC: torch.Tensor | None):
+        """Scale k's guided logits [R, l, Z] and filtered probabilities [R·l, Z]."""
+        streams = self.streams_at(k)
+        state = self.state if streams == 2 or not self.guided else self.state.keep(self.rows)
+        x_in = None if next_input_RlC is None else next_input_RlC.repeat(streams, 1, 1)
+        side = self.model.shapes.scales[k]
+        pruned = self.cfg.prune_from and k + 1 >= self.cfg.prune_from
+        kept = kept_count(side * side, self.cfg.prune_keep) if pruned else 0
+        with self.precision:
+            logits = self.model.step(state, k, x_in, kept).float()
+        if state is not self.state:  # the step updated the views' cache: keep it (the first rows are the same)
+            self.state.hidden_BlD, self.state.past_kv = state.hidden_BlD, state.past_kv
+        if streams == 2:
+            t = guidance_weight(k, len(self.model.shapes.scales), self.cfg)
+            logits = (1 + t) * logits[: self.rows] - t * logits[self.rows :]
+        cfg = self.cfg
+        probs = filter_logits(rearrange(logits, "r l z -> (r l) z"), cfg.top_k, cfg.top_p, cfg.temperature).softmax(-1)
+        return logits, probs
+
+    def advance(self, k: int, f_hat, idx_Rl):
+        """f̂ after scale k's codes, and the next scale's input map [R, l', C] (None after the last)."""
+        quantizer = self.tokenizer.quantize
+        f_hat, next_map = quantizer.next_input(k, f_hat, quantizer.codes(idx_Rl))
+        last = k + 1 == len(self.model.shapes.scales)
+        return f_hat, None if last else rearrange(next_map, "r c h w -> r (h w) c")
+
+    def _all_scales(self, exponentials: list[torch.Tensor]):
+        """Every scale in one function: the drawn tokens (per scale [R, l]) and the final f̂."""
+        f_hat, next_input, tokens = None, None, []
+        for k in range(len(self.model.shapes.scales)):
+            _, probs = self.scale_probabilities(k, next_input)
+            idx_Rl = rearrange(race(probs, exponentials[k]), "(r l) -> r l", r=self.rows)
+            tokens.append(idx_Rl)
+            f_hat, next_input = self.advance(k, f_hat, idx_Rl)
+        return tokens, f_hat
+
+    def _decode(self, f_hat):
+        return (self.tokenizer.decode_latent(f_hat) + 1) / 2
+
+    def draws(self, generators: list[torch.Generator]) -> list[torch.Tensor]:
+        """The exponentials of every scale, [R·l, Z] each, drawn in scale order from each input's generator."""
+        vocab = self.model.shapes.vocab
+        return [exponential_rows(self.rows * s * s, vocab, generators, self.device) for s in self.model.shapes.scales]
+
+    def run(
+        self,
+        generators,
+        strips=False,
+        forced_tokens=None,
+        record_logits=False,
+        scale_seconds=None,
+        stage_seconds: dict[str, float] | None = None,
+    ):
+        """Sample from the loaded batch; see `sample`."""
+        if strips or forced_tokens is not None or record_logits or scale_seconds is not None:
+            return self.run_by_scale(generators, strips, forced_tokens, record_logits, scale_seconds)
+        if self.compiled and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
+        clock = time.perf_counter()
+        tokens, f_hat = self.all_scales(self.draws(generators))
+        tokens, f_hat = [t.clone() for t in tokens], f_hat.clone()  # a CUDA graph's outputs live until its replay
+        if stage_seconds is not None:
+            _synchronize(self.device)
+            stage_seconds["scales"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+        images = self.decode(f_hat).clone()
+        if stage_seconds is not None:
+            _synchronize(self.device)
+            stage_seconds["vq_decode"] = time.perf_counter() - clock
+        return SampleOutput(images, tokens, None, None)
+
+    def run_by_scale(self, generators, strips=False, forced_tokens=None, record_logits=False, scale_seconds=None):
+        """The same steps one scale at a time, eagerly, with the diagnostics asked for."""
+        draws = self.draws(generators) if forced_tokens is None else None
+        f_hat, next_input, tokens, strip_images, all_logits = None, None, [], [], []
+        clock = time.perf_counter()
+        for k in range(len(self.model.shapes.scales)):
+            logits, probs = self.scale_probabilities(k, next_input)
+            if record_logits:
+                all_logits.append(logits)
+            if forced_tokens is not None:
+                idx_Rl = forced_tokens[k]
+            else:
+                idx_Rl = rearrange(race(probs, draws[k]), "(r l) -> r l", r=self.rows)
+            tokens.append(idx_Rl)
+            f_hat, next_input = self.advance(k, f_hat, idx_Rl)
+            if scale_seconds is not None:
+                _synchronize(self.device)
+                scale_seconds.append(time.perf_counter() - clock)
+            if strips:
+                strip_images.append(self._decode(f_hat))
+            clock = time.perf_counter()
+        images = self._decode(f_hat)
+        if scale_seconds is not None:
+            _synchronize(self.device)
+            scale_seconds.append(time.perf_counter() - clock)
+        return SampleOutput(images, tokens, strip_images if strips else None, all_logits if record_logits else None)
+
+
+def check_pruning(model: ScaleAR, cfg: SamplerConfig) -> None:
+    if cfg.prune_from and cfg.prune_keep < 1 and model.cfg.block_causal:
+        raise ConfigError(
+            "sampler.prune_from needs within-scale attention (generator.block_causal = false): a pruned token "
+            "would leave no keys/values for the later scales; set sampler.prune_from=0"
+        )
+
+
 @torch.no_grad()
 def sample(
     model: ScaleAR,
@@ -83,63 +261,40 @@ def sample(
     forced_tokens: list[torch.Tensor] | None = None,
     record_logits: bool = False,
     scale_seconds: list[float] | None = None,
+    loop: ScaleLoop | None = None,
+    stage_seconds: dict[str, float] | None = None,
 ) -> SampleOutput:
     """S = `cfg.samples` images per brain input. `generator`: one for all draws, or one per brain input.
     `forced_tokens` replaces the draws (for tests); `scale_seconds`, when given, receives the wall time of
-    every scale (then the final decode)."""
-    import time
-
-    model.eval()
-    scales = model.shapes.scales
+    every scale (then the final decode), `stage_seconds` that of all scales and of the decode. `loop`: a
+    `ScaleLoop` built for these rows and this config, to reuse its buffers and compiled steps (a fresh eager
+    one otherwise)."""
     n = cfg.samples
     levels = levels_BMQY.repeat_interleave(n, dim=0)
     pooled = pooled_BP.repeat_interleave(n, dim=0)
-    rows = levels.shape[0]
-    guided = cfg.cfg_scale > 0 and cfg.cfg_off_from != 1
-    if guided:
-        levels = torch.cat([levels, null_levels_1MQY.expand(rows, -1, -1, -1).to(levels)])
-        pooled = torch.cat([pooled, null_pooled_1P.expand(rows, -1).to(pooled)])
     generators = as_list(generator)
     if len(generators) not in (1, levels_BMQY.shape[0]):
         raise ValueError(f"{len(generators)} generators for {levels_BMQY.shape[0]} brain inputs; pass 1 or one each")
-    precision = _autocast(levels.device, cfg.precision)
-    with precision:
-        state = model.prepare(levels, pooled)
-    streams = 2 if guided else 1
+    if loop is None:
+        loop = ScaleLoop(model, tokenizer, cfg, len(levels))
+    elif loop.rows != len(levels) or loop.cfg != cfg or loop.model is not model:
+        raise ValueError(f"this ScaleLoop samples {loop.rows} rows of another config or model; build one for these")
+    loop.load(levels, pooled, null_levels_1MQY, null_pooled_1P)
+    return loop.run(generators, strips, forced_tokens, record_logits, scale_seconds, stage_seconds)
 
-    quantizer = tokenizer.quantize
-    f_hat, next_input, tokens, strip_images, all_logits = None, None, [], [], []
-    clock = time.perf_counter()
-    for k in range(len(scales)):
-        t = guidance_weight(k, len(scales), cfg)
-        if streams == 2 and cfg.cfg_off_from and k + 1 >= cfg.cfg_off_from:
-            state.keep(rows)  # guidance is off from here: drop the unconditional stream
-            streams = 1
-        x_in = None if next_input is None else next_input.repeat(streams, 1, 1)
-        with precision:
-            logits = model.step(state, k, x_in).float()
-        if streams == 2:
-            cond, uncond = logits[:rows], logits[rows:]
-            logits = (1 + t) * cond - t * uncond
-        if record_logits:
-            all_logits.append(logits)
-        if forced_tokens is not None:
-            idx_Rl = forced_tokens[k]
-        else:
-            probs = filter_logits(rearrange(logits, "r l z -> (r l) z"), cfg.top_k, cfg.top_p, cfg.temperature)
-            idx_Rl = rearrange(multinomial_rows(probs.softmax(-1), generators), "(r l) 1 -> r l", r=rows)
-        tokens.append(idx_Rl)
-        f_hat, nxt = quantizer.next_input(k, f_hat, quantizer.codes(idx_Rl))
-        next_input = rearrange(nxt, "r c h w -> r (h w) c") if k + 1 < len(scales) else None
-        if scale_seconds is not None:
-            scale_seconds.append(time.perf_counter() - clock)
-        if strips:
-            strip_images.append((tokenizer.decode_latent(f_hat) + 1) / 2)
-        clock = time.perf_counter()
-    images = (tokenizer.decode_latent(f_hat) + 1) / 2
-    if scale_seconds is not None:
-        scale_seconds.append(time.perf_counter() - clock)
-    return SampleOutput(images, tokens, strip_images if strips else None, all_logits if record_logits else None)
+
+def _state_tensors(state: StepState) -> list[torch.Tensor]:
+    return [
+        state.cond_BD,
+        *state.modulations,
+        *(t for kv in state.context_kv for t in kv),
+        *state.head_modulation,
+    ]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _autocast(device: torch.device, precision: str):
