@@ -59,7 +59,7 @@ class ScaleWiseDecoder:
     model: ScaleAR
     tokenizer: Tokenizer
     sampler: SamplerConfig
-    compile: bool = False  # compile the per-scale steps (`sampling/compiled.py`); the same tokens, faster
+    compile: bool = False  # compile the loop (all scales, one graph) and the VQ decode; the same tokens, faster
     loops: dict[tuple[int, SamplerConfig], ScaleLoop] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -88,8 +88,8 @@ class ScaleWiseDecoder:
         return DecodedImages(out.images_R3HW, out.strips)
 
     def sample_timed(self, levels_BMQY, pooled_BP, null_levels_1MQY, null_pooled_1P, generator):
-        """One sample per input (the benchmarks' path): the images and the seconds of all scales and of the VQ
-        decode, `{"scales": …, "vq_decode": …}`."""
+        """`sampler.samples` per input (the benchmarks' path): the images and the seconds of all scales and of the
+        VQ decode, `{"scales": …, "vq_decode": …}`."""
         seconds: dict[str, float] = {}
         out = sample(
             self.model,
@@ -100,7 +100,7 @@ class ScaleWiseDecoder:
             null_pooled_1P,
             self.sampler,
             generator,
-            loop=self.loop(len(levels_BMQY), self.sampler),
+            loop=self.loop(len(levels_BMQY) * self.sampler.samples, self.sampler),
             stage_seconds=seconds,
         )
         return out.images_R3HW, seconds
