@@ -201,7 +201,7 @@ def test_paths_in_files_stay_inside_their_folder(tmp_path):
 
 
 def test_a_run_input_outside_its_scope_is_refused_and_given_explicitly(tmp_path):
-    from mindhier.runs import resolve_input
+    from mindhier.run_layout import resolve_input
 
     run = tmp_path / "a" / "b" / "generator"
     run.mkdir(parents=True)

@@ -20,10 +20,11 @@ from safetensors.torch import save_file
 
 from conftest import TINY_SESSIONS, switti_layout, write_hub_cache
 from mindhier.config import tiny
-from mindhier.fetch.sources import HUB_WEIGHTS_FILE, MINDEYE2_REPO, SWITTI_REPO, SWITTI_VQVAE_REPO
+from mindhier.fetch.sources import MINDEYE2_REPO
 from mindhier.memory_plan import teacher_shapes
 from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
 from mindhier.models.tokenizer import Tokenizer
+from mindhier.published_weights import HUB_WEIGHTS_FILE, SWITTI_REPO, SWITTI_VQVAE_REPO
 
 RECIPE = Path(__file__).parent.parent / "docs" / "reproduce-nsd.md"
 SMOKE_SETTINGS = {

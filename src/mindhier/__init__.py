@@ -5,7 +5,9 @@ a hierarchical fMRI encoder aligned level by level to a frozen vision network, a
 autoregressive generator guided coarse-to-fine by the brain hierarchy.
 """
 
-__version__ = "0.1.0.dev0"
+from mindhier._version import __version__
+
+__all__ = ["__version__", "load", "load_generator_init", "load_tokenizer"]
 
 
 def load_tokenizer(path, cfg=None, expected=None, device="cpu"):

@@ -12,7 +12,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import mindhier
+from mindhier._version import __version__
+
+SOURCE_DIR = Path(__file__).resolve().parent  # the package's source tree (a git checkout when installed editable)
 
 
 @functools.lru_cache(maxsize=1)
@@ -21,11 +23,10 @@ def git_revision() -> str:
 
     Returns "unknown" when the package is not installed from a git checkout.
     """
-    source_dir = Path(mindhier.__file__).resolve().parent
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=source_dir,
+            cwd=SOURCE_DIR,
             capture_output=True,
             text=True,
             timeout=10,
@@ -33,7 +34,7 @@ def git_revision() -> str:
         ).stdout.strip()
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=source_dir,
+            cwd=SOURCE_DIR,
             capture_output=True,
             text=True,
             timeout=10,
@@ -50,7 +51,7 @@ def provenance() -> dict[str, Any]:
     import torch
 
     return {
-        "mindhier_version": mindhier.__version__,
+        "mindhier_version": __version__,
         "git_revision": git_revision(),
         "python": platform.python_version(),
         "torch": torch.__version__,

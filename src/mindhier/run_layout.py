@@ -1,4 +1,5 @@
-"""Every file name of a run folder, and of a pipeline folder, in one place.
+"""Every file name of a run folder, and of a pipeline folder, in one place; and the readers of what every loader
+needs first: a run's kind, its config, and the paths to the other runs and files it was made from.
 
 A **run** is what one `mindhier train …` call writes: a folder of one trained model of one *kind*
 (`encoder`, `tokenizer`, `generator`, `diffusion`). Its `config.json` names the kind, so loaders never
@@ -26,11 +27,14 @@ evaluations and the report (`PIPELINE_*` names below).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+from mindhier.config import MindhierConfig, from_dict
 from mindhier.errors import ConfigError
 from mindhier.fileio import read_json, write_json
+from mindhier.records import contained_path
 
 KINDS = ("encoder", "tokenizer", "generator", "diffusion")
 
@@ -104,6 +108,11 @@ def read_run_record(run_dir: str | Path) -> dict[str, Any]:
     return record
 
 
+def load_run_config(run_dir: str | Path) -> MindhierConfig:
+    """The resolved config a run was trained with."""
+    return from_dict(MindhierConfig, read_run_record(run_dir)["config"])
+
+
 def run_kind(run_dir: str | Path) -> str:
     """The kind a run folder's `config.json` records."""
     record = read_run_record(run_dir)
@@ -131,6 +140,26 @@ def _legacy_kind(run_dir: Path) -> str | None:
         if (run_dir / (shapes_file(kind) if kind != "tokenizer" else weights_file(kind))).is_file():
             return kind
     return None
+
+
+# ------------------------------------------------------------------------------ inputs.json: recorded paths
+
+INPUT_SCOPE_LEVELS = 2  # a run's recorded inputs live beside it or in its pipeline folder (demo: generators/NAME)
+
+
+def relative_input(run_dir: str | Path, path: str | Path) -> str:
+    """How a run records the path of one of its inputs: relative to the run folder."""
+    return os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())
+
+
+def resolve_input(run_dir: str | Path, stored: str, what: str = "recorded input", flag: str = "") -> Path:
+    """A path recorded in a run folder, relative to it (so runs that were trained together move together). It must
+    resolve inside the folder two levels above the run (its siblings, or the demo's pipeline folder); a path
+    elsewhere is refused — a run file never sends us anywhere on the disk — and is given with `flag` instead."""
+    scope = Path(run_dir).resolve()
+    for _ in range(INPUT_SCOPE_LEVELS):
+        scope = scope.parent
+    return contained_path(scope, os.path.relpath((Path(run_dir).resolve() / str(stored)), scope), what, flag)
 
 
 # ---------------------------------------------------------------------------------------- pipeline folder

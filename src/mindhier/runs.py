@@ -6,7 +6,6 @@ the model in eval mode on the `device` asked for. File names come from `run_layo
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,28 +19,9 @@ from mindhier.errors import ConfigError, WeightsError
 from mindhier.fileio import read_json
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes
 from mindhier.models.tokenizer import Tokenizer
-from mindhier.records import contained_path, parse_record
+from mindhier.records import parse_record
+from mindhier.run_layout import load_run_config
 from mindhier.tokenizer_source import TokenizerSource, tokenizer_source
-
-INPUT_SCOPE_LEVELS = 2  # a run's recorded inputs live beside it or in its pipeline folder (demo: generators/NAME)
-
-
-def resolve_input(run_dir: str | Path, stored: str, what: str = "recorded input", flag: str = "") -> Path:
-    """A path recorded in a run folder, relative to it (so runs that were trained together move together). It must
-    resolve inside the folder two levels above the run (its siblings, or the demo's pipeline folder); a path
-    elsewhere is refused — a run file never sends us anywhere on the disk — and is given with `flag` instead."""
-    scope = Path(run_dir).resolve()
-    for _ in range(INPUT_SCOPE_LEVELS):
-        scope = scope.parent
-    return contained_path(scope, os.path.relpath((Path(run_dir).resolve() / str(stored)), scope), what, flag)
-
-
-def relative_input(run_dir: str | Path, path: str | Path) -> str:
-    return os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())
-
-
-def load_run_config(run_dir: str | Path) -> MindhierConfig:
-    return from_dict(MindhierConfig, run_layout.read_run_record(run_dir)["config"])
 
 
 @dataclass(frozen=True)

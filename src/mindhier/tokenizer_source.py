@@ -23,7 +23,8 @@ from typing import Any
 from mindhier import run_layout
 from mindhier.config import TokenizerConfig, nsd_paper, to_dict
 from mindhier.errors import ConfigError, WeightsError
-from mindhier.fetch.sources import NAMED_TOKENIZERS
+from mindhier.published_weights import NAMED_TOKENIZERS, cached_hub_file
+from mindhier.run_layout import load_run_config, relative_input, resolve_input
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,6 @@ class TokenizerSource:
     def record(self, relative_to: Path) -> dict[str, Any]:
         """What a run that uses it writes into `inputs.json`."""
         from mindhier.fileio import sha256_file
-        from mindhier.runs import relative_input
 
         if self.run_dir is not None:
             return {"tokenizer_run": relative_input(relative_to, self.run_dir)}
@@ -54,25 +54,8 @@ class TokenizerSource:
         return {"tokenizer_file": {**found, "sha256": sha256_file(self.weights), "config": to_dict(self.cfg)}}
 
 
-def cached_hub_file(repo_id: str, filename: str, what: str, fetch_hint: str) -> Path:
-    """A file of a Hub repository from the local Hugging Face cache (never downloaded here)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError as err:
-        raise WeightsError(f"{what} is read from the Hugging Face cache, which needs huggingface_hub") from err
-    found = try_to_load_from_cache(repo_id, filename)
-    if not isinstance(found, str) or not Path(found).is_file():
-        raise WeightsError(
-            f"{what} ({repo_id}/{filename}) is not in the Hugging Face cache; run `{fetch_hint}` "
-            "or pass the file's path"
-        )
-    return Path(found)
-
-
 def tokenizer_source(spec: str | Path, cfg: TokenizerConfig | None = None) -> TokenizerSource:
     """Resolve `spec`. `cfg`: the architecture a weights file is loaded into (default: `nsd-paper`'s, VAR's)."""
-    from mindhier.runs import load_run_config
-
     text = str(spec)
     if text in NAMED_TOKENIZERS:
         repo_id, filename = NAMED_TOKENIZERS[text]
@@ -96,7 +79,6 @@ def recorded_tokenizer(
     inside the run's scope, a recorded file or name checked against its sha256, in the config it was used with."""
     from mindhier.config import from_dict
     from mindhier.fileio import sha256_file
-    from mindhier.runs import resolve_input
 
     recorded_file = inputs.get("tokenizer_file")
     cfg = from_dict(TokenizerConfig, recorded_file["config"]) if recorded_file else run_cfg

@@ -40,7 +40,7 @@ def test_subjects_differ_in_roi_sizes_prf_sizes_noise_ceilings_and_semantic_mixt
 def test_without_variation_the_traits_are_one_and_change_nothing():
     cfg = dataclasses.replace(tiny().simulator, roi_size_sd=0.0, prf_size_sd=0.0, ncsnr_subject_sd=0.0)
     traits = subject_traits(cfg, np.random.default_rng(3))
-    assert traits.prf_size == 1.0 and traits.ncsnr == 1.0 and np.all(traits.roi_size_R == 1.0)
+    assert traits.prf_size == 1.0 and traits.ncsnr == 1.0 and np.all(traits.roi_size == 1.0)
     with_traits, without = _subject(cfg, 4), _subject(cfg, 4, traits=False)
     np.testing.assert_array_equal(with_traits.roi_V, without.roi_V)
     np.testing.assert_array_equal(with_traits.prf_sd_V, without.prf_sd_V)

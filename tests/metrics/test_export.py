@@ -192,7 +192,9 @@ def _tensor_cases(n: int) -> dict:
 
 
 @pytest.mark.parametrize("case", list(_tensor_cases(24)))
-def test_a_bad_tensor_is_one_line_and_writes_nothing(case, split, tmp_path, capsys):
+def test_a_bad_tensor_is_one_line_and_writes_nothing(case, split, tmp_path, capsys, monkeypatch):
+    """With the judge on and an empty cache, as on a new machine: the tensor is refused before the judge trains."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
     data, indices, _ = split
     value, extra, expected = _tensor_cases(len(indices))[case]
     if value is None:
@@ -206,7 +208,7 @@ def test_a_bad_tensor_is_one_line_and_writes_nothing(case, split, tmp_path, caps
     assert code == 2 and stdout == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("mindhier: error: ")
     assert expected in err, err
-    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["x_all_recons.pt"]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["x_all_recons.pt"]  # no judge cache
 
 
 def test_an_index_file_in_another_order_is_refused(exported, split, tmp_path, capsys):

@@ -16,8 +16,8 @@ import mindhier
 from conftest import switti_layout, write_hub_cache
 from mindhier.cli import main
 from mindhier.data.token_cache import TokenCache
-from mindhier.fetch.sources import HUB_WEIGHTS_FILE, SWITTI_REPO, VAR_REPO, VAR_VQVAE_FILE
 from mindhier.models.scale_ar import SWITTI_NEW_MODULES
+from mindhier.published_weights import HUB_WEIGHTS_FILE, SWITTI_REPO, VAR_REPO, VAR_VQVAE_FILE
 from mindhier.runs import load_generator
 
 MANIFESTS = Path(mindhier.__file__).parent / "models" / "manifests"

@@ -14,6 +14,7 @@ from mindhier.data.image_tensors import resize_uint8, to_model_input
 from mindhier.data.token_cache import TokenCache, build_token_cache
 from mindhier.errors import DataError
 from mindhier.models.tokenizer import Tokenizer
+from mindhier.tokenizer_source import tokenizer_source
 from mindhier.train.tokenizer import train_tokenizer
 
 
@@ -48,7 +49,7 @@ def test_cli_trains_logs_figures_and_tokenizes(tiny_dataset, tmp_path, capsys):
     expected = tokenizer.encode(to_model_input(images))
     for cached, direct in zip(cache.get(some), expected, strict=True):
         assert torch.equal(cached, direct)
-    again = build_token_cache(result.root, run, out=tmp_path / "tokens")
+    again = build_token_cache(result.root, tokenizer, tokenizer_source(run).identity(), out=tmp_path / "tokens")
     assert again.reused
     with pytest.raises(DataError, match="lacks some requested stimuli"):
         cache.get(np.array([10**6]))

@@ -1,7 +1,7 @@
 """`mindhier bench decoders`: the scale-wise sampler against the diffusion baseline, speed and quality.
 
-On the trained models of a demo run (trained, or reused, through `run_demo(..., with_diffusion=True)`), in
-one process:
+On the trained models of a demo run (trained, or reused, through the demo's pipeline,
+`pipeline.demo_pipeline.run_demo(..., with_diffusion=True)`), in one process:
 
 * speed — seconds per image at batch 1 and batch 32 (the first test inputs, all in one batch) for: the
   scale-wise sampler (N = 1, guidance on), the same with guidance off from the last two scales, and DDIM at
@@ -255,9 +255,9 @@ def bench_decoders(
     reconstructions go to `out_dir`. Returns the record `mindhier bench decoders` writes. `modes`: eager,
     compiled, or both (compiled last)."""
     from mindhier.data.nsd import open_dataset
-    from mindhier.demo import run_demo
     from mindhier.metrics.extractors import build_extractors
     from mindhier.metrics.judge import get_judge
+    from mindhier.pipeline.demo_pipeline import run_demo
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     demo = run_demo(cfg, run_dir, progress=progress, judge_cache=judge_cache, with_diffusion=True, device=device)

@@ -13,7 +13,9 @@ from mindhier.cli.options import (
     resolve_config,
     simulator_flags,
 )
+from mindhier.cli.record import ResultRecorder
 from mindhier.fileio import refuse_existing
+from mindhier.result_numbers import decoders_numbers, sampler_numbers
 
 
 def cmd_bench_simulate(args: argparse.Namespace) -> int:
@@ -22,6 +24,7 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
 
     cfg = resolve_config(args, simulator_flags(args))
     refuse_existing(args.out, args.overwrite, "benchmark result")
+    recorder = ResultRecorder(args, "bench-simulate")
     apply_threads(args)
     progress = progress_bar(args)
     try:
@@ -29,6 +32,7 @@ def cmd_bench_simulate(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     write_json(args.out, record)
+    recorder.finish(lambda: {k: v for k, v in record.items() if k not in ("machine", "provenance", "config")})
     print(
         f"simulated {record['n_images']} images for {len(record['subjects'])} subject(s) in "
         f"{record['total_seconds']:.1f} s; wrote {args.out}"
@@ -42,9 +46,11 @@ def cmd_bench_sampler(args: argparse.Namespace) -> int:
 
     cfg = resolve_config(args)
     refuse_existing(args.out, args.overwrite, "benchmark result")
+    recorder = ResultRecorder(args, "bench-sampler")
     apply_threads(args)
     record = bench_sampler(cfg, device=inference_device(args), modes=_ordered(args.modes))
     write_json(args.out, record)
+    recorder.finish(lambda: sampler_numbers(record))
     for batch, per_mode in record["batches"].items():
         for mode in args.modes:
             row = per_mode[mode]
@@ -62,6 +68,7 @@ def cmd_bench_decoders(args: argparse.Namespace) -> int:
 
     cfg = resolve_config(args)
     refuse_existing(args.out, args.overwrite, "benchmark result")
+    recorder = ResultRecorder(args, "bench-decoders")
     apply_threads(args)
     run_dir = args.run or Path("runs") / cfg.preset
     recons_dir = args.out.with_name(args.out.stem + "_recons")
@@ -81,6 +88,7 @@ def cmd_bench_decoders(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     write_json(args.out, record)
+    recorder.finish(lambda: decoders_numbers(record))
     for line in summary_lines(record):
         print(line)
     print(f"wrote {args.out} (reconstructions and their metrics in {recons_dir})")

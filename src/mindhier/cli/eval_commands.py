@@ -20,7 +20,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from mindhier import run_layout
     from mindhier.config import apply_overrides
     from mindhier.errors import ConfigError
-    from mindhier.runs import load_generator, load_run_config
+    from mindhier.runs import load_generator
     from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions
 
     trained = [o for o in args.overrides if not o.partition("=")[0].strip().startswith(SAMPLING_SECTIONS)]
@@ -31,7 +31,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         )
     apply_threads(args)
     device = inference_device(args)
-    run_cfg = apply_overrides(load_run_config(args.generator), args.overrides)
+    run_cfg = apply_overrides(run_layout.load_run_config(args.generator), args.overrides)
     if run_layout.run_kind(args.generator) == "diffusion":
         if args.routing not in (None, "static_terminal"):
             raise ConfigError(f"{args.generator} is the diffusion baseline: its guidance is static_terminal")
@@ -89,30 +89,30 @@ def cmd_eval_recons(args: argparse.Namespace) -> int:
     from mindhier.fileio import refuse_existing
     from mindhier.metrics.extractors import build_extractors
     from mindhier.metrics.judge import get_judge
-    from mindhier.metrics.recons_eval import METRICS_FILE, evaluate_reconstructions, format_metrics
+    from mindhier.metrics.recons_eval import METRICS_FILE, evaluate_reconstructions, format_metrics, read_recons_input
 
     refuse_existing(args.out / METRICS_FILE, args.overwrite, "metrics file")
+    weights = weights_option(args.weights)
     apply_threads(args)
     device = inference_device(args)
+    # the inputs first: a bad folder or tensor is refused before metric networks load or the judge trains
+    inputs = read_recons_input(args.recons, args.data, args.subject, args.split, args.indices)
     progress = progress_bar(args)
     try:
         extractors = build_extractors(
-            weights=weights_option(args.weights),
+            weights=weights,
             torch_hub_dir=args.torch_hub,
             device=device,
             batch_size=args.batch_size,
         )
         judge = None if args.no_judge else get_judge(args.cache or default_cache_dir(), progress=progress)
         record = evaluate_reconstructions(
-            args.recons,
+            inputs,
             args.data,
             args.out,
-            subject=args.subject,
-            split=args.split,
             extractors=extractors,
             judge=judge,
             progress=progress,
-            indices_file=args.indices,
         )
     finally:
         progress.close()

@@ -166,10 +166,19 @@ def add_simulator_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=non_negative_int, help="seed of stimuli, subjects and noise")
 
 
+PROGRESS_VARIABLE = "MINDHIER_PROGRESS"  # "1": draw progress bars even when stderr is not a terminal (a log file)
+
+
 def progress_bar(args: argparse.Namespace):
+    """Progress bars on stderr, only when stderr is a terminal (or MINDHIER_PROGRESS=1), never with --quiet: a
+    redirected or captured stderr holds nothing but warnings and the one-line error."""
+    import os
+    import sys
+
     from mindhier.progress import TqdmProgress
 
-    return TqdmProgress(enabled=not args.quiet)
+    wanted = sys.stderr.isatty() or os.environ.get(PROGRESS_VARIABLE) == "1"
+    return TqdmProgress(enabled=wanted and not getattr(args, "quiet", False))
 
 
 def apply_threads(args: argparse.Namespace) -> None:

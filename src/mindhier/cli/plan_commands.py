@@ -43,6 +43,12 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
         help=f"model-FLOPs utilisation assumed for the expected hours (default {DEFAULT_MFU:g})",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the plan as JSON")
+    p.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="also write the plan's headline figures as a result file (e.g. results/plan.json; README tables)",
+    )
     # the planner is for paper-scale runs; the demo's models fit anywhere
     add_config_options(p, default_preset="nsd-paper")
     p.set_defaults(func=cmd_plan)
@@ -50,13 +56,19 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from mindhier.cli.record import ResultRecorder
     from mindhier.fileio import write_json
     from mindhier.memory_plan import format_plan, plan_memory, plan_record
+    from mindhier.result_numbers import plan_numbers
 
+    recorder = ResultRecorder(args, "plan")
     cfg = resolve_config(args)
     plan = plan_memory(cfg, args.gpus, args.gpu_memory, voxels=args.voxels, gpu_tflops=args.gpu_tflops, mfu=args.mfu)
     print(format_plan(plan))
     if args.json:
         write_json(args.json, plan_record(plan))
         print(f"wrote {args.json}")
+    written = recorder.finish(lambda: plan_numbers(plan_record(plan)))
+    if written is not None:
+        print(f"wrote {written}")
     return 0

@@ -71,9 +71,12 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from mindhier.cli.record import ResultRecorder
     from mindhier.config.presets import from_scratch
     from mindhier.demo import run_demo
+    from mindhier.result_numbers import demo_numbers
 
+    recorder = ResultRecorder(args, "demo")
     cfg = resolve_config(args, [f"demo.split={args.split}"] if args.split else [])
     if args.from_scratch:
         cfg = from_scratch(cfg)
@@ -95,6 +98,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         progress.close()
     for line in result.lines:
         print(line)
+    written = recorder.finish(lambda: demo_numbers(args.out))
+    if written is not None:
+        print(f"wrote {written}")
     return 0
 
 

@@ -74,7 +74,7 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
 
 def cmd_adapt(args: argparse.Namespace) -> int:
     from mindhier.config import apply_overrides
-    from mindhier.runs import load_run_config
+    from mindhier.run_layout import load_run_config
     from mindhier.train.adapt import adapt_encoder, shared_encoder_run
 
     if args.preset or args.config:
@@ -116,19 +116,21 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> int:
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
     from mindhier.data.token_cache import build_token_cache
+    from mindhier.runs import load_tokenizer
+    from mindhier.tokenizer_source import tokenizer_source
 
     apply_threads(args)
-    device = inference_device(args)
+    source = tokenizer_source(args.run, resolve_config(args).tokenizer)
+    tokenizer = load_tokenizer(source, device=inference_device(args))
     progress = progress_bar(args)
     try:
         cache = build_token_cache(
             args.data,
-            args.run,
-            tokenizer_cfg=resolve_config(args).tokenizer,
+            tokenizer,
+            source.identity(),
             out=args.out,
             overwrite=args.overwrite,
             progress=progress,
-            device=device,
             batch_size=args.batch_size,
         )
     finally:

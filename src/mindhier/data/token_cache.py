@@ -7,7 +7,8 @@ any split of any subject refers to, at the tokenizer's size, and writes
     tokens.safetensors    index int64 [N]; scale1 … scaleK int32 [N, s_k²]
 
 The key hashes the tokenizer identity and the image-set fingerprint (`feature_fingerprint`); a cache made
-with another tokenizer or other images is never reused.
+with another tokenizer or other images is never reused. The caller loads the tokenizer (`runs.load_tokenizer`)
+and hands it in with its identity (`tokenizer_source.TokenizerSource.identity`).
 
 Shape letters (docs/glossary.md): N images, l = s² tokens of a scale.
 """
@@ -18,7 +19,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,8 +35,7 @@ from mindhier.progress import ProgressFn, report
 from mindhier.records import read_record
 
 if TYPE_CHECKING:
-    from mindhier.config import TokenizerConfig
-    from mindhier.tokenizer_source import TokenizerSource
+    from mindhier.models.tokenizer import Tokenizer
 
 META = "meta.json"
 TOKENS = "tokens.safetensors"
@@ -96,30 +96,22 @@ class TokenCache:
 
 def build_token_cache(
     data_dir: str | os.PathLike[str],
-    tokenizer_run: str | os.PathLike[str] | TokenizerSource,
+    tokenizer: Tokenizer,
+    tokenizer_identity: dict[str, Any],
     out: str | os.PathLike[str] | None = None,
     batch_size: int = 128,
     progress: ProgressFn | None = None,
     overwrite: bool = False,
-    device: str | torch.device = "cpu",
-    tokenizer_cfg: TokenizerConfig | None = None,
 ) -> TokenCache:
-    """Encode every referenced stimulus with the tokenizer of `tokenizer_run` (a run folder, a VQ-VAE file or a
-    name, `mindhier.tokenizer_source`; a file in `tokenizer_cfg`) on `device` and store the tokens (a cache with
-    the same key is reused)."""
-    from mindhier.runs import load_tokenizer
-    from mindhier.tokenizer_source import TokenizerSource, tokenizer_source
-
-    source = (
-        tokenizer_run if isinstance(tokenizer_run, TokenizerSource) else tokenizer_source(tokenizer_run, tokenizer_cfg)
-    )
-    tokenizer = load_tokenizer(source, device=device)
+    """Encode every referenced stimulus with `tokenizer` (loaded, in eval mode, on the device it runs on) and store
+    the tokens; a cache with the same key is reused. `tokenizer_identity`: what its tokens depend on — its config
+    and its weights' bytes (`TokenizerSource.identity()`) — hashed into the key."""
+    device = next(tokenizer.parameters()).device
     with open_dataset(data_dir) as dataset:
         indices = referenced_stimuli(dataset)
-        identity = source.identity()
         fingerprint = image_set_fingerprint(dataset, indices)
         key = hashlib.sha256(
-            canonical_json({"format": FORMAT_VERSION, "tokenizer": identity, "images": fingerprint}).encode()
+            canonical_json({"format": FORMAT_VERSION, "tokenizer": tokenizer_identity, "images": fingerprint}).encode()
         ).hexdigest()
         target = Path(out) if out is not None else Path(data_dir) / "tokens" / f"tokenizer-{key[:12]}"
         if (target / META).is_file():
@@ -148,7 +140,7 @@ def build_token_cache(
                 "format": "mindhier-token-cache",
                 "version": FORMAT_VERSION,
                 "key": key,
-                "tokenizer": identity,
+                "tokenizer": tokenizer_identity,
                 "images": fingerprint,
                 "scales": list(tokenizer.cfg.scales),
                 "n_images": len(indices),

@@ -11,8 +11,9 @@
 
 Every arm decodes through the same shared generator (it only sees encoder levels, which all encoders align to the
 same teacher), so arms differ only in their encoder. Stages are reused when their config is unchanged, as in the
-demo (`Stages`). The folder layout: `data/`, `shared/{encoder,generator}/`, `tokenizer/`, `adapted/<budget>/`,
-`scratch/<budget>/`, `recons/<arm>/`, `eval/<arm>/`, `retrieval.json`, `stage_times.json`, `report/`.
+demo (`pipeline.stages.Stages`). The folder layout: `data/`, `shared/{encoder,generator}/`, `tokenizer/`,
+`adapted/<budget>/`, `scratch/<budget>/`, `recons/<arm>/`, `eval/<arm>/`, `retrieval.json`, `stage_times.json`,
+`report/`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,18 @@ import torch
 from mindhier import run_layout
 from mindhier.config import MindhierConfig, save_resolved
 from mindhier.data import layout
-from mindhier.demo import DATA_SECTIONS, ENCODER_SECTIONS, GENERATOR_SECTIONS, RECON_SECTIONS, Stages, made_with
 from mindhier.errors import ConfigError
 from mindhier.fileio import write_json
+from mindhier.pipeline.shared_stages import stimulus_tokens
+from mindhier.pipeline.stages import (
+    DATA_SECTIONS,
+    ENCODER_SECTIONS,
+    GENERATOR_SECTIONS,
+    RECON_SECTIONS,
+    TOKENIZER_SECTIONS,
+    Stages,
+    made_with,
+)
 from mindhier.progress import ProgressFn
 from mindhier.report.adaptation import RETRIEVAL_FILE, arm_name, budget_name
 from mindhier.run_layout import PIPELINE_CEILING, PIPELINE_CONTROL, PIPELINE_ORACLE
@@ -92,7 +102,6 @@ def run_adaptation_study(
     """Run the adaptation study into `out` (see the module docstring)."""
     from mindhier.data.feature_cache import build_feature_cache
     from mindhier.data.simulator import simulate
-    from mindhier.data.token_cache import build_token_cache
     from mindhier.metrics.extractors import build_extractors
     from mindhier.metrics.judge import get_judge
     from mindhier.report.adaptation import build_adaptation_report
@@ -181,14 +190,12 @@ def run_adaptation_study(
         stages.train(
             "tokenizer",
             tokenizer_dir,
-            ("stimuli", "simulator", "data", "tokenizer", "train_tokenizer"),
+            TOKENIZER_SECTIONS,
             lambda resume: train_tokenizer(
                 cfg, data_dir, tokenizer_dir, resume=resume, device=device, progress=progress
             ),
         )
-        stages.run(
-            "stimulus tokens", lambda: build_token_cache(data_dir, tokenizer_dir, device=device, progress=progress)
-        )
+        stages.run("stimulus tokens", lambda: stimulus_tokens(data_dir, tokenizer_dir, device, progress))
         shared_generator = root / SHARED_DIR / "generator"
         stages.train(
             "shared generator",

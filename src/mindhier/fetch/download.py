@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from mindhier._version import __version__
 from mindhier.errors import MindhierError
 from mindhier.fetch.sources import HUB_ENDPOINT, RemoteFile
 from mindhier.fileio import atomic_path, sha256_file, write_json
@@ -226,8 +227,6 @@ def place(fetched: list[FetchedFile], root: Path, overwrite: bool = False) -> li
 
 def write_manifest(path: Path, kind: str, fetched: list[FetchedFile], extra: dict | None = None) -> None:
     """What was fetched: every file with its source, commit, size and sha256 (written last, atomically)."""
-    from mindhier import __version__
-
     write_json(
         path,
         {

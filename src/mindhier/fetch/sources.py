@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mindhier.published_weights import HUB_WEIGHTS_FILE, SWITTI_REPO, SWITTI_VQVAE_REPO, VAR_REPO, VAR_VQVAE_FILE
+
 HUB_ENDPOINT = "https://huggingface.co"
 
 
@@ -58,11 +60,7 @@ NSD_SESSIONS = {1: 40, 2: 40, 3: 32, 4: 30, 5: 40, 6: 32, 7: 40, 8: 30}
 
 # ------------------------------------------------------------------------------------------------ weights
 
-SWITTI_REPO = "yresearch/Switti"  # Switti-512: SwittiHF(depth=30), PyTorchModelHubMixin's model.safetensors
-SWITTI_VQVAE_REPO = "yresearch/VQVAE-Switti"  # the VQ-VAE Switti was trained with (VAR's architecture)
-VAR_REPO = "FoundationVision/var"  # VAR's VQ-VAE, a plain state dict in a .pth
-HUB_WEIGHTS_FILE = "model.safetensors"  # what PyTorchModelHubMixin.save_pretrained writes
-VAR_VQVAE_FILE = "vae_ch160v4096z32.pth"
+# the repositories and files of the published weights: `mindhier.published_weights`
 
 
 def hub_cache_path(repo_id: str, repo_type: str, revision: str, filename: str) -> str:
@@ -171,10 +169,3 @@ def weight_files(groups: list[str], revision: str = "main") -> list[RemoteFile]:
             files += [*_torchvision_files(), _clip_file(revision)]
     unique = {f.source: f for f in files}
     return list(unique.values())
-
-
-# named weights other commands accept in place of a path (`--tokenizer var-vqvae`, `--init switti=yresearch/Switti`)
-NAMED_TOKENIZERS = {
-    "var-vqvae": (VAR_REPO, VAR_VQVAE_FILE),
-    "switti-vqvae": (SWITTI_VQVAE_REPO, HUB_WEIGHTS_FILE),
-}

@@ -20,6 +20,7 @@ given, N must be the split's, and the record names the file (path, sha256) and a
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,27 +91,37 @@ def scene_labels(data_dir: Path, indices: np.ndarray) -> list[dict] | None:
     return [by_index[int(i)] for i in indices]
 
 
-def evaluate_reconstructions(
+@dataclass(frozen=True)
+class ReconsInput:
+    """A reconstruction set checked against its dataset, before any network runs: what `evaluate_reconstructions`
+    scores. Reading it is cheap (the images and betas of one split), so commands read it first and refuse a bad
+    folder or tensor before they build metric networks or train the judge."""
+
+    recons_dir: Path  # the folder, or the tensor file
+    data_dir: Path
+    manifest: dict[str, Any]  # the folder's manifest ({} for a tensor file)
+    subject: int
+    split: str
+    indices: np.ndarray  # stimulus index of every row, the split's order
+    truths: np.ndarray  # uint8 [N, H, W, 3]
+    measured_NV: np.ndarray
+    roi_labels: list
+    recons: np.ndarray | torch.Tensor  # what the metrics score (uint8 NHWC, or a float tensor as given)
+    recons_uint8: np.ndarray  # 8-bit [N, H, W, 3], for what reads 8-bit images only
+    source: dict[str, Any]
+    is_tensor: bool
+
+
+def read_recons_input(
     recons_dir: str | Path,
     data_dir: str | Path,
-    out: str | Path,
     subject: int | None = None,
     split: str | None = None,
-    extractors: list | None = None,
-    judge=None,
-    n_resamples: int = N_RESAMPLES,
-    seed: int = 0,
-    progress: ProgressFn | None = None,
-    truth_features: dict | None = None,
-    encoding_model=None,
     indices_file: str | Path | None = None,
-) -> dict[str, Any]:
-    """Evaluate a reconstruction folder, or a tensor file of another method's reconstructions (then `subject`
-    and `split` are required); `truth_features` caches the truths' features across calls (same split).
-    `encoding_model` ((images, categories) → voxel responses, with `roi_labels`) serves the brain correlation where
-    the dataset has no simulator encoding model of its own (real NSD); without either it is reported absent.
-    `indices_file` (the stimulus index of each reconstruction, as `mindhier export` writes it) is checked
-    against the split's order."""
+) -> ReconsInput:
+    """Read and check a reconstruction folder or tensor file against subject `subject`'s split `split` of the
+    dataset: a tensor needs `subject` and `split` and one row per test image; a folder needs its manifest and an
+    image per test stimulus; `indices_file` is compared with the split's order. Every failure is one line."""
     from mindhier.data.nsd import open_dataset
 
     recons_dir, data_dir = Path(recons_dir), Path(data_dir)
@@ -133,22 +144,75 @@ def evaluate_reconstructions(
     with open_dataset(data_dir, subjects=[int(subject)]) as dataset:
         items = dataset.split(int(subject), split)
         indices = np.asarray(items.image_index_N)
-        truths = items.images()
-        measured_NV = items.voxels()
-        roi_labels = list(dataset.recording(int(subject)).roi_labels or ())
-    if indices_file is not None:
-        check_index_order(indices_file, indices, split)
-    if tensor is not None:
-        if len(tensor) != len(indices):
+        if tensor is not None and len(tensor) != len(indices):  # before the split's images and betas are read
             raise DataError(
                 f"{recons_dir} holds {len(tensor)} reconstructions but subject {subject}'s split {split} has "
                 f"{len(indices)} images; pass the tensor of this subject and split (one row per test image)"
             )
+        if indices_file is not None:
+            check_index_order(indices_file, indices, split)
+        truths = items.images()
+        measured_NV = items.voxels()
+        roi_labels = list(dataset.recording(int(subject)).roi_labels or ())
+    if tensor is not None:
         recons, recons_uint8 = tensor.images, tensor.as_uint8_NHWC()
         source = tensor.source
     else:
         recons = recons_uint8 = load_images(recons_dir, indices)
         source = {"kind": "folder", "path": str(recons_dir)}
+    return ReconsInput(
+        recons_dir=recons_dir,
+        data_dir=data_dir,
+        manifest=manifest,
+        subject=int(subject),
+        split=split,
+        indices=indices,
+        truths=truths,
+        measured_NV=measured_NV,
+        roi_labels=roi_labels,
+        recons=recons,
+        recons_uint8=recons_uint8,
+        source=source,
+        is_tensor=tensor is not None,
+    )
+
+
+def evaluate_reconstructions(
+    recons_dir: str | Path | ReconsInput,
+    data_dir: str | Path,
+    out: str | Path,
+    subject: int | None = None,
+    split: str | None = None,
+    extractors: list | None = None,
+    judge=None,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    truth_features: dict | None = None,
+    encoding_model=None,
+    indices_file: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate a reconstruction folder, or a tensor file of another method's reconstructions (then `subject`
+    and `split` are required) — or a `ReconsInput` already read by `read_recons_input` (then `data_dir`,
+    `subject`, `split` and `indices_file` are its own); `truth_features` caches the truths' features across calls
+    (same split). `encoding_model` ((images, categories) → voxel responses, with `roi_labels`) serves the brain
+    correlation where the dataset has no simulator encoding model of its own (real NSD); without either it is
+    reported absent. `indices_file` (the stimulus index of each reconstruction, as `mindhier export` writes it) is
+    checked against the split's order."""
+    inputs = (
+        recons_dir
+        if isinstance(recons_dir, ReconsInput)
+        else read_recons_input(recons_dir, data_dir, subject, split, indices_file)
+    )
+    recons_dir, data_dir, manifest = inputs.recons_dir, inputs.data_dir, inputs.manifest
+    subject, split, indices, truths = inputs.subject, inputs.split, inputs.indices, inputs.truths
+    measured_NV, roi_labels, recons, recons_uint8 = (
+        inputs.measured_NV,
+        inputs.roi_labels,
+        inputs.recons,
+        inputs.recons_uint8,
+    )
+    source = inputs.source
     labels = scene_labels(data_dir, indices)
     report(progress, "evaluate reconstructions", 0, 4)
     result = evaluate(
@@ -196,7 +260,7 @@ def evaluate_reconstructions(
             "bootstrap": {"resamples": n_resamples, "seed": seed, "interval": "percentile 95 %"},
             "identification": "exhaustive two-way over the full pool (chance 0.5), Pearson correlation",
             "pixel_metrics": "PixCorr and SSIM at 425 px as MindEye2",
-            **(manifest.get("protocol", {}) if tensor is None else {"reconstruction": source["protocol"]}),
+            **({"reconstruction": source["protocol"]} if inputs.is_tensor else manifest.get("protocol", {})),
         },
         "metrics": result.summary,
         "extractors": result.extractors,

@@ -8,8 +8,10 @@
     terminal: ê = P(e_M), Linear(D → D_M)                       — contrastive space and pooled condition
     text:     an optional parallel decoder over its own queries → Linear(D → D_text)
 
-The generator cross-attends to the raw levels e_m, not to the head outputs. Multi-subject: one input
-layer per subject (each with its own voxel count), everything after it shared.
+The generator cross-attends to the head outputs head_m(e_m) — the encoder's prediction of teacher level m, in the
+teacher's space — not to the raw levels e_m (`models/brain_condition.py`, docs/method.md §5.2); with the paper's
+CLIP targets the heads are identities, so the two coincide. Multi-subject: one input layer per subject (each with
+its own voxel count), everything after it shared.
 
 Shape letters (docs/glossary.md): B batch, V voxels, X latent memory tokens, Q queries, D width, M levels,
 D_m the teacher's dim at level m, U text tokens.
@@ -63,8 +65,8 @@ class EncoderShapes:
 
 @dataclass
 class EncoderOutput:
-    levels_BMQD: torch.Tensor  # raw e_1..e_M: the generator's context
-    heads: list[torch.Tensor]  # head_m(e_m): [B, Q, D_m] each, aligned to the teacher's level m
+    levels_BMQD: torch.Tensor  # raw e_1..e_M (in the encoder's width D; probes and diagnostics read them)
+    heads: list[torch.Tensor]  # head_m(e_m) [B, Q, D_m]: aligned to teacher level m; the generator's context
     terminal_BQD: torch.Tensor  # ê = P(e_M): [B, Q, D_M]
     text_BUD: torch.Tensor | None  # text branch output [B, U, D_text], or None
 

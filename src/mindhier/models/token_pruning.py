@@ -11,8 +11,8 @@ this scale. The head then reads all positions, so every token is still drawn.
 
 With within-scale attention (Switti's, `block_causal = False`) a kept token attends to the kept tokens only.
 
-Shape letters (docs/glossary.md): B batch, l tokens of the scale, n kept tokens, C latent channels, D width,
-E head dim.
+Shape letters (docs/glossary.md): B batch, l tokens of one scale (this scale's s_k², or the previous scale's
+s_{k−1}²), n kept (pivotal) tokens, C latent channels, D width, E head width.
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ def gather_rotations(table_lE: torch.Tensor, index_Bn: torch.Tensor) -> torch.Te
     return table_lE[index_Bn][:, None]
 
 
-def restore_tokens(previous_BmD: torch.Tensor, side: int, kept_BnD: torch.Tensor, index_Bn: torch.Tensor):
-    """All s² hidden states: the previous scale's (m = s_{k−1}² tokens) bilinearly upsampled to side × side,
-    with the kept tokens' own states written back at their positions."""
-    previous_side = math.isqrt(previous_BmD.shape[1])
-    grid = previous_BmD.transpose(1, 2).unflatten(-1, (previous_side, previous_side))
+def restore_tokens(previous_BlD: torch.Tensor, side: int, kept_BnD: torch.Tensor, index_Bn: torch.Tensor):
+    """All side² hidden states of this scale: the previous scale's (its l = s_{k−1}² tokens) bilinearly upsampled
+    to side × side, with the kept tokens' own states written back at their positions."""
+    previous_side = math.isqrt(previous_BlD.shape[1])
+    grid = previous_BlD.transpose(1, 2).unflatten(-1, (previous_side, previous_side))
     upsampled = F.interpolate(grid.float(), size=(side, side), mode="bilinear", align_corners=False)
     restored_BlD = upsampled.flatten(2).transpose(1, 2).to(kept_BnD.dtype)
     return restored_BlD.scatter(1, index_Bn[..., None].expand(-1, -1, kept_BnD.shape[-1]), kept_BnD)

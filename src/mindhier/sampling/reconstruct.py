@@ -96,7 +96,8 @@ class Reconstructor:
     ) -> Reconstructor:
         """Load a generator (or diffusion baseline) run and, unless given, the encoder and tokenizer it was
         trained with, on `device`. `sampler`: a `SamplerConfig` for a generator, a `DdimConfig` for the baseline."""
-        from mindhier.runs import load_decoder, load_encoder, load_tokenizer, resolve_input
+        from mindhier.run_layout import resolve_input
+        from mindhier.runs import load_decoder, load_encoder, load_tokenizer
         from mindhier.teachers import build_teacher
         from mindhier.tokenizer_source import recorded_tokenizer
 
@@ -351,7 +352,7 @@ def _oracle_features(reconstructor: Reconstructor, data_dir: str | Path):
     """The teacher's features of the dataset's stimuli (the encoder's teacher, from the feature cache)."""
     from mindhier.data.feature_cache import build_feature_cache
     from mindhier.data.target_lookup import TargetLookup
-    from mindhier.runs import load_run_config
+    from mindhier.run_layout import load_run_config
 
     cfg = load_run_config(reconstructor.runs["encoder"])
     return TargetLookup(build_feature_cache(data_dir, build_teacher(cfg.teacher, device=reconstructor.device)))

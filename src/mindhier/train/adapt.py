@@ -33,7 +33,7 @@ from mindhier.data.nsd import open_dataset
 from mindhier.errors import ConfigError, DataError
 from mindhier.fileio import read_json
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes, subject_key
-from mindhier.runs import load_encoder, relative_input
+from mindhier.runs import load_encoder
 from mindhier.teachers import build_teacher
 from mindhier.train.batches import rank_batch
 from mindhier.train.encoder import accumulate_stage1, validation_score
@@ -173,7 +173,7 @@ def adapt_encoder(
     run.write_json(
         run_layout.INPUTS,
         {
-            "adapted_from": relative_input(run.run_dir, shared_run),
+            "adapted_from": run_layout.relative_input(run.run_dir, shared_run),
             "shared_subjects": list(shared.shapes.voxels),
             "subject": subject,
             "sessions": cfg.data.describe_sessions(),

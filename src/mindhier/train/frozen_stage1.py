@@ -17,7 +17,8 @@ from mindhier.errors import ConfigError
 from mindhier.models.brain_condition import BrainCondition
 from mindhier.models.brain_encoder import BrainEncoder
 from mindhier.models.tokenizer import Tokenizer
-from mindhier.runs import load_encoder, load_tokenizer, relative_input
+from mindhier.run_layout import relative_input
+from mindhier.runs import load_encoder, load_tokenizer
 from mindhier.tokenizer_source import TokenizerSource, tokenizer_source
 
 

@@ -43,7 +43,7 @@ from mindhier.errors import ConfigError
 from mindhier.fileio import read_json
 from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
 from mindhier.models.tokenizer import Tokenizer
-from mindhier.runs import load_generator_init, relative_input
+from mindhier.runs import load_generator_init
 from mindhier.teachers import build_teacher
 from mindhier.train.batches import rank_batch, rank_rows
 from mindhier.train.condition_sources import BrainSource, ConditionSource, TeacherSource, teacher_source
@@ -112,11 +112,12 @@ def train_generator(
     world, progress = run.world, run.progress
     frozen = load_frozen(encoder_run, tokenizer_run, subjects, world.device, cfg.tokenizer)
     dataset = frozen.open_dataset(data_dir, cfg.data.sessions)
+    identity = frozen.tokenizer_source.identity()
     if world.is_main:  # rank 0 builds the caches; the others then read them
-        tokens = build_token_cache(data_dir, frozen.tokenizer_source, device=world.device, progress=progress)
+        tokens = build_token_cache(data_dir, frozen.tokenizer, identity, progress=progress)
     world.barrier()
     if not world.is_main:
-        tokens = build_token_cache(data_dir, frozen.tokenizer_source)
+        tokens = build_token_cache(data_dir, frozen.tokenizer, identity)
     tokens.check_vocabulary(frozen.tokenizer.cfg.vocab)
     train_items = [subject_items(dataset, s, "train") for s in frozen.subjects]
     val_items = [subject_items(dataset, s, "val") for s in frozen.subjects]
@@ -127,7 +128,7 @@ def train_generator(
     record = {
         **frozen.inputs_record(run.run_dir, cfg.data.sessions),
         **source.record(),
-        "token_cache": {"path": relative_input(run.run_dir, tokens.path), "key": tokens.key},
+        "token_cache": {"path": run_layout.relative_input(run.run_dir, tokens.path), "key": tokens.key},
     }
     return fit_generator(run, cfg, source, tokens, frozen.tokenizer, record)
 

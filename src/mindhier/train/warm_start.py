@@ -48,8 +48,7 @@ SWITTI = "switti"
 
 def switti_checkpoint(spec: str) -> Path:
     """The file of `switti=FILE|REPO` (a bare `switti`: the published Switti-512 from the Hugging Face cache)."""
-    from mindhier.fetch.sources import HUB_WEIGHTS_FILE, SWITTI_REPO
-    from mindhier.tokenizer_source import cached_hub_file
+    from mindhier.published_weights import HUB_WEIGHTS_FILE, SWITTI_REPO, cached_hub_file
 
     where = spec.partition("=")[2] or SWITTI_REPO
     if Path(where).is_file():

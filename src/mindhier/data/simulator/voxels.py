@@ -50,13 +50,13 @@ SEMANTIC_FEATURES_PER_VOXEL = 32  # sparse mixture: each semantic voxel reads th
 class SubjectTraits:
     """Subject-level factors (log-normal around 1; exactly 1 when their sd in the config is 0)."""
 
-    roi_size_R: np.ndarray  # float64 factor on each ROI's share of the voxels, before renormalising
+    roi_size: np.ndarray  # float64 [len(ROI_NAMES)]: factor on each ROI's share of the voxels, before renormalising
     prf_size: float  # factor on every pRF size
     ncsnr: float  # factor on every voxel's ncsnr
 
     def describe(self) -> dict[str, object]:
         return {
-            "roi_size": {name: round(float(f), 4) for name, f in zip(ROI_NAMES, self.roi_size_R, strict=True)},
+            "roi_size": {name: round(float(f), 4) for name, f in zip(ROI_NAMES, self.roi_size, strict=True)},
             "prf_size": round(self.prf_size, 4),
             "ncsnr": round(self.ncsnr, 4),
         }
@@ -64,7 +64,7 @@ class SubjectTraits:
 
 def subject_traits(cfg: SimulatorConfig, rng: np.random.Generator) -> SubjectTraits:
     return SubjectTraits(
-        roi_size_R=np.exp(rng.normal(0.0, cfg.roi_size_sd, size=len(ROI_NAMES))),
+        roi_size=np.exp(rng.normal(0.0, cfg.roi_size_sd, size=len(ROI_NAMES))),
         prf_size=float(np.exp(rng.normal(0.0, cfg.prf_size_sd))),
         ncsnr=float(np.exp(rng.normal(0.0, cfg.ncsnr_subject_sd))),
     )
@@ -212,7 +212,7 @@ def random_subject(
     n_voxels = int(rng.integers(cfg.voxels_min, cfg.voxels_max + 1))
     fractions = np.asarray(cfg.roi_fractions)
     if traits is not None:
-        fractions = fractions * traits.roi_size_R
+        fractions = fractions * traits.roi_size
         fractions = fractions / fractions.sum()
     counts = np.maximum(np.floor(fractions * n_voxels).astype(int), 1)
     counts[-1] += n_voxels - counts.sum()

@@ -1,0 +1,367 @@
+"""Render the README's measured tables from the result files they come from, or check that they agree.
+
+    python scripts/readme_tables.py           # rewrite every generated block of README.md from its file
+    python scripts/readme_tables.py --check   # exit 1 (naming the block) when a block differs from its file
+
+A generated block is delimited in README.md by
+
+    <!-- results: FILE VIEW -->
+    ...
+    <!-- end results -->
+
+where FILE is relative to the repository (a result file under `results/`, written by a command's `--record`, or a
+prior's model card under `src/mindhier/priors/`) and VIEW names the renderer below. Everything between the two
+markers is generated: edit the file, or re-measure, never the block. The test suite runs `--check`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- results: (\S+) (\S+) -->\n)(.*?)(<!-- end results -->)", flags=re.S)
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    """A figure as printed: fixed digits, a real minus sign; "–" when absent."""
+    if value is None:
+        return "–"
+    text = f"{value:.{digits}f}"
+    return text.replace("-", "−")
+
+
+def signed(value: float, digits: int = 3) -> str:
+    return ("+" if value >= 0 else "") + num(value, digits)
+
+
+def score(entry: dict[str, Any] | None, with_ci: bool = False) -> str:
+    if entry is None:
+        return "–"
+    text = num(entry["mean"])
+    if with_ci:
+        low, high = entry["ci95"]
+        text += f" [{num(low, 2)}, {num(high, 2)}]"
+    return text
+
+
+def minutes(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60:02d} s"
+
+
+def provenance_line(record: dict[str, Any]) -> str:
+    """Which command, code, machine and date produced a record — the line under every generated table."""
+    machine = record["machine"]
+    where = f"{machine.get('cpu_count')} cores ({machine.get('processor')}), {machine.get('torch_threads')} threads"
+    if machine.get("cuda_device"):
+        where = machine["cuda_device"]
+    torch_version = machine.get("torch", "?")
+    source = (
+        f"transcribed: {record['note']}"
+        if record["source"] == "transcribed"
+        else f"`{record['command']}`, wall {minutes(record['wall_seconds'])}"
+        + (f", peak RSS {record['peak_rss_gib']:.1f} GiB" if record.get("peak_rss_gib") else "")
+    )
+    commit = record["commit"][:7] + (" (with uncommitted changes)" if record["commit"].endswith("-dirty") else "")
+    return f"*Source: {source}; commit {commit}, {record['date'][:10]}, {where}, torch {torch_version}.*"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- views
+
+DEMO_ROW_NAMES = {
+    "tokenizer_ceiling": "tokenizer ceiling",
+    "teacher_oracle": "teacher-feature oracle",
+    "coarse_to_fine": "coarse-to-fine, brain",
+    "static_terminal": "static terminal, brain",
+    "fine_to_coarse": "fine-to-coarse, brain",
+    "all_levels": "all levels, brain",
+    "diffusion": "diffusion baseline, brain",
+    "shuffled_brain": "shuffled brain (control)",
+}
+STAGE_GROUPS = (  # (label, stage-name prefixes) in pipeline order
+    ("simulate", ("simulate",)),
+    ("teacher features", ("teacher features",)),
+    ("encoder", ("encoder",)),
+    ("tokenizer and tokens", ("tokenizer", "stimulus tokens")),
+    ("judge", ("judge",)),
+    ("generators", ("generator", "diffusion")),
+    ("reconstructions", ("reconstruct",)),
+    ("evaluations", ("evaluate",)),
+    ("report", ("report",)),
+)
+
+
+def demo_rows(record: dict[str, Any]) -> str:
+    numbers = record["numbers"]
+    order = [name for name in DEMO_ROW_NAMES if name in numbers["rows"]]
+    order += sorted(set(numbers["rows"]) - set(order))
+    rows = []
+    for name in order:
+        row = numbers["rows"][name]
+        per_scale = row.get("pixcorr_after_scale")
+        rows.append(
+            [
+                DEMO_ROW_NAMES.get(name, name),
+                score(row["pixcorr"], with_ci=True),
+                score(row["ssim"]),
+                f"{score(row['lite0_early.two_way'])} / {score(row['lite0_late.two_way'])}",
+                f"{score(row['lite2_early.two_way'])} / {score(row['lite2_late.two_way'])}",
+                score(row["judge.colour_f1"], with_ci=True),
+                score(row["judge.category_f1"], with_ci=True),
+                f"{num(per_scale[1])} → {num(per_scale[-1])}" if per_scale and len(per_scale) > 1 else "–",
+            ]
+        )
+    header = [
+        "row",
+        "PixCorr [95 % CI]",
+        "SSIM",
+        "Lite0 early / late 2-way (proxy)",
+        "Lite2 early / late 2-way (proxy)",
+        "judge colour F1 [CI]",
+        "judge category F1 [CI]",
+        "PixCorr after scale 2 → last",
+    ]
+    return table(header, rows) + "\n\n" + provenance_line(record)
+
+
+def demo_summary(record: dict[str, Any]) -> str:
+    numbers = record["numbers"]
+    stages = numbers["stage_seconds"]
+    parts = []
+    for label, prefixes in STAGE_GROUPS:
+        seconds = sum(v for k, v in stages.items() if k.startswith(prefixes))
+        if seconds:
+            parts.append(f"{label} {seconds / 60:.1f}")
+    retrieval = numbers["encoder_retrieval"]
+    truth = numbers["judge_on_true_images"] or {}
+    protocol = numbers["protocol"]
+    return (
+        f"Subject {protocol['subject']}, split `{protocol['split']}`, {protocol['n_images']} images, single shot. "
+        f"Minutes per stage: {', '.join(parts)}. "
+        f"The encoder retrieves the right image among {retrieval['pool']} with top-1 "
+        f"{num(retrieval['brain_to_image_top1'])} (chance {num(retrieval['chance'])}). "
+        f"The judge scores the true images colour F1 {num(truth.get('colour_f1'))}, "
+        f"category F1 {num(truth.get('category_f1'))}."
+    )
+
+
+def sampler_table(record: dict[str, Any]) -> str:
+    rows = []
+    for batch, per_mode in record["numbers"]["batches"].items():
+        for mode, row in per_mode.items():
+            rows.append(
+                [
+                    batch,
+                    mode,
+                    num(row["sampling_ms_per_image"], 1),
+                    num(row["teacher_forced_ms_per_image"], 1),
+                    num(row["ratio"], 2),
+                ]
+            )
+    header = ["batch", "mode", "sampling, ms/image", "teacher-forced pass + VQ decode, ms/image", "ratio"]
+    return table(header, rows) + "\n\n" + provenance_line(record)
+
+
+def decoders_table(record: dict[str, Any]) -> str:
+    numbers = record["numbers"]
+    rows = []
+    for point in numbers["points"]:
+        ms, metrics = point["ms_per_image"], point["metrics"]
+        rows.append(
+            [
+                point["option"],
+                num(ms.get("1"), 1),
+                num(ms.get(max(ms, key=int)), 1),
+                num(metrics.get("pixcorr")),
+                num(metrics.get("ssim")),
+                num(metrics.get("lite0_late.two_way")),
+                num(metrics.get("lite2_early.two_way")),
+            ]
+        )
+    largest = max(numbers["points"][0]["ms_per_image"], key=int)
+    header = [
+        "decoder",
+        "ms/image, batch 1",
+        f"ms/image, batch {largest}",
+        "PixCorr",
+        "SSIM",
+        "Lite0-late 2-way (proxy)",
+        "Lite2-early 2-way (proxy)",
+    ]
+    ratios = "; ".join(
+        f"{name}: " + ", ".join(f"×{r} at batch {b}" for b, r in per_batch.items())
+        for name, per_batch in numbers["ratios"].items()
+    )
+    curve = ", ".join(f"{steps} steps {num(v)}" for steps, v in numbers["ddim_steps_pixcorr"].items())
+    models = (
+        f"scale-wise generator {numbers['scale_wise']['parameters']:,} parameters, "
+        f"{numbers['scale_wise']['training_steps']} fine-tuning steps; diffusion baseline "
+        f"{numbers['diffusion']['parameters']:,} parameters, {numbers['diffusion']['steps']} steps"
+    )
+    return (
+        table(header, rows)
+        + f"\n\nSpeed ratios (time per image, DDIM / scale-wise): {ratios}.\n"
+        + f"Baseline PixCorr against DDIM steps: {curve}. Models: {models}.\n\n"
+        + provenance_line(record)
+    )
+
+
+def routing_table(record: dict[str, Any]) -> str:
+    numbers = record["numbers"].get("routing_study", record["numbers"])  # a demo-long record, or a transcribed one
+    others = numbers["compared_with"]
+    rows = []
+    for arm, values in numbers["arms"].items():
+        cells = [arm, num(values["coarse_to_fine_pixcorr"])]
+        for other in others:
+            d = values["differences"][other]
+            cells.append(f"{signed(d['mean'])} [{signed(d['ci95'][0])}, {signed(d['ci95'][1])}] p={d['p']:g}")
+        rows.append(cells)
+    header = ["arm", "coarse_to_fine PixCorr", *[f"c2f − {o}" for o in others]]
+    return table(header, rows) + "\n\n" + provenance_line(record)
+
+
+def adaptation_table(record: dict[str, Any]) -> str:
+    numbers = record["numbers"]
+    rows = []
+    for row in numbers["rows"]:
+        cells = [str(row["sessions"]), row["arm"]]
+        for key in ("brain_to_image_top1", "image_to_brain_top1", "lite2_late.two_way", "pixcorr"):
+            entry = row[key]
+            cells.append(f"{num(entry['mean'])} [{num(entry['ci95'][0])}, {num(entry['ci95'][1])}]")
+        rows.append(cells)
+    header = [
+        "subject's sessions",
+        "arm",
+        "retrieval top-1 brain→image",
+        "image→brain",
+        "Lite2-late 2-way (proxy)",
+        "PixCorr",
+    ]
+    refs = "; ".join(
+        f"{name} Lite2-late {num(v['lite2_late.two_way'])}, PixCorr {num(v['pixcorr'])}"
+        for name, v in numbers["reference_rows"].items()
+    )
+    return table(header, rows) + f"\n\nReference rows: {refs}.\n\n" + provenance_line(record)
+
+
+PRECISION = {"float16": "fp16", "float32": "fp32", "bfloat16": "bf16"}
+
+
+def priors_table(cards: list[dict[str, Any]]) -> str:
+    rows = []
+    for card in cards:
+        metrics = card["metrics"]
+        if card["kind"] == "tokenizer":
+            result = (
+                f"held-out stream PixCorr {num(metrics['val_pixcorr'])}, SSIM {num(metrics['val_ssim'])}, "
+                f"codebook use {metrics['codebook_usage'] * 100:.0f} %"
+            )
+        else:
+            result = f"held-out stream val loss {num(metrics['best_val'])} (teacher-conditioned)"
+        batch = card["config"][f"train_{card['kind']}"]["batch_size"]
+        rows.append(
+            [
+                f"{card['kind']} ({card['parameters'] / 1e6:.2f} M, {PRECISION.get(card['dtype'], card['dtype'])})",
+                f"`{card['command']}`",
+                f"{card['steps']:,} × {batch}",
+                f"{minutes(card['wall_seconds'])} ({card['threads']} thread{'s' if card['threads'] > 1 else ''})",
+                result,
+            ]
+        )
+    return table(["prior", "command", "steps", "wall time", "result"], rows)
+
+
+def plan_table(record: dict[str, Any]) -> str:
+    numbers = record["numbers"]
+    strategies = numbers["strategies"]
+    rows = []
+    for stage in numbers["stages"]:
+        rows.append([f"{stage['name']} ({stage['parameters']})", *[stage["fits"][s] for s in strategies]])
+    header = [f"stage ({numbers['gpus']} × {numbers['gpu_memory_gib']:g} GiB)", *strategies]
+    hours = "; ".join(f"{s['name']} {s['expected_hours']:.1f} h" for s in numbers["stages"])
+    return (
+        table(header, rows)
+        + f"\n\nExpected hours at {numbers['gpus']} × {numbers['gpu_tflops']:g} TFLOP/s and "
+        + f"{numbers['mfu'] * 100:g} % MFU (an estimate from counted FLOPs, never a measurement): {hours}.\n\n"
+        + provenance_line(record)
+    )
+
+
+VIEWS: dict[str, Callable[[Any], str]] = {
+    "demo-rows": demo_rows,
+    "demo-summary": demo_summary,
+    "sampler-table": sampler_table,
+    "decoders-table": decoders_table,
+    "routing-table": routing_table,
+    "adaptation-table": adaptation_table,
+    "priors-table": priors_table,
+    "plan-table": plan_table,
+}
+
+
+# ---------------------------------------------------------------- the blocks
+
+
+def load_source(name: str, root: Path = ROOT) -> Any:
+    """A result file (checked against its schema), or every model card of a priors folder."""
+    path = root / name
+    if path.is_dir():
+        return [json.loads(p.read_text()) for p in sorted(path.glob("*.json"), reverse=True)]  # tokenizer, generator
+    sys.path.insert(0, str(root / "src"))
+    from mindhier.result_files import read_result
+
+    return read_result(path)
+
+
+def render_readme(text: str, root: Path = ROOT) -> str:
+    """The README with every generated block rendered from its file."""
+
+    def replace(match: re.Match) -> str:
+        opening, name, view, _, closing = match.groups()
+        if view not in VIEWS:
+            raise SystemExit(f"README block {name} {view}: unknown view; use one of {', '.join(VIEWS)}")
+        return opening + VIEWS[view](load_source(name, root)) + "\n" + closing
+
+    return BLOCK.sub(replace, text)
+
+
+def differing_blocks(text: str, root: Path = ROOT) -> list[str]:
+    """The `FILE VIEW` of every block whose text is not what its file renders."""
+    written = {(m.group(2), m.group(3)): m.group(4) for m in BLOCK.finditer(text)}
+    rendered = {(m.group(2), m.group(3)): m.group(4) for m in BLOCK.finditer(render_readme(text, root))}
+    return [f"{name} {view}" for (name, view), body in written.items() if rendered[(name, view)] != body]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a block differs")
+    parser.add_argument("--readme", type=Path, default=README)
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    if args.check:
+        differing = differing_blocks(text, args.readme.parent)
+        for block in differing:
+            print(f"README block {block} differs from its result file; run python scripts/readme_tables.py")
+        return 1 if differing else 0
+    args.readme.write_text(render_readme(text, args.readme.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The decoder stages of a pipeline: one generator per routing and condition (fine-tuned from the prior on brain
+data; in the routing study also on the teacher's features), the diffusion baseline, and the scored rows —
+each decoder's reconstructions, the teacher-feature oracle, the shuffled-brain control and the tokenizer ceiling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from mindhier import run_layout
+from mindhier.config import MindhierConfig
+from mindhier.fileio import read_json
+from mindhier.metrics.recons_eval import METRICS_FILE
+from mindhier.pipeline.stages import (
+    DIFFUSION_RECON_SECTIONS,
+    DIFFUSION_SECTIONS,
+    GENERATOR_SECTIONS,
+    RECON_SECTIONS,
+    Stages,
+)
+from mindhier.progress import ProgressFn
+from mindhier.run_layout import (
+    PIPELINE_CEILING,
+    PIPELINE_CONTROL,
+    PIPELINE_DIFFUSION,
+    PIPELINE_GENERATORS,
+    PIPELINE_ORACLE,
+)
+
+ORACLE_SUFFIX = "-oracle"
+
+
+def generator_name(routing: str, condition: str) -> str:
+    """A generator's folder and row name: its routing, with `-oracle` when trained on the teacher's features."""
+    return routing if condition == "brain" else f"{routing}{ORACLE_SUFFIX}"
+
+
+def generator_stages(
+    cfg: MindhierConfig,
+    run_dir: Path,
+    data_dir: Path,
+    encoder_dir: Path,
+    tokenizer_dir: Path,
+    stages: Stages,
+    routings: tuple[str, ...],
+    judge,
+    extractors: list,
+    progress: ProgressFn | None,
+    tag: str = "",
+    with_diffusion: bool = False,
+    truth_features: dict | None = None,
+    reference_rows: bool = True,
+) -> list[str]:
+    """One generator per routing and condition (fine-tuned from the prior on brain data, and in the routing study
+    also on the teacher's features), their reconstructions, the oracle row, the shuffled-brain control, the
+    tokenizer ceiling and every evaluation; with `with_diffusion`, the diffusion baseline too. Without
+    `reference_rows` the control and the ceiling are left out (a later seed of the routing study: the ceiling does
+    not depend on the seed, the control is read in the first seed's run)."""
+    from mindhier.metrics.recons_eval import format_metrics
+    from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions, write_tokenizer_ceiling
+    from mindhier.train.diffusion import train_diffusion
+    from mindhier.train.generator import train_generator
+
+    subject = read_json(encoder_dir / run_layout.shapes_file("encoder"), "encoder shapes")["subject_voxels"][0][0]
+    repeats = cfg.demo.consistency_samples
+
+    def variant(routing: str, condition: str = "brain") -> MindhierConfig:
+        generator = dataclasses.replace(cfg.generator, routing=routing)
+        return dataclasses.replace(
+            cfg, generator=generator, train_generator=dataclasses.replace(cfg.train_generator, condition=condition)
+        )
+
+    def reconstruct(out: Path, decoder_dir: Path, sampler, **options) -> None:
+        reconstructor = Reconstructor.from_runs(decoder_dir, encoder_dir, tokenizer_dir, sampler, device=stages.device)
+        write_reconstructions(
+            reconstructor,
+            data_dir,
+            out,
+            subject,
+            split=cfg.demo.split,
+            seed=sampler.seed,
+            overwrite=True,
+            progress=progress,
+            batch_size=stages.batch_size,
+            strips=True,
+            **options,
+        )
+
+    rows: list[tuple[str, MindhierConfig, Callable[[Path], object], tuple[str, ...]]] = []
+    for condition in cfg.demo.conditions:
+        for routing in routings:
+            name, routing_cfg = generator_name(routing, condition), variant(routing, condition)
+            generator_dir = run_dir / PIPELINE_GENERATORS / name
+            stages.cfg = routing_cfg
+            stages.train(
+                f"{tag}generator {name}",
+                generator_dir,
+                GENERATOR_SECTIONS,
+                lambda resume, c=routing_cfg, g=generator_dir: train_generator(
+                    c,
+                    data_dir,
+                    encoder_dir,
+                    tokenizer_dir,
+                    g,
+                    subjects=(subject,),
+                    resume=resume,
+                    device=stages.device,
+                    progress=progress,
+                ),
+            )
+            options = {"condition": condition, "determinism": repeats if condition == "brain" else 0}
+            rows.append(
+                (
+                    name,
+                    routing_cfg,
+                    lambda out, g=generator_dir, o=options: reconstruct(out, g, cfg.sampler, **o),
+                    RECON_SECTIONS,
+                )
+            )
+    first = run_dir / PIPELINE_GENERATORS / generator_name(routings[0], "brain")
+    if cfg.demo.oracle_row and "teacher" not in cfg.demo.conditions:
+        rows.append(
+            (
+                PIPELINE_ORACLE,
+                variant(routings[0]),
+                lambda out: reconstruct(out, first, cfg.sampler, condition="teacher"),
+                RECON_SECTIONS,
+            )
+        )
+    if with_diffusion:
+        baseline_cfg = variant(routings[0])
+        stages.cfg = baseline_cfg
+        stages.train(
+            f"{tag}diffusion baseline",
+            run_dir / PIPELINE_DIFFUSION,
+            DIFFUSION_SECTIONS,
+            lambda resume: train_diffusion(
+                baseline_cfg,
+                data_dir,
+                encoder_dir,
+                tokenizer_dir,
+                run_dir / PIPELINE_DIFFUSION,
+                subjects=(subject,),
+                resume=resume,
+                device=stages.device,
+                progress=progress,
+            ),
+        )
+        rows.append(
+            (
+                PIPELINE_DIFFUSION,
+                baseline_cfg,
+                lambda out: reconstruct(out, run_dir / PIPELINE_DIFFUSION, cfg.ddim, determinism=repeats),
+                DIFFUSION_RECON_SECTIONS,
+            )
+        )
+    if reference_rows:
+        rows.append(
+            (
+                PIPELINE_CONTROL,
+                variant(routings[0]),
+                lambda out: reconstruct(out, first, cfg.sampler, shuffle_brain=True),
+                RECON_SECTIONS,
+            )
+        )
+        rows.append(
+            (
+                PIPELINE_CEILING,
+                cfg,
+                lambda out: write_tokenizer_ceiling(
+                    tokenizer_dir, data_dir, out, subject, cfg.demo.split, overwrite=True, device=stages.device
+                ),
+                RECON_SECTIONS,
+            )
+        )
+
+    lines, truth_features = [], truth_features if truth_features is not None else {}
+    for name, row_cfg, make, sections in rows:
+        stages.cfg = row_cfg
+        eval_dir = stages.scored_row(
+            tag,
+            run_dir,
+            name,
+            sections,
+            make,
+            data_dir,
+            extractors=extractors,
+            judge=judge,
+            truth_features=truth_features,
+        )
+        if name in routings or name in (PIPELINE_DIFFUSION, PIPELINE_ORACLE):
+            metrics = format_metrics(read_json(eval_dir / METRICS_FILE, "metrics record"), brief=True)
+            lines.append(f"{tag}{name}:\n" + metrics.split("\n", 1)[1])
+    stages.cfg = cfg
+    return lines

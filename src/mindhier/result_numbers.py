@@ -1,0 +1,209 @@
+"""Which numbers a result file keeps, per measurement (`result_files.py` holds the record around them).
+
+Each function reads what the command itself wrote — a demo folder's `eval/*/metrics.json`, `stage_times.json` and
+`encoder/encoder_eval.json`, a benchmark's JSON — and returns the figures the README shows, rounded to what the
+tables print (so a README table and its file can be compared exactly). Nothing here recomputes a metric.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mindhier import run_layout
+from mindhier.fileio import read_json
+
+# the demo rows' metrics in the README's column order (`metrics.json` keys); proxies are labelled in the README
+DEMO_METRICS = (
+    "pixcorr",
+    "ssim",
+    "lite0_early.two_way",
+    "lite0_late.two_way",
+    "lite2_early.two_way",
+    "lite2_late.two_way",
+    "judge.colour_f1",
+    "judge.category_f1",
+)
+DIGITS = 3
+
+
+def _score(metric: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Mean and 95 % CI of one metric, rounded; None when the metric is absent."""
+    if not metric or "mean" not in metric:
+        return None
+    low, high = metric["ci95"]
+    return {"mean": round(metric["mean"], DIGITS), "ci95": [round(low, DIGITS), round(high, DIGITS)]}
+
+
+def demo_numbers(run_dir: str | Path) -> dict[str, Any]:
+    """A finished demo folder's figures: every evaluated row (mean and CI of each headline metric, PixCorr after
+    every scale), the judge on the true images, the encoder's retrieval, and the seconds of every stage."""
+    run_dir = Path(run_dir)
+    rows: dict[str, Any] = {}
+    judge_on_truth = None
+    protocol: dict[str, Any] = {}
+    for eval_dir in sorted((run_dir / run_layout.PIPELINE_EVAL).iterdir()):
+        path = eval_dir / "metrics.json"
+        if not path.is_file():
+            continue
+        record = read_json(path, "metrics record")
+        metrics = record["metrics"]
+        row: dict[str, Any] = {name: _score(metrics.get(name)) for name in DEMO_METRICS}
+        per_scale = record.get("per_scale") or {}
+        if per_scale.get("means", {}).get("pixcorr"):
+            row["pixcorr_after_scale"] = [round(v, DIGITS) for v in per_scale["means"]["pixcorr"]]
+        rows[eval_dir.name] = row
+        judge = record.get("judge") or {}
+        if judge.get("on_true_images") and judge_on_truth is None:
+            truth = judge["on_true_images"]
+            judge_on_truth = {k: round(truth[k], DIGITS) for k in ("colour_f1", "category_f1")}
+        protocol = protocol or {k: record["protocol"].get(k) for k in ("subject", "split", "n_images")}
+    encoder_eval = read_json(run_dir / run_layout.PIPELINE_ENCODER / run_layout.ENCODER_EVAL, "encoder evaluation")
+    retrieval = next(iter(encoder_eval["subjects"].values()))["retrieval"]
+    stages = read_json(run_dir / run_layout.PIPELINE_STAGE_TIMES, "stage times")
+    study = run_dir / run_layout.PIPELINE_REPORT / ROUTING_STUDY_FILE
+    extra = {"routing_study": routing_numbers(read_json(study, "routing study"))} if study.is_file() else {}
+    return {
+        "protocol": protocol,
+        "rows": rows,
+        "judge_on_true_images": judge_on_truth,
+        "encoder_retrieval": {
+            "brain_to_image_top1": round(retrieval["brain_to_image_top1"], DIGITS),
+            "pool": retrieval["pool"],
+            "chance": round(retrieval["chance"], DIGITS),
+        },
+        "stage_seconds": {
+            name: round(value["seconds"], 1)
+            for name, value in stages.items()
+            if isinstance(value, dict) and "seconds" in value
+        },
+        **extra,
+    }
+
+
+ROUTING_STUDY_FILE = "routing_study.json"  # written by the report of a `demo --preset demo-long` folder
+ROUTING_ARMS = {"brain": "brain", "oracle": "oracle (teacher features)"}
+
+
+def routing_numbers(study: dict[str, Any]) -> dict[str, Any]:
+    """The routing study's PixCorr of the reference routing per arm and its paired differences with every other
+    routing (mean over seeds per image, then paired over images: bootstrap CI, Wilcoxon p)."""
+    reference = study["reference"]
+    arms, compared = {}, []
+    for arm, label in ROUTING_ARMS.items():
+        if arm not in study["arms"]:
+            continue
+        values = study["arms"][arm]
+        differences = {}
+        for routing, metrics in values[f"{reference} minus"].items():
+            d = metrics["pixcorr"]
+            differences[routing] = {
+                "mean": round(d["mean"], DIGITS),
+                "ci95": [round(v, DIGITS) for v in d["ci95"]],
+                "p": float(f"{d['p_wilcoxon']:.2g}"),
+            }
+            compared += [routing] if routing not in compared else []
+        arms[label] = {
+            "coarse_to_fine_pixcorr": round(values["means"][reference]["pixcorr"], DIGITS),
+            "differences": differences,
+        }
+    return {"metric": "pixcorr", "compared_with": compared, "arms": arms}
+
+
+def sampler_numbers(record: dict[str, Any]) -> dict[str, Any]:
+    """`bench sampler`'s figures: ms/image of sampling and of one teacher-forced pass, per batch and mode, and
+    the compile time."""
+    batches = {}
+    for batch, per_mode in record["batches"].items():
+        batches[batch] = {
+            mode: {
+                "sampling_ms_per_image": round(row["sampling_seconds"] * 1e3 / int(batch), 1),
+                "teacher_forced_ms_per_image": round(row["teacher_forced_seconds"] * 1e3 / int(batch), 1),
+                "ratio": round(row["ratio_sampling_to_teacher_forced"], 2),
+                "first_call_seconds": row.get("first_call_seconds"),
+            }
+            for mode, row in per_mode.items()
+            if isinstance(row, dict) and "sampling_seconds" in row
+        }
+    return {
+        "preset": record["preset"],
+        "generator_parameters": record["generator_parameters"],
+        "tokens_per_image": record["tokens_per_image"],
+        "batches": batches,
+    }
+
+
+DECODER_METRICS = ("pixcorr", "ssim", "lite0_late.two_way", "lite2_early.two_way")
+
+
+def decoders_numbers(record: dict[str, Any]) -> dict[str, Any]:
+    """`bench decoders`' figures: every timed variant's ms/image and quality, the speed ratios, the baseline's
+    quality against DDIM steps, and both models' sizes and training steps."""
+    points = [
+        {
+            "option": point["option"],
+            "ms_per_image": {b: round(ms, 1) for b, ms in point["ms_per_image"].items()},
+            "metrics": {m: round(point["metrics"][m], DIGITS) for m in DECODER_METRICS if m in point["metrics"]},
+        }
+        for point in record["speed_quality"]
+    ]
+    curve = {
+        steps: round(quality["pixcorr"]["mean"], DIGITS) for steps, quality in record["quality_vs_ddim_steps"].items()
+    }
+    models = record["models"]
+    return {
+        "preset": record["preset"],
+        "test_images": record["test_images"],
+        "repeats": record["repeats"],
+        "points": points,
+        "ratios": record["speed_ratio_diffusion_over_scale_wise"],
+        "ddim_steps_pixcorr": curve,
+        "scale_wise": {k: models["scale_wise"][k] for k in ("parameters", "training_steps")},
+        "diffusion": {k: models["diffusion"][k] for k in ("parameters", "steps")},
+    }
+
+
+PLAN_STRATEGIES = (
+    ("ddp", False, "DDP"),
+    ("ddp", True, "DDP + ckpt"),
+    ("fsdp", False, "FSDP"),
+    ("fsdp", True, "FSDP + ckpt"),
+)
+
+
+def _size(parameters: int) -> str:
+    return f"{parameters / 1e9:.2f} B" if parameters >= 1e9 else f"{parameters / 1e6:.0f} M"
+
+
+def plan_numbers(record: dict[str, Any]) -> dict[str, Any]:
+    """`plan`'s figures: per stage, the largest micro-batch (and accumulation) each strategy fits, and the expected
+    hours (an estimate from counted FLOPs)."""
+    hours = {t["stage"]: round(t["hours"], 1) for t in record["times"]}
+    stages = []
+    for stage in record["stages"]:
+        fits = {}
+        for strategy, checkpointing, label in PLAN_STRATEGIES:
+            row = next(
+                r
+                for r in record["rows"]
+                if r["stage"] == stage["name"] and r["strategy"] == strategy and r["checkpointing"] == checkpointing
+            )
+            accumulation = f" (accum {row['accumulation_steps']})" if row["accumulation_steps"] > 1 else ""
+            fits[label] = f"{row['micro_batch']}{accumulation}" if row["fits"] else "does not fit"
+        stages.append(
+            {
+                "name": stage["name"],
+                "parameters": _size(stage["parameters"]),
+                "fits": fits,
+                "expected_hours": hours.get(stage["name"]),
+            }
+        )
+    return {
+        "preset": record["preset"],
+        "gpus": record["gpus"],
+        "gpu_memory_gib": round(record["gpu_memory_bytes"] / (1 << 30), 1),
+        "gpu_tflops": record["gpu_tflops"],
+        "mfu": record["mfu"],
+        "strategies": [label for _, _, label in PLAN_STRATEGIES],
+        "stages": stages,
+    }
