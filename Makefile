@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 PYTEST_FLAGS ?=
+# e.g. make demo DEMO_FLAGS="--record results/demo.json" (how the README's demo figures are measured)
+DEMO_FLAGS ?=
 
 .PHONY: install demo demo-tiny test test-slow lint format bench clean
 
@@ -23,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 install: $(STAMP)
 
 demo: install
-	$(BIN)/mindhier demo
+	$(BIN)/mindhier demo $(DEMO_FLAGS)
 
 demo-tiny: install
 	$(BIN)/mindhier demo --preset tiny --out runs/demo-tiny

@@ -17,6 +17,7 @@ ALLOWED = (
     "mindhier.config",
     "mindhier.errors",
     "mindhier.distributed",
+    "mindhier._version",  # the root package's version, read without importing the rest
 )
 
 
