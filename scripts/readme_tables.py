@@ -204,9 +204,10 @@ def decoders_table(record: dict[str, Any]) -> str:
         "Lite0-late 2-way (proxy)",
         "Lite2-early 2-way (proxy)",
     ]
-    ratios = "; ".join(
-        f"{name}: " + ", ".join(f"×{r} at batch {b}" for b, r in per_batch.items())
-        for name, per_batch in numbers["ratios"].items()
+    batches = list(next(iter(numbers["ratios"].values())))
+    ratios = table(
+        ["time per image, DDIM / scale-wise", *[f"batch {b}" for b in batches]],
+        [[name, *[f"×{num(per_batch[b], 2)}" for b in batches]] for name, per_batch in numbers["ratios"].items()],
     )
     curve = ", ".join(f"{steps} steps {num(v)}" for steps, v in numbers["ddim_steps_pixcorr"].items())
     models = (
@@ -216,7 +217,7 @@ def decoders_table(record: dict[str, Any]) -> str:
     )
     return (
         table(header, rows)
-        + f"\n\nSpeed ratios (time per image, DDIM / scale-wise): {ratios}.\n"
+        + f"\n\n{ratios}\n\n"
         + f"Baseline PixCorr against DDIM steps: {curve}. Models: {models}.\n\n"
         + provenance_line(record)
     )
