@@ -90,7 +90,12 @@ def test_cli_exports_and_verifies_a_priors_folder(priors, tmp_path, capsys):
     assert main(["pretrain", "tokenizer", "--verify", "--priors", str(folder), "--steps", "5", "--quiet"]) == 0
     assert "the first 5 steps rerun" in capsys.readouterr().out
     card = json.loads((folder / "tokenizer.json").read_text())
-    card["verify"]["losses"][2] *= 1.0001
+    recorded = card["verify"]["losses"][2]
+    card["verify"]["losses"][2] = recorded * (1 + 1e-6)  # another CPU's summation order: passes, and says so
+    (folder / "tokenizer.json").write_text(json.dumps(card))
+    assert main(["pretrain", "tokenizer", "--verify", "--priors", str(folder), "--steps", "5", "--quiet"]) == 0
+    assert "match within 0.001 relative" in capsys.readouterr().out
+    card["verify"]["losses"][2] = recorded * 1.01  # a loss the code does not reproduce
     (folder / "tokenizer.json").write_text(json.dumps(card))
     assert main(["pretrain", "tokenizer", "--verify", "--priors", str(folder), "--steps", "5", "--quiet"]) == 2
-    assert "DIFFERS from step 3" in capsys.readouterr().out
+    assert "DIFFER from step 3" in capsys.readouterr().out
