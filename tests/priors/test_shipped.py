@@ -114,5 +114,5 @@ def test_the_shipped_priors_reproduce_their_first_steps(kind):
     from mindhier.train.pretrain import verify_prior
 
     result = verify_prior(kind)
-    # bit for bit on the machine class that trained them; within VERIFY_TOLERANCE on any other CPU
-    assert result["within_tolerance"] and result["losses"][0] == pytest.approx(result["expected"][0], rel=1e-6), result
+    # bit for bit on the machine class that trained them; within the drift bounds on any other CPU
+    assert result["within_tolerance"], result

@@ -50,11 +50,14 @@ FEATURE_CHUNK = 64  # stream images per teacher forward
 TOKEN_CHUNK = 128  # stream images per tokenizer forward
 VAL_OFFSET = 1 << 40  # keys of the stream's test-split images, apart from the train split's
 VERIFY_STEPS = 20  # steps `--verify` reruns (within the warm-up, so the schedule is that of the full run)
-# `--verify` passes when every rerun loss is within this relative difference of the card's. On the machine class the
-# prior was trained on the losses are equal bit for bit; another CPU's kernels sum in another order, and the losses
-# drift apart from the first update on by ~1e-6 relative, growing over the steps. Any change of code, data, seeds or
-# schedule moves them by orders of magnitude more (a test checks that a changed seed fails).
-VERIFY_TOLERANCE = 1e-3
+# What `--verify` requires of the rerun losses. On the machine class the prior was trained on they are equal bit for
+# bit. Another CPU's kernels sum in another order: the first step (the initial weights' forward pass on the first
+# batch, before any update) still agrees to ~1e-7, and any change of code, config, seeds or data moves it far more;
+# from the first update on the losses drift apart, and the tokenizer's nearest-code choices amplify the drift (seen
+# here: 1e-6 at step 3, 0.9 % at step 20). So: the first step within VERIFY_FIRST_STEP, every step within
+# VERIFY_DRIFT.
+VERIFY_FIRST_STEP = 1e-5  # relative
+VERIFY_DRIFT = 0.05  # relative, any step
 
 
 # ------------------------------------------------------------------------------------------------ the stream
@@ -257,7 +260,8 @@ def _log(run_dir: Path) -> list[dict]:
 
 def verify_prior(kind: str, steps: int | None = None, card: dict | None = None, progress=None) -> dict[str, Any]:
     """Rerun the first steps of a prior's pretraining from its card; `matches` says whether every loss is equal bit
-    for bit, `within_tolerance` whether every loss is within `VERIFY_TOLERANCE` (relative) of the card's."""
+    for bit, `within_tolerance` whether the first step agrees within `VERIFY_FIRST_STEP` and every step within
+    `VERIFY_DRIFT` (relative) — what another CPU's summation order allows."""
     card = card or priors.card(kind)
     steps = min(steps or card["verify"]["steps"], len(card["verify"]["losses"]))
     cfg = from_dict(MindhierConfig, card["config_full"])
@@ -281,14 +285,16 @@ def verify_prior(kind: str, steps: int | None = None, card: dict | None = None, 
         torch.set_num_threads(threads)
     expected = card["verify"]["losses"][:steps]
     first_difference = next((i + 1 for i, (a, b) in enumerate(zip(losses, expected, strict=True)) if a != b), None)
-    relative = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(losses, expected, strict=True))
+    differences = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(losses, expected, strict=True)]
     return {
         "kind": kind,
         "steps": steps,
         "matches": first_difference is None,  # bit for bit
-        "max_relative_difference": relative,
-        "within_tolerance": relative <= VERIFY_TOLERANCE,  # what `--verify` requires (see VERIFY_TOLERANCE)
-        "tolerance": VERIFY_TOLERANCE,
+        "first_step_difference": differences[0],
+        "max_relative_difference": max(differences),
+        # what `--verify` requires (see VERIFY_FIRST_STEP, VERIFY_DRIFT)
+        "within_tolerance": differences[0] <= VERIFY_FIRST_STEP and max(differences) <= VERIFY_DRIFT,
+        "tolerance": {"first_step": VERIFY_FIRST_STEP, "drift": VERIFY_DRIFT},
         "first_different_step": first_difference,
         "losses": losses,
         "expected": expected,
