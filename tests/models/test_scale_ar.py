@@ -92,10 +92,11 @@ def test_block_causal_never_changes_earlier_scales():
     assert torch.allclose(out[:, :21], base[:, :21], atol=1e-6)
 
 
+@pytest.mark.parametrize("context_positions", ["none", "rope"])
 @pytest.mark.parametrize("block_causal", [False, True])
 @pytest.mark.parametrize("cfg_scale", [0.0, 2.5])
-def test_teacher_forced_logits_equal_the_samplers(block_causal, cfg_scale):
-    model, tokenizer = make_model(block_causal=block_causal), make_tokenizer()
+def test_teacher_forced_logits_equal_the_samplers(block_causal, cfg_scale, context_positions):
+    model, tokenizer = make_model(block_causal=block_causal, context_positions=context_positions), make_tokenizer()
     levels, pooled = inputs()
     null_levels, null_pooled = torch.randn(1, 4, 5, 12), torch.randn(1, 10)
     tokens = [torch.randint(0, 64, (3, s * s)) for s in SCALES]
@@ -121,6 +122,32 @@ def test_teacher_forced_logits_equal_the_samplers(block_causal, cfg_scale):
         expected = (1 + t) * cond[:, offsets[k] : offsets[k + 1]] - t * uncond[:, offsets[k] : offsets[k + 1]]
         torch.testing.assert_close(out.logits[k], expected, atol=2e-5, rtol=1e-4)
     assert all(torch.equal(a, b) for a, b in zip(out.tokens, tokens, strict=True))
+
+
+@pytest.mark.parametrize(("context_positions", "place_matters"), [("none", False), ("rope", True)])
+def test_context_tokens_have_a_place_only_with_context_positions(context_positions, place_matters):
+    """Without context positions a level's grid tokens are a bag (the same permutation of every level's grid cells
+    leaves the logits unchanged); with them, moving a cell moves what the scale tokens read."""
+    model, tokenizer = make_model(context_positions=context_positions, routing="all_levels"), make_tokenizer()
+    levels, pooled = inputs()
+    tokens = [torch.randint(0, 64, (3, s * s)) for s in SCALES]
+    x = tokenizer.quantize.teacher_forcing_inputs(tokens)
+    swapped = levels[:, :, [0, 4, 2, 3, 1]]  # grid cells 1 and 4 (top left, bottom right) trade places
+    moved = (model(x, swapped, pooled) - model(x, levels, pooled)).abs().max()
+    assert (moved > 1e-3) if place_matters else (moved < 1e-5), moved
+    first_only = levels.clone()
+    first_only[:, :, 0] += 1.0  # the global token is unrotated: it moves the logits in both modes
+    assert (model(x, first_only, pooled) - model(x, levels, pooled)).abs().max() > 1e-3
+
+
+def test_context_positions_need_rope_and_a_square_grid():
+    from mindhier.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="positions=rope too"):
+        GeneratorConfig(positions="learned", context_positions="rope")
+    odd = dataclasses.replace(SHAPES, level_tokens=6)
+    with pytest.raises(ConfigError, match="square grid"):
+        ScaleAR(GeneratorConfig(depth=1, width=32, heads=2, context_positions="rope"), odd)
 
 
 @pytest.mark.parametrize(

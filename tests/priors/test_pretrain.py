@@ -104,3 +104,16 @@ def test_cli_exports_and_verifies_a_priors_folder(priors, tmp_path, capsys):
     (folder / "tokenizer.json").write_text(json.dumps(card))
     assert main(["pretrain", "tokenizer", "--verify", "--priors", str(folder), "--steps", "5", "--quiet"]) == 2
     assert "DIFFER from step 1" in capsys.readouterr().out
+
+
+def test_condition_use_on_the_stream_goes_into_the_model_card(priors, tmp_path, capsys):
+    cfg, _, _, generator = priors
+    argv = ["pretrain", "generator", "--condition-use", str(generator.run_dir), "--val-images", "12", "--quiet"]
+    assert main(argv) == 0
+    assert "teacher features of stream test split, first 12" in capsys.readouterr().out
+    record = json.loads((generator.run_dir / "condition_use.json").read_text())
+    assert record["n_images"] == 12 and [r["side"] for r in record["scales"]] == list(cfg.tokenizer.scales)
+    assert main(argv) == 2  # the record is not replaced without --overwrite
+    export_prior("generator", generator.run_dir, to=tmp_path / "priors")
+    card = json.loads((tmp_path / "priors" / "generator.json").read_text())
+    assert card["condition_use"]["scales"] == record["scales"] and "per_image" not in card["condition_use"]

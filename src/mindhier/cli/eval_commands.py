@@ -121,6 +121,36 @@ def cmd_eval_recons(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_condition(args: argparse.Namespace) -> int:
+    from mindhier.fileio import refuse_existing, write_json
+    from mindhier.metrics.condition_use import format_condition_use, measure_condition_use
+
+    if args.out is not None:
+        refuse_existing(args.out, args.overwrite, "condition-use record")
+    apply_threads(args)
+    progress = progress_bar(args)
+    try:
+        record = measure_condition_use(
+            args.generator,
+            args.data,
+            subject=args.subject,
+            split=args.split,
+            inputs=tuple(dict.fromkeys(args.inputs)),
+            device=inference_device(args),
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    for name, arm in record["inputs"].items():
+        print(format_condition_use(f"{name} inputs, split {record['split']}", arm))
+    if args.out is not None:
+        write_json(args.out, record)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_eval_compare(args: argparse.Namespace) -> int:
     from mindhier.metrics.recons_eval import compare, format_comparison
 

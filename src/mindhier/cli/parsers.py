@@ -13,6 +13,7 @@ from mindhier.cli.eval_commands import (
     cmd_ceiling,
     cmd_eval_adaptation,
     cmd_eval_compare,
+    cmd_eval_condition,
     cmd_eval_encoder,
     cmd_eval_recons,
     cmd_eval_table,
@@ -372,6 +373,29 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     add_device_options(p, 256, "brain inputs per encoder forward (default 256)")
     add_runtime_options(p)
     p.set_defaults(func=cmd_eval_encoder)
+
+    p = evaluate.add_parser(
+        "condition",
+        help="how much a generator uses its condition per scale: teacher-forced NLL and accuracy with the true, "
+        "null and shuffled condition",
+    )
+    p.add_argument("--generator", type=Path, required=True, help="scale-wise generator run folder")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (images, voxels, feature cache)")
+    p.add_argument("--subject", type=positive_int, help="default: the encoder's first subject")
+    p.add_argument("--split", default="val", choices=["val", "test", "test_old"], help="default: val")
+    p.add_argument(
+        "--inputs",
+        nargs="+",
+        default=["brain", "teacher"],
+        choices=["brain", "teacher"],
+        help="conditions to measure: the encoder on the voxels, the teacher's features of the images (default both)",
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the shuffle and the bootstrap")
+    p.add_argument("--out", type=Path, help="also write the record (JSON) here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_device_options(p, 64, "images per teacher-forced forward (default 64)")
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_eval_condition)
 
     p = evaluate.add_parser(
         "adaptation", help="a new subject from 1, 2, 4 sessions and all: adapted from a shared model vs from scratch"

@@ -3,6 +3,8 @@
 mindhier pretrain tokenizer --out RUN [--images 40000] [--val-images 512]     train on the pretraining stream
 mindhier pretrain generator --out RUN [--tokenizer prior|RUN] [--images …]    (after the tokenizer prior)
 mindhier pretrain tokenizer --export RUN [--to DIR]                            write the prior + model card
+mindhier pretrain generator --condition-use RUN [--val-images 512]            condition use per scale on
+                                                                              held-out stream images
 mindhier pretrain tokenizer --verify [--steps N]                               rerun the shipped prior's first
                                                                               steps; exit 2 unless every loss
                                                                               agrees with the card's (first step
@@ -35,6 +37,14 @@ def add_pretrain_parser(commands) -> None:
             "--export", type=Path, metavar="RUN", help="write RUN's weights and model card as the prior"
         )
         action.add_argument("--verify", action="store_true", help="rerun the shipped prior's first steps and compare")
+        if kind == "generator":
+            action.add_argument(
+                "--condition-use",
+                type=Path,
+                metavar="RUN",
+                help="measure RUN's condition use per scale on --val-images held-out stream images "
+                "(RUN/condition_use.json; --export puts it in the model card)",
+            )
         p.add_argument("--images", type=positive_int, default=40_000, help="stream images to train on (default 40000)")
         p.add_argument("--val-images", type=positive_int, default=512, help="stream test-split images to validate on")
         if kind == "generator":
@@ -44,6 +54,7 @@ def add_pretrain_parser(commands) -> None:
             "--steps", type=positive_int, help="with --verify: how many of the recorded first steps to rerun"
         )
         p.add_argument("--resume", action="store_true", help="continue the pretraining run in --out")
+        p.add_argument("--overwrite", action="store_true", help="with --condition-use: replace the run's record")
         p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
         add_config_options(p)
         add_runtime_options(p)
@@ -84,6 +95,19 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"{kind} prior: the first {result['steps']} steps rerun on {result['threads']} threads: {mark}")
         print(json.dumps({"losses": result["losses"], "recorded": result["expected"]}))
         return 0 if result["within_tolerance"] else 2
+    if getattr(args, "condition_use", None) is not None:
+        from mindhier.metrics.condition_use import format_condition_use
+        from mindhier.train.pretrain import stream_condition_use
+
+        progress = progress_bar(args)
+        try:
+            record = stream_condition_use(
+                args.condition_use, args.val_images, args.device or "cpu", progress, args.overwrite
+            )
+        finally:
+            progress.close()
+        print(format_condition_use(f"{args.condition_use}, teacher features of {record['images']}", record))
+        return 0
     if args.export:
         from mindhier.train.pretrain import export_prior
 

@@ -109,6 +109,10 @@ class GeneratorConfig:
     positions: str = "rope"  # rope (2-D axial) | learned (absolute embedding per token)
     rope_theta: float = 10_000.0
     rope_size: float = 128.0  # every scale's grid is stretched over [0, rope_size]
+    # none: the context tokens are an unordered set (Switti; CLIP's patch tokens carry their place in their content);
+    # rope: each level's grid tokens are rotated at their cell's place in the scale tokens' RoPE frame, the global
+    # token unrotated, and the scale tokens' queries by theirs — a scale token attends by relative place (needs rope)
+    context_positions: str = "none"
     norm_eps: float = 1e-6
     cfg_dropout: float = 0.1  # training: share of samples whose voxels are zeroed (the null condition)
 
@@ -125,6 +129,13 @@ class GeneratorConfig:
             raise ConfigError(f"generator.routing must be one of {', '.join(ROUTING_MODES)}, got {self.routing!r}")
         if self.positions not in ("rope", "learned"):
             raise ConfigError(f"generator.positions must be rope or learned, got {self.positions!r}")
+        if self.context_positions not in ("none", "rope"):
+            raise ConfigError(f"generator.context_positions must be none or rope, got {self.context_positions!r}")
+        if self.context_positions == "rope" and self.positions != "rope":
+            raise ConfigError(
+                "generator.context_positions=rope places the context in the scale tokens' RoPE frame; "
+                "set generator.positions=rope too"
+            )
         check_range("generator.cfg_dropout", self.cfg_dropout, 0.0, 1.0)
 
 

@@ -26,6 +26,19 @@ def scale_frequencies(side: int, head_dim: int, theta: float, size: float) -> to
     return torch.polar(torch.ones_like(angles), angles)
 
 
+def context_frequencies(n_levels: int, level_tokens: int, head_dim: int, theta: float, size: float) -> torch.Tensor:
+    """Rotations [M·Q, E/2] of condition tokens laid out as one global token followed by a G × G grid (row-major,
+    Q = G² + 1) per level: the global token is not rotated (angle 0), grid cell (row, column) is rotated as the
+    token of an s = G scale at that row and column, so a context cell and the scale tokens over the same place of
+    the image share a position. Raises ValueError when Q − 1 is not a square."""
+    side = round((level_tokens - 1) ** 0.5)
+    if level_tokens < 2 or side * side != level_tokens - 1:
+        raise ValueError(f"context positions need a global token plus a square grid per level, got {level_tokens}")
+    grid = scale_frequencies(side, head_dim, theta, size)
+    level = torch.cat([torch.ones_like(grid[:1]), grid])  # the global token: rotation by 1 (angle 0)
+    return level.repeat(n_levels, 1)
+
+
 def sequence_frequencies(scales: tuple[int, ...], head_dim: int, theta: float, size: float) -> torch.Tensor:
     """Rotations [L, E/2] for all scales, coarse to fine."""
     return torch.cat([scale_frequencies(s, head_dim, theta, size) for s in scales])

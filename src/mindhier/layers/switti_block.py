@@ -2,7 +2,7 @@
 
     (γ1, γ2, α1, α2, β1, β2) = Linear(SiLU(c))                                     AdaLN from the condition c
     x ← x + RMS_sa2( SelfAttn( RMS_sa1(x)·(1 + α1) + β1 ) ) · γ1                   RoPE on q, k
-    x ← x + RMS_ca2( CrossAttn( q = RMS_ca1(x), kv = RMS_y(context), routing mask ) )
+    x ← x + RMS_ca2( CrossAttn( q = RMS_ca1(x), kv = RMS_y(context), routing mask ) )    optional RoPE on q, k
     x ← x + RMS_f2( SwiGLU( RMS_f1(x)·(1 + α2) + β2 ) ) · γ2
 
 QK-normalisation is a non-affine LayerNorm over the full width of q and k before the heads are split.
@@ -54,25 +54,44 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    def __init__(self, width: int, context_width: int, heads: int, eps: float = 1e-6):
+    """Attention from the scale tokens to the context. With `positional` (generator.context_positions=rope) the
+    keys are rotated at their context token's place (`rope.context_frequencies`) and the queries at theirs, so the
+    scores depend on where a context cell is relative to the query token (docs/method.md §5.2)."""
+
+    def __init__(self, width: int, context_width: int, heads: int, eps: float = 1e-6, positional: bool = False):
         super().__init__()
         self.heads = heads
+        self.positional = positional
         self.to_q = nn.Linear(width, width)
         self.to_kv = nn.Linear(context_width, 2 * width)
         self.proj = nn.Linear(width, width)
         self.q_norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
         self.k_norm = nn.LayerNorm(width, eps=eps, elementwise_affine=False)
 
-    def context_kv(self, context_BXY: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of the (normed) context, [B, A, X, E] each: computed once per sample in sampling."""
+    def context_kv(self, context_BXY: torch.Tensor, freqs_Xe=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of the (normed) context, [B, A, X, E] each: computed once per sample in sampling.
+        `freqs_Xe`: the context tokens' rotations (complex [X, e] or real tables), used when `positional`."""
         k, v = self.to_kv(context_BXY).chunk(2, dim=-1)
         k = self.k_norm(k)
-        return tuple(rearrange(t, "b x (a e) -> b a x e", a=self.heads) for t in (k, v))
+        k, v = (rearrange(t, "b x (a e) -> b a x e", a=self.heads) for t in (k, v))
+        if self.positional:
+            k = _rotate(k, freqs_Xe)
+        return k, v
 
-    def forward(self, x_BlD, kv, mask_lX=None):
+    def forward(self, x_BlD, kv, mask_lX=None, freqs_le=None):
+        """`freqs_le`: the query tokens' rotations (the self-attention's), used when `positional`."""
         q = rearrange(self.q_norm(self.to_q(x_BlD)), "b l (a e) -> b a l e", a=self.heads)
+        if self.positional:
+            q = _rotate(q, freqs_le)
         out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask_lX)
         return self.proj(rearrange(out, "b a l e -> b l (a e)"))
+
+
+def _rotate(t_BAlE: torch.Tensor, freqs) -> torch.Tensor:
+    """RoPE by complex rotations [l, e] or by real (cos, sin) tables; a positional attention needs them."""
+    if freqs is None:
+        raise ValueError("positional cross-attention needs the tokens' rotations")
+    return apply_rotary_real(t_BAlE, *freqs) if isinstance(freqs, tuple) else apply_rotary(t_BAlE, freqs)
 
 
 class SwiGLU(nn.Module):
@@ -87,11 +106,20 @@ class SwiGLU(nn.Module):
 
 
 class AdaLNSelfCrossBlock(nn.Module):
-    def __init__(self, width: int, heads: int, context_width: int, cond_width: int, ffn_hidden: int, eps: float):
+    def __init__(
+        self,
+        width: int,
+        heads: int,
+        context_width: int,
+        cond_width: int,
+        ffn_hidden: int,
+        eps: float,
+        context_positions: bool = False,
+    ):
         super().__init__()
         self.width = width
         self.attn = SelfAttention(width, heads, eps)
-        self.cross_attn = CrossAttention(width, context_width, heads, eps)
+        self.cross_attn = CrossAttention(width, context_width, heads, eps, positional=context_positions)
         self.ffn = SwiGLU(width, ffn_hidden)
         self.self_attention_norm1, self.self_attention_norm2 = RMSNorm(width, eps), RMSNorm(width, eps)
         self.cross_attention_norm1, self.cross_attention_norm2 = RMSNorm(width, eps), RMSNorm(width, eps)
@@ -103,8 +131,8 @@ class AdaLNSelfCrossBlock(nn.Module):
         """AdaLN parameters [B, 1, 6, D] (γ1, γ2, α1, α2, β1, β2): computed once per sample in sampling."""
         return rearrange(self.ada_lin(cond_BD), "b (six d) -> b 1 six d", six=6)
 
-    def context_kv(self, context_BXY: torch.Tensor):
-        return self.cross_attn.context_kv(self.attention_y_norm(context_BXY))
+    def context_kv(self, context_BXY: torch.Tensor, context_freqs=None):
+        return self.cross_attn.context_kv(self.attention_y_norm(context_BXY), context_freqs)
 
     def forward(
         self,
@@ -118,17 +146,20 @@ class AdaLNSelfCrossBlock(nn.Module):
         *,
         cond_BD=None,
         context_BXY=None,
+        context_freqs=None,
     ):
         """Sampling passes the per-sample `modulation` and `context_kv` computed once (`modulation`,
-        `context_kv`); training passes `cond_BD` and `context_BXY`, so every use of the block's parameters
-        happens inside its own forward (what FSDP's per-block sharding needs)."""
+        `context_kv`); training passes `cond_BD` and `context_BXY` (and `context_freqs`, the context tokens'
+        rotations, with positional cross-attention), so every use of the block's parameters happens inside its own
+        forward (what FSDP's per-block sharding needs). The queries of the cross-attention rotate with `freqs_le`."""
         if modulation is None:
             modulation = self.modulation(cond_BD)
         if context_kv is None:
-            context_kv = self.context_kv(context_BXY)
+            context_kv = self.context_kv(context_BXY, context_freqs)
         gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation.unbind(2)
         h, new_kv = self.attn(self.self_attention_norm1(x_BlD) * (1 + scale1) + shift1, freqs_le, self_mask, past_kv)
         x = x_BlD + self.self_attention_norm2(h) * gamma1
-        x = x + self.cross_attention_norm2(self.cross_attn(self.cross_attention_norm1(x), context_kv, cross_mask))
+        cross = self.cross_attn(self.cross_attention_norm1(x), context_kv, cross_mask, freqs_le)
+        x = x + self.cross_attention_norm2(cross)
         x = x + self.ffn_norm2(self.ffn(self.ffn_norm1(x) * (1 + scale2) + shift2)) * gamma2
         return x, new_kv

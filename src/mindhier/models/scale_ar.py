@@ -4,7 +4,8 @@
     x_1    = c + pos_start + lvl_embed[1]        the start token: "seeding the forest" with e_M
     x_k    = word_embed(f̂_{<k} at s_k) + lvl_embed[k]        teacher forcing / the sampler's next input
     blocks = Switti AdaLN blocks (condition c): self-attention (within a scale, or block-causal), RoPE,
-             cross-attention to the brain levels e_1..e_M routed per scale (`models/routing.py`), SwiGLU
+             cross-attention to the brain levels head_m(e_m) routed per scale (`models/routing.py`; with
+             generator.context_positions=rope the context tokens carry their grid place), SwiGLU
     logits = head(LN(x)·(1 + scale) + shift),    (scale, shift) = head_nm.ada_lin(c)
 
 `forward` is the teacher-forced pass over all L tokens (training); `prepare` + `step` run one scale at a
@@ -34,7 +35,7 @@ from torch import nn
 
 from mindhier.config import GeneratorConfig, TokenizerConfig
 from mindhier.errors import ConfigError
-from mindhier.layers.rope import rotation_tables, sequence_frequencies
+from mindhier.layers.rope import context_frequencies, rotation_tables, sequence_frequencies
 from mindhier.layers.switti_block import AdaLNSelfCrossBlock
 from mindhier.models.routing import levels_for_scale, sequence_cross_mask, sequence_self_mask
 from mindhier.models.token_pruning import gather_rotations, gather_tokens, pivotal_tokens, restore_tokens
@@ -131,7 +132,15 @@ class ScaleAR(nn.Module):
         self.level_in = nn.ModuleList(nn.Linear(d, width) for d in shapes.level_dims) if shapes.adapted else None
         context_width = width if shapes.adapted else shapes.context_width
         self.blocks = nn.ModuleList(
-            AdaLNSelfCrossBlock(width, cfg.heads, context_width, width, int(width * cfg.ffn_mult), cfg.norm_eps)
+            AdaLNSelfCrossBlock(
+                width,
+                cfg.heads,
+                context_width,
+                width,
+                int(width * cfg.ffn_mult),
+                cfg.norm_eps,
+                context_positions=cfg.context_positions == "rope",
+            )
             for _ in range(cfg.depth)
         )
         self.head_nm = _AdaLNBeforeHead(width, cfg.norm_eps)
@@ -155,6 +164,19 @@ class ScaleAR(nn.Module):
             self.register_buffer("rope_sin_LE", sin_LE, persistent=False)
         else:
             self.freqs_Le = self.rope_cos_LE = self.rope_sin_LE = None
+        if cfg.context_positions == "rope":
+            try:
+                context_freqs = context_frequencies(
+                    shapes.n_levels, shapes.level_tokens, width // cfg.heads, cfg.rope_theta, cfg.rope_size
+                )
+            except ValueError as err:
+                raise ConfigError(f"generator.context_positions=rope: {err}; use context_positions=none") from err
+            self.register_buffer("context_freqs_Xe", context_freqs, persistent=False)
+            cos_XE, sin_XE = rotation_tables(context_freqs)
+            self.register_buffer("context_cos_XE", cos_XE, persistent=False)
+            self.register_buffer("context_sin_XE", sin_XE, persistent=False)
+        else:
+            self.context_freqs_Xe = self.context_cos_XE = self.context_sin_XE = None
         self.context_spans = self.routed_spans(cfg.routing)
         self.offsets = [0]
         for s in scales:
@@ -214,6 +236,10 @@ class ScaleAR(nn.Module):
         dims = self.shapes.level_dims
         return torch.cat([adapter(levels_BMQY[:, m, :, : dims[m]]) for m, adapter in enumerate(self.level_in)], dim=1)
 
+    def context_rotation(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The context tokens' RoPE as real tables (cos, sin) [X, E], or None without context positions."""
+        return None if self.context_cos_XE is None else (self.context_cos_XE, self.context_sin_XE)
+
     def start_tokens(self, cond_BD: torch.Tensor) -> torch.Tensor:
         return cond_BD[:, None].expand(-1, self.first_l, -1) + self.pos_start
 
@@ -249,7 +275,15 @@ class ScaleAR(nn.Module):
         context = self.context(levels_BMQY)
         for block in self.blocks:
             x, _ = block(
-                x, None, None, self.freqs_Le, self.self_mask_LL, self.cross_mask_LX, cond_BD=cond, context_BXY=context
+                x,
+                None,
+                None,
+                self.freqs_Le,
+                self.self_mask_LL,
+                self.cross_mask_LX,
+                cond_BD=cond,
+                context_BXY=context,
+                context_freqs=self.context_freqs_Xe,
             )
         return self.logits(x, self.head_nm.modulation(cond))
 
@@ -261,7 +295,7 @@ class ScaleAR(nn.Module):
         return StepState(
             cond_BD=cond,
             modulations=[block.modulation(cond) for block in self.blocks],
-            context_kv=[tuple(block.context_kv(context)) for block in self.blocks],
+            context_kv=[tuple(block.context_kv(context, self.context_rotation())) for block in self.blocks],
             head_modulation=self.head_nm.modulation(cond),
             past_kv=[None] * len(self.blocks),
         )
