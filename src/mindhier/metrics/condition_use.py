@@ -181,7 +181,7 @@ def measure_condition_use(
     from mindhier.errors import ConfigError
     from mindhier.models.brain_condition import TeacherCondition
     from mindhier.progress import report
-    from mindhier.sampling.reconstruct import Reconstructor, _oracle_features
+    from mindhier.sampling.reconstruct import Reconstructor, oracle_features
 
     reconstructor = Reconstructor.from_runs(generator_run, device=device)
     model = getattr(reconstructor.decoder, "model", None)
@@ -199,7 +199,7 @@ def measure_condition_use(
             null = reconstructor.null(int(subject))
         elif name == "teacher":
             teacher = TeacherCondition(reconstructor.condition.level_dims, reconstructor.encoder.shapes.queries, device)
-            condition = teacher(_oracle_features(reconstructor, data_dir).get(indices))
+            condition = teacher(oracle_features(reconstructor, data_dir).get(indices))
             null = reconstructor.null(int(subject))
         else:
             raise ConfigError(f"unknown condition input {name!r}; use brain and/or teacher")

@@ -282,7 +282,7 @@ def write_reconstructions(
         indices = np.asarray(items.image_index_N)
     if shuffle_brain:
         voxels = voxels[derangement(len(voxels), seed)]
-    features = _oracle_features(reconstructor, data_dir) if condition == "teacher" else None
+    features = oracle_features(reconstructor, data_dir) if condition == "teacher" else None
     seeds = [seed + r for r in range(max(determinism, 1))]
     chunk = max(ENCODER_CHUNK, batch_size)
     with staged_directory(out, overwrite=overwrite) as staging:
@@ -348,7 +348,7 @@ def write_reconstructions(
     return Path(out)
 
 
-def _oracle_features(reconstructor: Reconstructor, data_dir: str | Path):
+def oracle_features(reconstructor: Reconstructor, data_dir: str | Path):
     """The teacher's features of the dataset's stimuli (the encoder's teacher, from the feature cache)."""
     from mindhier.data.feature_cache import build_feature_cache
     from mindhier.data.target_lookup import TargetLookup

@@ -24,7 +24,7 @@ import torch
 
 from mindhier import priors, run_layout
 from mindhier.checkpoint import config_differences, read_state_dict
-from mindhier.config import to_dict
+from mindhier.config import from_dict, to_dict
 from mindhier.errors import ConfigError
 from mindhier.fileio import sha256_file
 
@@ -73,7 +73,9 @@ def initial_weights(spec: str, kind: str, cfg) -> InitialWeights:
         saved = record["config"]
         for section in ARCHITECTURE[kind]:
             ours = {k: v for k, v in to_dict(getattr(cfg, section)).items() if k not in NOT_ARCHITECTURE}
-            theirs = {k: v for k, v in saved[section].items() if k not in NOT_ARCHITECTURE}
+            # a setting the card predates is read at its default (what the prior was trained with)
+            recorded = to_dict(from_dict(type(getattr(cfg, section)), saved[section]))
+            theirs = {k: v for k, v in recorded.items() if k not in NOT_ARCHITECTURE}
             differences = config_differences(theirs, ours, f"{section}.")
             if differences:
                 raise ConfigError(
