@@ -288,6 +288,65 @@ def priors_table(cards: list[dict[str, Any]]) -> str:
     return table(["prior", "command", "steps", "wall time", "result"], rows)
 
 
+def prior_ablation_table(records: list[dict[str, Any]]) -> str:
+    """One row per evaluated generator prior (a folder of `pretrain generator --evaluate --record` files): the
+    levers, held-out loss, condition use over shuffled per scale, and the stream oracle's scores per routing."""
+    rows, direct, sources = [], None, []
+    for record in records:
+        numbers = record["numbers"]
+        trained, oracle = numbers["trained"], numbers["oracle"]
+        use = " / ".join(signed(u["mean"], 2) for u in numbers["condition_use"]["over_shuffled"])
+        sampler = oracle["sampler"]
+        sampling = f"T {sampler['temperature']:g}, cfg {sampler['cfg_scale']:g}" + (
+            f", top-k {sampler['top_k']}" if sampler["top_k"] else ""
+        )
+        c2f = oracle["rows"]["coarse_to_fine"]
+        best = max(
+            (r for r in oracle["rows"] if r != "tokenizer ceiling"), key=lambda r: oracle["rows"][r]["pixcorr"]["mean"]
+        )
+        rows.append(
+            [
+                record["variant"],
+                f"{trained['steps']:,} × {trained['batch_size']} on {trained['images']:,}",
+                f"{trained['width']}×{trained['depth']}, positions {trained['context_positions']}, "
+                f"maps {trained['context_maps']}",
+                sampling,
+                num(numbers["best_val_loss"]),
+                use,
+                score(c2f["pixcorr"], True),
+                score(c2f.get("colour_f1")),
+                score(c2f.get("category_f1")),
+                f"{best.replace('_', ' ')} {num(oracle['rows'][best]['pixcorr']['mean'])}",
+            ]
+        )
+        direct = direct or numbers.get("direct_decoder")
+        sources.append(f"{record['variant']}: " + provenance_line(record).strip("*"))
+    header = [
+        "variant",
+        "steps × batch on images",
+        "width × depth, context",
+        "oracle sampler",
+        "val NLL",
+        "condition use over shuffled, scales 1–6 (nats/token)",
+        "oracle PixCorr (c2f)",
+        "colour F1",
+        "category F1",
+        "best routing PixCorr",
+    ]
+    text = table(header, rows)
+    if direct is not None:
+        d = direct["scores"]
+        text += (
+            f"\n\nWhat the condition holds (direct decoder, {direct['images']}): PixCorr {score(d['pixcorr'], True)}"
+            f", SSIM {score(d['ssim'])}, colour F1 {score(d.get('colour_f1'))}, category F1 "
+            f"{score(d.get('category_f1'))}."
+        )
+    ceiling = records[0]["numbers"]["oracle"]["rows"]["tokenizer ceiling"] if records else None
+    if ceiling is not None:
+        text += f" Tokenizer ceiling on the same images: PixCorr {score(ceiling['pixcorr'])}."
+    return text + "\n\n" + "\n".join(f"*{line}*" for line in sources)
+
+
 def plan_table(record: dict[str, Any]) -> str:
     numbers = record["numbers"]
     strategies = numbers["strategies"]
@@ -313,6 +372,7 @@ VIEWS: dict[str, Callable[[Any], str]] = {
     "adaptation-table": adaptation_table,
     "priors-table": priors_table,
     "plan-table": plan_table,
+    "prior-ablation-table": prior_ablation_table,
 }
 
 
@@ -322,11 +382,13 @@ VIEWS: dict[str, Callable[[Any], str]] = {
 def load_source(name: str, root: Path = ROOT) -> Any:
     """A result file (checked against its schema), or every model card of a priors folder."""
     path = root / name
-    if path.is_dir():
-        return [json.loads(p.read_text()) for p in sorted(path.glob("*.json"), reverse=True)]  # tokenizer, generator
     sys.path.insert(0, str(root / "src"))
     from mindhier.result_files import read_result
 
+    if path.is_dir() and path.is_relative_to(root / "results"):  # a folder of result files: one row each, by name
+        return [{**read_result(p), "variant": p.stem} for p in sorted(path.glob("*.json"))]
+    if path.is_dir():
+        return [json.loads(p.read_text()) for p in sorted(path.glob("*.json"), reverse=True)]  # tokenizer, generator
     return read_result(path)
 
 

@@ -2,6 +2,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -231,6 +232,11 @@ def test_demo_runs_end_to_end_and_reuses_every_stage(tiny_demo, tmp_path, capsys
     assert set(record["brain_correlation"]["rois"]) >= {"all", "V1", "higher"}
     oracle = json.loads((out / "eval" / "teacher_oracle" / "metrics.json").read_text())["protocol"]
     assert oracle["condition"].startswith("oracle") and oracle["routing"] == "coarse_to_fine"
+    # an honest upper bound: the oracle row's generator was trained on teacher features (here the prior as it is)
+    manifest = json.loads((out / "recons" / "teacher_oracle" / "manifest.json").read_text())
+    assert Path(manifest["models"]["decoder"]).name == "coarse_to_fine-oracle"
+    oracle_inputs = json.loads((out / "generators" / "coarse_to_fine-oracle" / "inputs.json").read_text())
+    assert oracle_inputs["condition"] == "teacher"
     report = (out / "report" / "index.html").read_text()
     assert "coarse_to_fine" in report and "static_terminal" in report and "shuffled_brain" in report
     assert "Quality at each scale" in report and "Brain correlation per ROI" in report and "Consistency" in report

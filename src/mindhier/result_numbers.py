@@ -207,3 +207,49 @@ def plan_numbers(record: dict[str, Any]) -> dict[str, Any]:
         "strategies": [label for _, _, label in PLAN_STRATEGIES],
         "stages": stages,
     }
+
+
+def prior_numbers(run_dir: str | Path) -> dict[str, Any]:
+    """A generator pretraining run's figures after `pretrain generator --evaluate`: what was trained (the levers of
+    the prior ablation), its held-out loss, condition use per scale and the stream oracle per routing (and the
+    direct decoder, when measured)."""
+    run_dir = Path(run_dir)
+    config = run_layout.read_run_record(run_dir)["config"]
+    summary = read_json(run_dir / run_layout.SUMMARY, "training summary")
+    inputs = read_json(run_dir / run_layout.INPUTS, "run inputs")
+    generator, train = config["generator"], config["train_generator"]
+    use = read_json(run_dir / "condition_use.json", "condition-use record")
+    oracle = read_json(run_dir / "oracle.json", "stream oracle record")
+    numbers: dict[str, Any] = {
+        "trained": {
+            "images": inputs["stream"]["images"],
+            "steps": summary["steps"],
+            "batch_size": train["batch_size"],
+            "seconds": round(summary["seconds"], 1),
+            "parameters": summary["parameters"],
+            **{k: generator[k] for k in ("width", "depth", "cfg_dropout")},
+            "context_positions": generator.get("context_positions", "none"),
+            "context_maps": generator.get("context_maps", "none"),
+            "routings": list(train["routings"]) or [generator["routing"]],
+        },
+        "best_val_loss": round(summary["best_val"], DIGITS),
+        "condition_use": {
+            "images": use["n_images"],
+            "over_null": [_score(row["use_over_null"]) for row in use["scales"]],
+            "over_shuffled": [_score(row["use_over_shuffled"]) for row in use["scales"]],
+            "accuracy_true": [round(row["accuracy"]["true"], DIGITS) for row in use["scales"]],
+        },
+        "oracle": {
+            "images": oracle["images"],
+            "sampler": oracle["sampler"],
+            "rows": {row: {m: _score(v) for m, v in scores.items()} for row, scores in oracle["rows"].items()},
+        },
+    }
+    direct = run_dir / "direct_decoder.json"
+    if direct.is_file():
+        record = read_json(direct, "direct-decoder record")
+        numbers["direct_decoder"] = {
+            "images": record["images"],
+            "scores": {m: _score(v) for m, v in record["scores"].items()},
+        }
+    return numbers

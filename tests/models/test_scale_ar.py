@@ -56,9 +56,14 @@ def inputs(batch=3):
     return torch.randn(batch, 4, 5, 12, generator=g), torch.randn(batch, 10, generator=g)
 
 
+@pytest.mark.parametrize("context_maps", ["none", "add"])
 @pytest.mark.parametrize("routing", ["coarse_to_fine", "fine_to_coarse", "static_terminal"])
-def test_perturbing_one_level_changes_exactly_its_scales(routing):
-    model, tokenizer = make_model(routing=routing), make_tokenizer()
+def test_perturbing_one_level_changes_exactly_its_scales(routing, context_maps):
+    """Cross-attention and condition maps both follow the routing; a model trained under one routing and switched
+    to another (`set_routing`) routes like one built with it."""
+    model, tokenizer = make_model(routing=routing, context_maps=context_maps), make_tokenizer()
+    switched = make_model(routing="all_levels", context_maps=context_maps)
+    switched.set_routing(routing)
     levels, pooled = inputs()
     tokens = [torch.randint(0, 64, (3, s * s)) for s in SCALES]
     x = tokenizer.quantize.teacher_forcing_inputs(tokens)
@@ -72,6 +77,7 @@ def test_perturbing_one_level_changes_exactly_its_scales(routing):
         for k in range(4):
             differs = not torch.allclose(out[:, offsets[k] : offsets[k + 1]], base[:, offsets[k] : offsets[k + 1]])
             assert differs == (m in table[k]), (routing, m, k)
+        torch.testing.assert_close(switched(x, changed, pooled), out)
 
 
 def test_block_causal_never_changes_earlier_scales():
@@ -92,11 +98,14 @@ def test_block_causal_never_changes_earlier_scales():
     assert torch.allclose(out[:, :21], base[:, :21], atol=1e-6)
 
 
-@pytest.mark.parametrize("context_positions", ["none", "rope"])
+@pytest.mark.parametrize(
+    ("context_positions", "context_maps"), [("none", "none"), ("rope", "none"), ("none", "add"), ("rope", "add")]
+)
 @pytest.mark.parametrize("block_causal", [False, True])
 @pytest.mark.parametrize("cfg_scale", [0.0, 2.5])
-def test_teacher_forced_logits_equal_the_samplers(block_causal, cfg_scale, context_positions):
-    model, tokenizer = make_model(block_causal=block_causal, context_positions=context_positions), make_tokenizer()
+def test_teacher_forced_logits_equal_the_samplers(block_causal, cfg_scale, context_positions, context_maps):
+    model = make_model(block_causal=block_causal, context_positions=context_positions, context_maps=context_maps)
+    tokenizer = make_tokenizer()
     levels, pooled = inputs()
     null_levels, null_pooled = torch.randn(1, 4, 5, 12), torch.randn(1, 10)
     tokens = [torch.randint(0, 64, (3, s * s)) for s in SCALES]
@@ -124,11 +133,17 @@ def test_teacher_forced_logits_equal_the_samplers(block_causal, cfg_scale, conte
     assert all(torch.equal(a, b) for a, b in zip(out.tokens, tokens, strict=True))
 
 
-@pytest.mark.parametrize(("context_positions", "place_matters"), [("none", False), ("rope", True)])
-def test_context_tokens_have_a_place_only_with_context_positions(context_positions, place_matters):
-    """Without context positions a level's grid tokens are a bag (the same permutation of every level's grid cells
-    leaves the logits unchanged); with them, moving a cell moves what the scale tokens read."""
-    model, tokenizer = make_model(context_positions=context_positions, routing="all_levels"), make_tokenizer()
+@pytest.mark.parametrize(
+    ("context_positions", "context_maps", "place_matters"),
+    [("none", "none", False), ("rope", "none", True), ("none", "add", True)],
+)
+def test_context_tokens_have_a_place_only_with_context_positions_or_maps(
+    context_positions, context_maps, place_matters
+):
+    """Without context positions or maps a level's grid tokens are a bag (the same permutation of every level's grid
+    cells leaves the logits unchanged); with either, moving a cell moves what the scale tokens read."""
+    model = make_model(context_positions=context_positions, context_maps=context_maps, routing="all_levels")
+    tokenizer = make_tokenizer()
     levels, pooled = inputs()
     tokens = [torch.randint(0, 64, (3, s * s)) for s in SCALES]
     x = tokenizer.quantize.teacher_forcing_inputs(tokens)
@@ -148,6 +163,10 @@ def test_context_positions_need_rope_and_a_square_grid():
     odd = dataclasses.replace(SHAPES, level_tokens=6)
     with pytest.raises(ConfigError, match="square grid"):
         ScaleAR(GeneratorConfig(depth=1, width=32, heads=2, context_positions="rope"), odd)
+    with pytest.raises(ConfigError, match=r"context_maps=add: .*square grid"):
+        ScaleAR(GeneratorConfig(depth=1, width=32, heads=2, context_maps="add"), odd)
+    with pytest.raises(ConfigError, match="context_maps must be none or add"):
+        GeneratorConfig(context_maps="concat")
 
 
 @pytest.mark.parametrize(

@@ -106,14 +106,28 @@ def test_cli_exports_and_verifies_a_priors_folder(priors, tmp_path, capsys):
     assert "DIFFER from step 1" in capsys.readouterr().out
 
 
-def test_condition_use_on_the_stream_goes_into_the_model_card(priors, tmp_path, capsys):
+def test_evaluation_on_the_stream_goes_into_the_model_card(priors, tmp_path, capsys):
+    """Condition use, the oracle per routing and the direct decoder, on held-out stream images, into the card."""
     cfg, _, _, generator = priors
-    argv = ["pretrain", "generator", "--condition-use", str(generator.run_dir), "--val-images", "12", "--quiet"]
+    run = generator.run_dir
+    argv = ["pretrain", "generator", "--evaluate", str(run), "--val-images", "12", "--images", "64", "--quiet"]
+    argv += ["--direct-decoder", "--decoder-steps", "30", "--no-judge"]
     assert main(argv) == 0
-    assert "teacher features of stream test split, first 12" in capsys.readouterr().out
-    record = json.loads((generator.run_dir / "condition_use.json").read_text())
-    assert record["n_images"] == 12 and [r["side"] for r in record["scales"]] == list(cfg.tokenizer.scales)
-    assert main(argv) == 2  # the record is not replaced without --overwrite
-    export_prior("generator", generator.run_dir, to=tmp_path / "priors")
+    out = capsys.readouterr().out
+    assert "teacher features of stream test split, first 12" in out and "direct decoder" in out
+    use = json.loads((run / "condition_use.json").read_text())
+    assert use["n_images"] == 12 and [r["side"] for r in use["scales"]] == list(cfg.tokenizer.scales)
+    oracle = json.loads((run / "oracle.json").read_text())
+    assert set(oracle["rows"]) == {"tokenizer ceiling", "coarse_to_fine", "fine_to_coarse", "all_levels",
+                                   "static_terminal"}  # fmt: skip
+    ceiling, routed = oracle["rows"]["tokenizer ceiling"]["pixcorr"], oracle["rows"]["coarse_to_fine"]["pixcorr"]
+    assert ceiling["n"] == 12 and ceiling["mean"] > routed["mean"]  # 22 steps of training: far below the ceiling
+    direct = json.loads((run / "direct_decoder.json").read_text())
+    assert direct["training"]["steps"] == 30 and set(direct["scores"]) == {"pixcorr", "ssim"}
+    before = (run / "oracle.json").read_bytes()
+    assert main(argv) == 2  # the records are not replaced without --overwrite, and none is touched
+    assert (run / "oracle.json").read_bytes() == before
+    export_prior("generator", run, to=tmp_path / "priors")
     card = json.loads((tmp_path / "priors" / "generator.json").read_text())
-    assert card["condition_use"]["scales"] == record["scales"] and "per_image" not in card["condition_use"]
+    assert card["condition_use"]["scales"] == use["scales"] and "per_image" not in card["condition_use"]
+    assert card["oracle"]["rows"] == oracle["rows"] and card["direct_decoder"]["scores"] == direct["scores"]

@@ -82,9 +82,10 @@ def test_a_loop_refuses_another_batch_size():
         draw(model, tokenizer, cfg, *inputs(3), loop=loop)
 
 
-@pytest.mark.parametrize("context_positions", ["none", "rope"])
-def test_the_loop_in_one_function_draws_what_the_scale_by_scale_steps_draw(context_positions):
-    model, tokenizer, cfg = make_model(context_positions=context_positions), make_tokenizer(), COMBINED
+@pytest.mark.parametrize(("context_positions", "context_maps"), [("none", "none"), ("rope", "none"), ("rope", "add")])
+def test_the_loop_in_one_function_draws_what_the_scale_by_scale_steps_draw(context_positions, context_maps):
+    model = make_model(context_positions=context_positions, context_maps=context_maps)
+    tokenizer, cfg = make_tokenizer(), COMBINED
     loop = ScaleLoop(model, tokenizer, cfg, rows=3)
     whole = draw(model, tokenizer, cfg, *inputs(3), loop=loop)
     levels, pooled = inputs(3)
@@ -113,13 +114,14 @@ def test_the_race_draws_what_torch_multinomial_draws():
 COMBINED = SamplerConfig(cfg_scale=2.0, cfg_off_from=4, top_k=20, prune_from=4, prune_keep=0.5)
 
 
-@pytest.mark.parametrize("context_positions", ["none", "rope"])
-def test_traced_loop_is_one_graph_with_the_eager_tokens(monkeypatch, context_positions):
+@pytest.mark.parametrize(("context_positions", "context_maps"), [("none", "none"), ("rope", "none"), ("rope", "add")])
+def test_traced_loop_is_one_graph_with_the_eager_tokens(monkeypatch, context_positions, context_maps):
     """Dynamo traces all scales (draws, f̂ updates) as one graph and the decode as another (`fullgraph`: a
     break fails), drawing the eager tokens. TorchInductor's code is checked in the slow test below."""
     monkeypatch.setattr(compiled_module, "DEFAULT_BACKEND", "eager")
     torch._dynamo.reset()
-    model, tokenizer, cfg = make_model(context_positions=context_positions), make_tokenizer(), COMBINED
+    model = make_model(context_positions=context_positions, context_maps=context_maps)
+    tokenizer, cfg = make_tokenizer(), COMBINED
     eager = draw(model, tokenizer, cfg, *inputs(3))
     loop = ScaleLoop(model, tokenizer, cfg, rows=3, compile=True)
     traced = draw(model, tokenizer, cfg, *inputs(3), loop=loop)

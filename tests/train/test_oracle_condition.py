@@ -44,6 +44,13 @@ def test_teacher_conditioned_generator_its_oracle_row_and_a_brain_fine_tune_from
     apart = sum((a - b).abs().sum() for a, b in zip(fresh.parameters(), start.parameters(), strict=True))
     assert 0 < moved < 0.2 * apart  # 4 steps from the start weights, far from any random initialisation
 
+    # steps=0 keeps the start weights as they are (the demo's oracle row from the prior), as a complete run
+    kept_cfg = _cfg(teacher_cfg, steps=0, init=str(oracle.run_dir))
+    kept = train_generator(kept_cfg, result.root, encoder, tokenizer, tmp_path / "kept")
+    reloaded = load_generator(kept.run_dir).model
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.parameters(), start.parameters(), strict=True))
+    assert kept.summary["steps"] == 0
+
 
 def test_teacher_condition_pools_the_terminal_level_and_pads_the_others():
     condition = TeacherCondition((3, 5), level_tokens=4)

@@ -3,8 +3,11 @@
 mindhier pretrain tokenizer --out RUN [--images 40000] [--val-images 512]     train on the pretraining stream
 mindhier pretrain generator --out RUN [--tokenizer prior|RUN] [--images …]    (after the tokenizer prior)
 mindhier pretrain tokenizer --export RUN [--to DIR]                            write the prior + model card
-mindhier pretrain generator --condition-use RUN [--val-images 512]            condition use per scale on
-                                                                              held-out stream images
+mindhier pretrain generator --evaluate RUN [--val-images 512]                 condition use per scale, the
+                           [--direct-decoder] [--no-judge]                    oracle per routing (and what the
+                                                                              condition holds) on held-out
+                                                                              stream images; --export carries
+                                                                              them into the model card
 mindhier pretrain tokenizer --verify [--steps N]                               rerun the shipped prior's first
                                                                               steps; exit 2 unless every loss
                                                                               agrees with the card's (first step
@@ -39,11 +42,30 @@ def add_pretrain_parser(commands) -> None:
         action.add_argument("--verify", action="store_true", help="rerun the shipped prior's first steps and compare")
         if kind == "generator":
             action.add_argument(
-                "--condition-use",
+                "--evaluate",
                 type=Path,
                 metavar="RUN",
-                help="measure RUN's condition use per scale on --val-images held-out stream images "
-                "(RUN/condition_use.json; --export puts it in the model card)",
+                help="measure RUN on --val-images held-out stream images: condition use per scale "
+                "(RUN/condition_use.json) and single-shot oracle reconstructions per routing (RUN/oracle.json); "
+                "--export puts them in the model card",
+            )
+            p.add_argument(
+                "--direct-decoder",
+                action="store_true",
+                help="with --evaluate: also train and score a direct decoder from the teacher's levels to pixels "
+                "on --images stream images (RUN/direct_decoder.json): what the condition holds at all",
+            )
+            p.add_argument(
+                "--decoder-steps", type=positive_int, default=1500, help="with --direct-decoder: training steps"
+            )
+            p.add_argument("--no-judge", action="store_true", help="with --evaluate: no scene-judge scores")
+            p.add_argument("--cache", type=Path, help="with --evaluate: cache folder of the scene judge")
+            p.add_argument(
+                "--record",
+                type=Path,
+                metavar="FILE",
+                help="with --evaluate: also write the figures as a result file (results/…json); --set sampler.KEY=V "
+                "changes the oracle's sampler",
             )
         p.add_argument("--images", type=positive_int, default=40_000, help="stream images to train on (default 40000)")
         p.add_argument("--val-images", type=positive_int, default=512, help="stream test-split images to validate on")
@@ -54,7 +76,7 @@ def add_pretrain_parser(commands) -> None:
             "--steps", type=positive_int, help="with --verify: how many of the recorded first steps to rerun"
         )
         p.add_argument("--resume", action="store_true", help="continue the pretraining run in --out")
-        p.add_argument("--overwrite", action="store_true", help="with --condition-use: replace the run's record")
+        p.add_argument("--overwrite", action="store_true", help="with --evaluate: replace the run's records")
         p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
         add_config_options(p)
         add_runtime_options(p)
@@ -95,19 +117,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"{kind} prior: the first {result['steps']} steps rerun on {result['threads']} threads: {mark}")
         print(json.dumps({"losses": result["losses"], "recorded": result["expected"]}))
         return 0 if result["within_tolerance"] else 2
-    if getattr(args, "condition_use", None) is not None:
-        from mindhier.metrics.condition_use import format_condition_use
-        from mindhier.train.pretrain import stream_condition_use
-
-        progress = progress_bar(args)
-        try:
-            record = stream_condition_use(
-                args.condition_use, args.val_images, args.device or "cpu", progress, args.overwrite
-            )
-        finally:
-            progress.close()
-        print(format_condition_use(f"{args.condition_use}, teacher features of {record['images']}", record))
-        return 0
+    if getattr(args, "evaluate", None) is not None:
+        return _evaluate(args)
     if args.export:
         from mindhier.train.pretrain import export_prior
 
@@ -126,3 +137,74 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"pretrained the {kind} prior: {s['steps']} steps in {s['seconds']:.1f} s; best val {s['best_val']}")
         print(f"run: {run.run_dir}")
     return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """`--evaluate RUN`: condition use, the stream oracle and (with --direct-decoder) the direct decoder."""
+    from mindhier.cli.options import default_cache_dir
+    from mindhier.cli.record import ResultRecorder
+    from mindhier.fileio import refuse_existing
+    from mindhier.metrics.condition_use import format_condition_use
+    from mindhier.train import prior_quality
+
+    recorder = ResultRecorder(args, "prior")
+    run_dir, device = args.evaluate, args.device or "cpu"
+    sampler = _sampler_overrides(run_dir, args.overrides)
+    names = [prior_quality.CONDITION_USE, prior_quality.ORACLE]
+    if args.direct_decoder:
+        names.append(prior_quality.DIRECT_DECODER)
+    for name in names:  # before any work: one refusal, nothing written
+        refuse_existing(run_dir / name, args.overwrite, f"record {name} of {run_dir}")
+    progress = progress_bar(args)
+    try:
+        judge = None
+        if not args.no_judge:
+            from mindhier.metrics.judge import get_judge
+
+            judge = get_judge(args.cache or default_cache_dir(), progress=progress)
+        use = prior_quality.stream_condition_use(run_dir, args.val_images, device, progress, args.overwrite)
+        oracle = prior_quality.stream_oracle(
+            run_dir,
+            min(args.val_images, 256),
+            sampler=sampler,
+            judge=judge,
+            device=device,
+            progress=progress,
+            overwrite=args.overwrite,
+        )
+        direct = None
+        if args.direct_decoder:
+            direct = prior_quality.stream_direct_decoder(
+                run_dir,
+                min(args.images, 4000),
+                min(args.val_images, 256),
+                steps=args.decoder_steps,
+                judge=judge,
+                device=device,
+                progress=progress,
+                overwrite=args.overwrite,
+            )
+    finally:
+        progress.close()
+    print(format_condition_use(f"{run_dir}, teacher features of {use['images']}", use))
+    print(prior_quality.format_scores(f"oracle, {oracle['images']}", oracle["rows"]))
+    if direct is not None:
+        print(prior_quality.format_scores(f"direct decoder, {direct['images']}", {"direct decoder": direct["scores"]}))
+    from mindhier.result_numbers import prior_numbers
+
+    written = recorder.finish(lambda: prior_numbers(run_dir))
+    if written is not None:
+        print(f"result file: {written}")
+    return 0
+
+
+def _sampler_overrides(run_dir: Path, overrides: list[str]):
+    """The run's sampler with the `--set sampler.KEY=VALUE` overrides (the only sections --evaluate reads)."""
+    from mindhier.config import apply_overrides
+    from mindhier.errors import ConfigError
+    from mindhier.run_layout import load_run_config
+
+    others = [o for o in overrides if not o.startswith("sampler.")]
+    if others:
+        raise ConfigError(f"--evaluate takes only --set sampler.KEY=VALUE overrides, got {', '.join(others)}")
+    return apply_overrides(load_run_config(run_dir), overrides).sampler

@@ -113,6 +113,9 @@ class GeneratorConfig:
     # rope: each level's grid tokens are rotated at their cell's place in the scale tokens' RoPE frame, the global
     # token unrotated, and the scale tokens' queries by theirs — a scale token attends by relative place (needs rope)
     context_positions: str = "none"
+    # none: the condition enters through cross-attention (and the pooled vector) only, as in MindHier; add: the routed
+    # levels' grids, resampled to each scale's side, are added to its tokens at their place (layers/condition_maps.py)
+    context_maps: str = "none"
     norm_eps: float = 1e-6
     cfg_dropout: float = 0.1  # training: share of samples whose voxels are zeroed (the null condition)
 
@@ -136,6 +139,8 @@ class GeneratorConfig:
                 "generator.context_positions=rope places the context in the scale tokens' RoPE frame; "
                 "set generator.positions=rope too"
             )
+        if self.context_maps not in ("none", "add"):
+            raise ConfigError(f"generator.context_maps must be none or add, got {self.context_maps!r}")
         check_range("generator.cfg_dropout", self.cfg_dropout, 0.0, 1.0)
 
 
@@ -171,7 +176,9 @@ class GeneratorTrainConfig(LoopConfig):
             raise ConfigError(
                 f"train_generator.condition must be one of {', '.join(CONDITIONS)}, got {self.condition!r}"
             )
-        check_range("train_generator.steps", self.steps, 1, 10_000_000)
+        check_range("train_generator.steps", self.steps, 0, 10_000_000)  # 0: the start weights (init) as they are
+        if self.steps == 0 and not self.init:
+            raise ConfigError("train_generator.steps=0 keeps the start weights: it needs train_generator.init")
         check_range("train_generator.batch_size", self.batch_size, 1, 1_000_000)
         check_range("train_generator.lr", self.lr, 1e-8, 1.0)
         for name in ("eval_every", "checkpoint_every"):

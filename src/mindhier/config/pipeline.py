@@ -31,7 +31,11 @@ class DemoConfig:
     # brain: generators fine-tuned on brain data; teacher: also on the teacher's features of the seen images (oracle
     # conditioning, evaluated with the test images' features) — the routing study's two arms
     conditions: tuple[str, ...] = ("brain",)
-    oracle_row: bool = True  # the first routing's brain generator also given the test images' teacher features
+    # the teacher-feature oracle row: the test images' teacher features given to a generator trained on teacher
+    # features — the prior fine-tuned for `oracle_steps` steps on the seen images' features (0: the prior as it is;
+    # without a prior, train_generator.init empty, a generator trained from scratch with the brain run's budget)
+    oracle_row: bool = True
+    oracle_steps: int = 0
     consistency_samples: int = 4  # R samples of every brain input for the consistency measures (0 = none)
     tokenizer_steps_off_domain: int = 300  # fine-tuning steps of the tokenizer prior on stimuli that are not scenes
     # the test split reconstructed and scored: test (MindEye2's new_test, every shared image the subject saw) or
@@ -48,6 +52,7 @@ class DemoConfig:
             raise ConfigError(f"demo.conditions must name brain and/or teacher, got {list(self.conditions)}")
         if self.consistency_samples == 1 or not 0 <= self.consistency_samples <= 64:
             raise ConfigError(f"demo.consistency_samples must be 0 or 2..64, got {self.consistency_samples}")
+        check_range("demo.oracle_steps", self.oracle_steps, 0, 10_000_000)
         check_range("demo.tokenizer_steps_off_domain", self.tokenizer_steps_off_domain, 1, 1_000_000)
         if self.split not in ("test", "test_old"):
             raise ConfigError(f"demo.split must be test or test_old, got {self.split!r}")

@@ -58,6 +58,18 @@ def sequence_cross_mask(routing: str, scales: tuple[int, ...], n_levels: int, le
     return torch.cat(rows)
 
 
+def routing_weights(routing: str, scales: tuple[int, ...], n_levels: int) -> torch.Tensor:
+    """[L, M]: per token, 1/|routed levels| for each level its scale is routed to, else 0 (how condition maps mix
+    the levels, `layers/condition_maps.py`)."""
+    rows = []
+    for k, side in enumerate(scales):
+        levels = levels_for_scale(routing, k + 1, len(scales), n_levels)
+        weights = torch.zeros(n_levels)
+        weights[[m - 1 for m in levels]] = 1.0 / len(levels)
+        rows.append(weights.expand(side * side, -1))
+    return torch.cat(rows)
+
+
 def sequence_self_mask(scales: tuple[int, ...], block_causal: bool) -> torch.Tensor:
     """Boolean [L, L]: within-scale (block-diagonal) or block-causal self-attention."""
     scale_of = torch.cat([torch.full((side * side,), k) for k, side in enumerate(scales)])

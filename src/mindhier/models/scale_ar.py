@@ -5,7 +5,8 @@
     x_k    = word_embed(f̂_{<k} at s_k) + lvl_embed[k]        teacher forcing / the sampler's next input
     blocks = Switti AdaLN blocks (condition c): self-attention (within a scale, or block-causal), RoPE,
              cross-attention to the brain levels head_m(e_m) routed per scale (`models/routing.py`; with
-             generator.context_positions=rope the context tokens carry their grid place), SwiGLU
+             generator.context_positions=rope the context tokens carry their grid place), SwiGLU; with
+             generator.context_maps=add the routed levels' grids, resampled to the scale, are added to x_k first
     logits = head(LN(x)·(1 + scale) + shift),    (scale, shift) = head_nm.ada_lin(c)
 
 `forward` is the teacher-forced pass over all L tokens (training); `prepare` + `step` run one scale at a
@@ -35,12 +36,13 @@ from torch import nn
 
 from mindhier.config import GeneratorConfig, TokenizerConfig
 from mindhier.errors import ConfigError
+from mindhier.layers.condition_maps import ConditionMaps
 from mindhier.layers.rope import context_frequencies, rotation_tables, sequence_frequencies
 from mindhier.layers.switti_block import AdaLNSelfCrossBlock
-from mindhier.models.routing import levels_for_scale, sequence_cross_mask, sequence_self_mask
+from mindhier.models.routing import levels_for_scale, routing_weights, sequence_cross_mask, sequence_self_mask
 from mindhier.models.token_pruning import gather_rotations, gather_tokens, pivotal_tokens, restore_tokens
 
-SWITTI_NEW_MODULES = ("fmri_pooler.", "cross_attn.to_kv.", "attention_y_norm.", "level_in.")
+SWITTI_NEW_MODULES = ("fmri_pooler.", "cross_attn.to_kv.", "attention_y_norm.", "level_in.", "condition_maps.")
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class StepState:
     head_modulation: tuple[torch.Tensor, torch.Tensor]  # (scale, shift) [B, 1, D]
     past_kv: list[tuple[torch.Tensor, torch.Tensor] | None]  # block-causal: earlier scales' keys/values
     hidden_BlD: torch.Tensor | None = None  # the last scale's final hidden states (token pruning restores from them)
+    maps_BLD: torch.Tensor | None = None  # condition maps of every scale (generator.context_maps=add), else None
 
     def keep(self, batch: int) -> StepState:
         """The first `batch` rows (the conditional stream, when guidance switches off), as views."""
@@ -113,6 +116,7 @@ class StepState:
             tuple(t[:batch] for t in self.head_modulation),
             [None if kv is None else (kv[0][:batch], kv[1][:batch]) for kv in self.past_kv],
             None if self.hidden_BlD is None else self.hidden_BlD[:batch],
+            None if self.maps_BLD is None else self.maps_BLD[:batch],
         )
 
 
@@ -145,6 +149,19 @@ class ScaleAR(nn.Module):
         )
         self.head_nm = _AdaLNBeforeHead(width, cfg.norm_eps)
         self.head = nn.Linear(width, shapes.vocab)
+        if cfg.context_maps == "add":
+            try:
+                self.condition_maps = ConditionMaps(
+                    shapes.level_dims or (shapes.context_width,) * shapes.n_levels,
+                    shapes.level_tokens,
+                    width,
+                    scales,
+                    routing_weights(cfg.routing, scales, shapes.n_levels),
+                )
+            except ValueError as err:
+                raise ConfigError(f"generator.context_maps=add: {err}; use context_maps=none") from err
+        else:
+            self.condition_maps = None
 
         # derived tensors: not part of any checkpoint
         scale_of = torch.cat([torch.full((s * s,), k) for k, s in enumerate(scales)])
@@ -191,6 +208,8 @@ class ScaleAR(nn.Module):
         self.cross_mask_LX.copy_(mask.to(self.cross_mask_LX.device))
         self.routing = routing
         self.context_spans = self.routed_spans(routing)
+        if self.condition_maps is not None:
+            self.condition_maps.set_weights(routing_weights(routing, shapes.scales, shapes.n_levels))
 
     def routed_spans(self, routing: str) -> list[slice]:
         """Per scale, the context tokens its routing allows, as one slice (the levels are contiguous)."""
@@ -272,6 +291,8 @@ class ScaleAR(nn.Module):
         x = x + self.lvl_embed(self.scale_of_L)[None]
         if self.cfg.positions == "learned":
             x = x + self.pos_1LC
+        if self.condition_maps is not None:
+            x = x + self.condition_maps(levels_BMQY)
         context = self.context(levels_BMQY)
         for block in self.blocks:
             x, _ = block(
@@ -298,6 +319,7 @@ class ScaleAR(nn.Module):
             context_kv=[tuple(block.context_kv(context, self.context_rotation())) for block in self.blocks],
             head_modulation=self.head_nm.modulation(cond),
             past_kv=[None] * len(self.blocks),
+            maps_BLD=None if self.condition_maps is None else self.condition_maps(levels_BMQY),
         )
 
     def step(self, state: StepState, k: int, next_input_BlC: torch.Tensor | None, kept: int = 0) -> torch.Tensor:
@@ -307,6 +329,8 @@ class ScaleAR(nn.Module):
         x = self.start_tokens(state.cond_BD) if k == 0 else self.word_embed(next_input_BlC.float())
         x = x + self.scale_embedding(k)
         a, b = self.offsets[k], self.offsets[k + 1]
+        if state.maps_BLD is not None:
+            x = x + state.maps_BLD[:, a:b]
         rotation = None if self.rope_cos_LE is None else (self.rope_cos_LE[a:b], self.rope_sin_LE[a:b])
         pruned = 0 < kept < b - a
         if pruned:

@@ -88,28 +88,32 @@ def generator_stages(
             **options,
         )
 
+    def train(name: str, routing_cfg: MindhierConfig) -> Path:
+        generator_dir = run_dir / PIPELINE_GENERATORS / name
+        stages.cfg = routing_cfg
+        stages.train(
+            f"{tag}generator {name}",
+            generator_dir,
+            GENERATOR_SECTIONS,
+            lambda resume: train_generator(
+                routing_cfg,
+                data_dir,
+                encoder_dir,
+                tokenizer_dir,
+                generator_dir,
+                subjects=(subject,),
+                resume=resume,
+                device=stages.device,
+                progress=progress,
+            ),
+        )
+        return generator_dir
+
     rows: list[tuple[str, MindhierConfig, Callable[[Path], object], tuple[str, ...]]] = []
     for condition in cfg.demo.conditions:
         for routing in routings:
             name, routing_cfg = generator_name(routing, condition), variant(routing, condition)
-            generator_dir = run_dir / PIPELINE_GENERATORS / name
-            stages.cfg = routing_cfg
-            stages.train(
-                f"{tag}generator {name}",
-                generator_dir,
-                GENERATOR_SECTIONS,
-                lambda resume, c=routing_cfg, g=generator_dir: train_generator(
-                    c,
-                    data_dir,
-                    encoder_dir,
-                    tokenizer_dir,
-                    g,
-                    subjects=(subject,),
-                    resume=resume,
-                    device=stages.device,
-                    progress=progress,
-                ),
-            )
+            generator_dir = train(name, routing_cfg)
             options = {"condition": condition, "determinism": repeats if condition == "brain" else 0}
             rows.append(
                 (
@@ -121,11 +125,19 @@ def generator_stages(
             )
     first = run_dir / PIPELINE_GENERATORS / generator_name(routings[0], "brain")
     if cfg.demo.oracle_row and "teacher" not in cfg.demo.conditions:
+        # an honest upper bound: a generator trained on teacher features (the prior, or the prior fine-tuned on the
+        # seen images' features for demo.oracle_steps), never the brain-trained one fed inputs it did not learn from
+        oracle_cfg = variant(routings[0], "teacher")
+        steps = cfg.demo.oracle_steps if cfg.train_generator.init else cfg.train_generator.steps
+        oracle_cfg = dataclasses.replace(
+            oracle_cfg, train_generator=dataclasses.replace(oracle_cfg.train_generator, steps=steps)
+        )
+        oracle_dir = train(generator_name(routings[0], "teacher"), oracle_cfg)
         rows.append(
             (
                 PIPELINE_ORACLE,
-                variant(routings[0]),
-                lambda out: reconstruct(out, first, cfg.sampler, condition="teacher"),
+                oracle_cfg,
+                lambda out: reconstruct(out, oracle_dir, cfg.sampler, condition="teacher"),
                 RECON_SECTIONS,
             )
         )

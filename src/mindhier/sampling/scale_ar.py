@@ -289,6 +289,7 @@ def _state_tensors(state: StepState) -> list[torch.Tensor]:
         *state.modulations,
         *(t for kv in state.context_kv for t in kv),
         *state.head_modulation,
+        *([] if state.maps_BLD is None else [state.maps_BLD]),
     ]
 
 

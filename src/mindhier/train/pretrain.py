@@ -5,9 +5,9 @@
                          shipped tokenizer prior), conditioned on the teacher's feature hierarchy of each image —
                          the same space the brain encoder's levels are aligned to, so fine-tuning on brain data
                          (`train_generator.init=prior`) is a small step (docs/method.md §5.2)
-    stream_condition_use the generator's condition use per scale on held-out stream images (`metrics/condition_use.py`):
-                         written into the run (`condition_use.json`) and, on export, into the model card
-    export_prior         a pretraining run → `mindhier/priors/<kind>.safetensors` + its model card
+    export_prior         a pretraining run → `mindhier/priors/<kind>.safetensors` + its model card (with a
+                         generator's quality records, `train/prior_quality.py`: condition use, the stream oracle,
+                         the direct decoder)
     verify_prior         reruns the first steps of a shipped prior's pretraining and compares every step's loss
                          with the card's, exactly (same code, config, seeds and thread count on a CPU)
 
@@ -161,7 +161,7 @@ def pretrain_generator(
         out, "generator", cfg, tc, ("teacher", "tokenizer", "generator", "train_generator"), **launch
     )
     device = run.world.device
-    tokenizer_model, tokenizer_record = _stream_tokenizer(tokenizer, cfg, device)
+    tokenizer_model, tokenizer_record = stream_tokenizer(tokenizer, cfg, device)
     teacher = build_teacher(cfg.teacher, device=device)
     keys = np.concatenate([np.arange(images), VAL_OFFSET + np.arange(val_images)])
     features, tokens = stream_lookups(keys, teacher, tokenizer_model, device, run.progress)
@@ -178,41 +178,7 @@ def pretrain_generator(
     return fit_generator(run, cfg, source, tokens, tokenizer_model, inputs)
 
 
-CONDITION_USE = "condition_use.json"  # in a generator pretraining run: `stream_condition_use`'s record
-
-
-@torch.no_grad()
-def stream_condition_use(
-    run_dir: str | Path, val_images: int = 512, device: str | torch.device = "cpu", progress=None, overwrite=False
-) -> dict[str, Any]:
-    """Condition use per scale of a generator pretraining run on the stream's first `val_images` test-split images
-    (never trained on), conditioned on their teacher features against the null (zero) condition and a shuffled
-    one; written to `RUN/condition_use.json`."""
-    from mindhier.fileio import refuse_existing
-    from mindhier.metrics.condition_use import condition_use
-    from mindhier.models.brain_condition import TeacherCondition
-    from mindhier.runs import load_generator
-
-    run_dir = Path(run_dir)
-    refuse_existing(run_dir / CONDITION_USE, overwrite, "condition-use record")
-    run = load_generator(run_dir, device=device)
-    inputs = read_json(run_dir / run_layout.INPUTS, "run inputs")
-    if "stream" not in inputs:
-        raise ConfigError(f"{run_dir} was not trained on the pretraining stream; use `mindhier eval condition`")
-    source = inputs["tokenizer"]["source"]
-    tokenizer, _ = _stream_tokenizer("prior" if source == "prior:tokenizer" else source, run.cfg, device)
-    teacher = build_teacher(run.cfg.teacher, device=device)
-    images = stream_images(val_images, "test", progress)
-    keys = VAL_OFFSET + np.arange(val_images)
-    features, _ = stream_lookups(keys, teacher, tokenizer, device, progress)
-    make = TeacherCondition([level.dim for level in teacher.levels], teacher.levels[0].tokens, device)
-    record = condition_use(run.model, tokenizer, make(features.get(keys)), make.null(), images)
-    record = {"run": str(run_dir), "images": f"stream test split, first {val_images}", "condition": "teacher", **record}
-    write_json(run_dir / CONDITION_USE, record)
-    return record
-
-
-def _stream_tokenizer(spec: str | Path, cfg: MindhierConfig, device) -> tuple[Tokenizer, dict]:
+def stream_tokenizer(spec: str | Path, cfg: MindhierConfig, device) -> tuple[Tokenizer, dict]:
     """The tokenizer whose tokens the generator prior learns: the shipped prior, or a tokenizer run."""
     if str(spec) == "prior":
         model = Tokenizer(cfg.tokenizer)
@@ -254,8 +220,7 @@ def export_prior(kind: str, run_dir: str | Path, to: str | Path | None = None, m
     weights = folder / f"{kind}.safetensors"
     save_state(weights, state, {"format": "mindhier-prior", "kind": kind})
     log = [r for r in _log(run_dir) if r["step"] <= VERIFY_STEPS]
-    use_path = run_dir / CONDITION_USE
-    use = read_json(use_path, "condition-use record") if kind == "generator" and use_path.is_file() else None
+    quality = _quality_records(run_dir) if kind == "generator" else {}
     card = {
         "kind": kind,
         "file": weights.name,
@@ -280,10 +245,20 @@ def export_prior(kind: str, run_dir: str | Path, to: str | Path | None = None, m
         "verify": {"steps": VERIFY_STEPS, "losses": [r["loss"] for r in log]},
         "provenance": record["provenance"],
     }
-    if use is not None:  # per scale, without the per-image arrays
-        card["condition_use"] = {k: v for k, v in use.items() if k not in ("per_image", "run")}
+    card |= quality
     write_json(folder / f"{kind}.json", card)
     return weights
+
+
+def _quality_records(run_dir: Path) -> dict[str, Any]:
+    """The run's quality records that exist (`train/prior_quality.py`), without per-image arrays or paths."""
+    records = {}
+    for key in ("condition_use", "oracle", "direct_decoder"):
+        path = run_dir / f"{key}.json"
+        if path.is_file():
+            record = read_json(path, f"{key.replace('_', ' ')} record")
+            records[key] = {k: v for k, v in record.items() if k not in ("per_image", "run")}
+    return records
 
 
 _CARD_SECTIONS = {
@@ -367,7 +342,7 @@ def _verify_generator(
     keys = keys[keys < stream["images"]]
     run = TrainingSession.start(out, "generator", cfg, tc, (), progress=progress)
     source_spec = tokenizer_source.removeprefix("prior:tokenizer") or "prior"
-    tokenizer, record = _stream_tokenizer(source_spec, cfg, run.world.device)
+    tokenizer, record = stream_tokenizer(source_spec, cfg, run.world.device)
     teacher = build_teacher(cfg.teacher)
     features, tokens = stream_lookups(keys, teacher, tokenizer, run.world.device)
     source = teacher_source(
