@@ -237,9 +237,16 @@ def test_demo_runs_end_to_end_and_reuses_every_stage(tiny_demo, tmp_path, capsys
     assert Path(manifest["models"]["decoder"]).name == "coarse_to_fine-oracle"
     oracle_inputs = json.loads((out / "generators" / "coarse_to_fine-oracle" / "inputs.json").read_text())
     assert oracle_inputs["condition"] == "teacher"
+    # condition use per scale for every scale-wise row that reconstructs from its own condition, none for controls
+    for name, condition in (("coarse_to_fine", "brain"), ("static_terminal", "brain"), ("teacher_oracle", "teacher")):
+        use = json.loads((out / "eval" / name / "metrics.json").read_text())["condition_use"]
+        assert use["condition"] == condition and use["n_images"] == n_test and len(use["scales"]) == 4
+        assert "per_image" not in use and (out / "recons" / name / "condition_use.json").is_file()
+    assert json.loads((out / "eval" / "shuffled_brain" / "metrics.json").read_text())["condition_use"] is None
     report = (out / "report" / "index.html").read_text()
     assert "coarse_to_fine" in report and "static_terminal" in report and "shuffled_brain" in report
     assert "Quality at each scale" in report and "Brain correlation per ROI" in report and "Consistency" in report
+    assert "Condition use per scale" in report
     stages = json.loads((out / "stage_times.json").read_text())
     assert not any(stage["reused"] for stage in stages.values())
     weights = out / "generators" / "coarse_to_fine" / "generator.safetensors"

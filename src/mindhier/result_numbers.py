@@ -52,6 +52,9 @@ def demo_numbers(run_dir: str | Path) -> dict[str, Any]:
         per_scale = record.get("per_scale") or {}
         if per_scale.get("means", {}).get("pixcorr"):
             row["pixcorr_after_scale"] = [round(v, DIGITS) for v in per_scale["means"]["pixcorr"]]
+        use = record.get("condition_use")
+        if use:  # per scale: NLL(shuffled) − NLL(true), nats per token
+            row["condition_use_over_shuffled"] = [_score(s["use_over_shuffled"]) for s in use["scales"]]
         rows[eval_dir.name] = row
         judge = record.get("judge") or {}
         if judge.get("on_true_images") and judge_on_truth is None:

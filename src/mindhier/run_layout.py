@@ -45,6 +45,7 @@ INPUTS = "inputs.json"
 FEATURES = "features.json"
 DIFFUSION_MODEL = "diffusion_model.json"
 ENCODER_EVAL = "encoder_eval.json"
+RECONS_CONDITION_USE = "condition_use.json"  # beside a scale-wise generator's reconstructions: its condition use
 
 RESUME_DIR = "resume"
 RESUME_STATE_DIR = "state"  # torch.distributed.checkpoint files of model + optimiser tensors
@@ -175,7 +176,7 @@ PIPELINE_EVAL = "eval"  # one folder per reconstruction set: metrics.json + per_
 PIPELINE_STAGE_TIMES = "stage_times.json"
 PIPELINE_CONTROL = "shuffled_brain"  # brain inputs permuted across test images
 PIPELINE_CEILING = "tokenizer_ceiling"  # the true test images through the tokenizer
-PIPELINE_ORACLE = "teacher_oracle"  # the first routing's brain generator given the test images' teacher features
+PIPELINE_ORACLE = "teacher_oracle"  # a teacher-trained generator given the test images' teacher features
 PIPELINE_REPORT = "report"
 PIPELINE_DATA_INFO = "data_info.json"
 STAGE_MARKER = ".stage.json"  # a derived output's config key (reuse when unchanged)

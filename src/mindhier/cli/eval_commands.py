@@ -123,7 +123,8 @@ def cmd_eval_recons(args: argparse.Namespace) -> int:
 
 def cmd_eval_condition(args: argparse.Namespace) -> int:
     from mindhier.fileio import refuse_existing, write_json
-    from mindhier.metrics.condition_use import format_condition_use, measure_condition_use
+    from mindhier.metrics.condition_use import format_condition_use
+    from mindhier.sampling.condition_use_run import measure_condition_use
 
     if args.out is not None:
         refuse_existing(args.out, args.overwrite, "condition-use record")

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mindhier import run_layout
 from mindhier.data import layout
 from mindhier.data.image_decode import read_rgb
 from mindhier.errors import DataError
@@ -267,6 +268,7 @@ def evaluate_reconstructions(
         "judge": result.judge,
         "per_scale": per_scale_record,
         "consistency": consistency_record,
+        "condition_use": _condition_use(recons_dir, inputs.is_tensor),
         "brain_correlation": brain_record,
         "per_image": PER_IMAGE_FILE,
         "provenance": provenance(),
@@ -281,6 +283,14 @@ def evaluate_reconstructions(
             writer.writerow([int(index), *(f"{result.per_image[n][row]:.6g}" for n in names)])
     write_json(out / METRICS_FILE, record)
     return record
+
+
+def _condition_use(recons_dir, is_tensor: bool) -> dict | None:
+    """The decoder's condition use per scale that the reconstruction folder carries, without per-image arrays."""
+    path = None if is_tensor else Path(recons_dir) / run_layout.RECONS_CONDITION_USE
+    if path is None or not path.is_file():
+        return None
+    return {k: v for k, v in read_json(path, "condition-use record").items() if k != "per_image"}
 
 
 PER_SCALE_PROXY = "lite2_early"  # the one proxy extractor of the per-scale identification (simulator-coupled)

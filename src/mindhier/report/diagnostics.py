@@ -44,6 +44,33 @@ def per_scale_section(records: dict[str, dict], out: Path, tag: str) -> str:
     )
 
 
+def condition_use_section(records: dict[str, dict]) -> str:
+    """Per scale, how much better each scale-wise row's generator predicts the true tokens from the row's own
+    condition than from the null or a shuffled one (`metrics/condition_use.py`)."""
+    rows = {name: r["condition_use"] for name, r in records.items() if r.get("condition_use")}
+    if not rows:
+        return ""
+    first = next(iter(rows.values()))
+    head = (
+        "<tr><th>row</th><th>use over</th>"
+        + "".join(f"<th>scale {s['scale']} ({s['side']}²)</th>" for s in first["scales"])
+        + "</tr>"
+    )
+    body = []
+    for name, record in rows.items():
+        for over in ("null", "shuffled"):
+            cells = "".join(f"<td>{_ci(s[f'use_over_{over}'])}</td>" for s in record["scales"])
+            label = f"{html.escape(name)} ({html.escape(record.get('condition', ''))})"
+            body.append(f"<tr><td>{label}</td><td>{over}</td>{cells}</tr>")
+        accuracy = "".join(f"<td>{s['accuracy']['true']:.3f}</td>" for s in record["scales"])
+        body.append(f"<tr><td>{html.escape(name)}</td><td>top-1 accuracy, true</td>{accuracy}</tr>")
+    return (
+        "<h3>Condition use per scale (nats per token; positive: the scale listens to its condition)</h3>"
+        f"<table>{head}{''.join(body)}</table>"
+        f"<p class=note>{html.escape(first['protocol'])}; {first['n_images']} test images.</p>"
+    )
+
+
 def consistency_section(records: dict[str, dict], out: Path, tag: str) -> str:
     rows = {name: r["consistency"] for name, r in records.items() if r.get("consistency")}
     if not rows:

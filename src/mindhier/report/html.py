@@ -31,6 +31,7 @@ from mindhier.metrics.recons_eval import HEADLINE_METRICS, METRICS_FILE, RECONS_
 from mindhier.report import figures
 from mindhier.report.diagnostics import (
     brain_correlation_section,
+    condition_use_section,
     consistency_section,
     per_scale_section,
     starts_section,
@@ -196,6 +197,7 @@ def run_section(run: Path, out: Path, tag: str) -> tuple[str, dict[str, dict[str
 
     parts += [
         per_scale_section(records, out, tag),
+        condition_use_section(records),
         consistency_section(records, out, tag),
         brain_correlation_section(records),
         starts_section(run, _shared),
