@@ -256,3 +256,36 @@ def prior_numbers(run_dir: str | Path) -> dict[str, Any]:
             "scores": {m: _score(v) for m, v in record["scores"].items()},
         }
     return numbers
+
+
+ADAPTATION_METRICS = {  # result key → the study record's metric
+    "brain_to_image_top1": "retrieval.brain_to_image",
+    "image_to_brain_top1": "retrieval.image_to_brain",
+    "lite2_late.two_way": "lite2_late.two_way",
+    "pixcorr": "pixcorr",
+}
+ADAPTATION_REFERENCES = {
+    "tokenizer_ceiling": "tokenizer ceiling",
+    "teacher_oracle": "oracle (teacher features)",
+    "shuffled_brain": "shuffled-brain control",
+}
+
+
+def adaptation_numbers(study_dir: str | Path) -> dict[str, Any]:
+    """A finished adaptation study's headline rows: per budget and arm, retrieval both ways, the Lite2-late proxy and
+    PixCorr (mean and CI over the test images), and the reference rows' means (`report/adaptation_study.json`)."""
+    study = read_json(Path(study_dir) / run_layout.PIPELINE_REPORT / "adaptation_study.json", "adaptation study")
+    rows = []
+    for budget in study["budgets"]:
+        sessions = budget["sessions"] or "all"
+        for arm in ("adapted", "scratch"):
+            rows.append(
+                {"sessions": sessions, "arm": arm}
+                | {key: _score(budget[arm].get(metric)) for key, metric in ADAPTATION_METRICS.items()}
+            )
+    references = {
+        label: {m: round(study["references"][row][m]["mean"], DIGITS) for m in ("lite2_late.two_way", "pixcorr")}
+        for row, label in ADAPTATION_REFERENCES.items()
+        if row in study["references"]
+    }
+    return {"subject": study["held_out"], "rows": rows, "reference_rows": references}

@@ -114,8 +114,21 @@ def test_the_study_runs_its_retrieval_arms_on_tiny(tiny_dataset, tmp_path, capsy
 def test_the_whole_study_with_reconstructions_on_tiny(tmp_path):
     from mindhier.cli import main
 
-    assert main(_study_argv(tmp_path / "study")) == 0
+    result = tmp_path / "adaptation.json"
+    assert main(_study_argv(tmp_path / "study", "--record", str(result))) == 0
     record = json.loads((tmp_path / "study" / "report" / "adaptation_study.json").read_text())
     assert "lite2_late.two_way" in record["budgets"][0]["adapted"]
     assert set(record["references"]) == {"tokenizer_ceiling", "teacher_oracle", "shuffled_brain"}
     assert "not measured" not in " ".join(record["verdict"])
+    # the oracle row's generator learned from teacher features (an honest upper bound), not the brain-trained one
+    manifest = json.loads((tmp_path / "study" / "recons" / "teacher_oracle" / "manifest.json").read_text())
+    assert manifest["models"]["decoder"].endswith("generator-oracle")
+    # --record keeps the headline rows as a result file the README renders
+    numbers = json.loads(result.read_text())["numbers"]
+    assert [(r["sessions"], r["arm"]) for r in numbers["rows"]] == [
+        (1, "adapted"), (1, "scratch"), ("all", "adapted"), ("all", "scratch")
+    ]  # fmt: skip
+    first = numbers["rows"][0]["brain_to_image_top1"]["mean"]
+    assert first == round(record["budgets"][0]["adapted"]["retrieval.brain_to_image"]["mean"], 3)
+    assert set(numbers["reference_rows"]) == {"tokenizer ceiling", "oracle (teacher features)",
+                                              "shuffled-brain control"}  # fmt: skip

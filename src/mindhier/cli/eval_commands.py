@@ -219,8 +219,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_eval_adaptation(args: argparse.Namespace) -> int:
     from mindhier.cli.options import resolve_config
+    from mindhier.cli.record import ResultRecorder
     from mindhier.demo.adaptation import run_adaptation_study
 
+    recorder = ResultRecorder(args, "adaptation")
     cfg = resolve_config(args)
     apply_threads(args)
     progress = progress_bar(args)
@@ -239,4 +241,9 @@ def cmd_eval_adaptation(args: argparse.Namespace) -> int:
         progress.close()
     for line in result.lines:
         print(line)
+    from mindhier.result_numbers import adaptation_numbers
+
+    written = recorder.finish(lambda: adaptation_numbers(args.out))
+    if written is not None:
+        print(f"result file: {written}")
     return 0

@@ -405,6 +405,10 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--fresh", action="store_true", help="recompute every stage instead of reusing finished ones")
     p.add_argument("--cache", type=Path, help="cache for the scene judge (default: ~/.cache/mindhier)")
     p.add_argument("--no-judge", action="store_true", help="skip the scene judge")
+    p.add_argument(
+        "--record", type=Path, metavar="FILE", help="also write the headline figures as a result file (results/…json)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="with --record: replace an existing result file")
     add_device_options(p, PIPELINE_BATCH, f"brain inputs sampled together (default {PIPELINE_BATCH})")
     add_config_options(p, default_preset="adapt")
     add_runtime_options(p)

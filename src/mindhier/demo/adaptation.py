@@ -213,12 +213,38 @@ def run_adaptation_study(
                 progress=progress,
             ),
         )
+        # the oracle row's generator learned from teacher features (an honest upper bound): the prior as it is, or
+        # fine-tuned for demo.oracle_steps; without a prior, trained from scratch with the shared generator's budget
+        oracle_generator = root / SHARED_DIR / "generator-oracle"
+        tc = cfg.train_generator
+        oracle_train = dataclasses.replace(
+            tc, condition="teacher", steps=cfg.demo.oracle_steps if tc.init else tc.steps
+        )
+        oracle_cfg = dataclasses.replace(cfg, train_generator=oracle_train)
+        stages.cfg = oracle_cfg
+        stages.train(
+            "oracle generator",
+            oracle_generator,
+            (*GENERATOR_SECTIONS, *STUDY_SECTIONS),
+            lambda resume: train_generator(
+                oracle_cfg,
+                data_dir,
+                shared_encoder,
+                tokenizer_dir,
+                oracle_generator,
+                subjects=study.shared_subjects,
+                resume=resume,
+                device=device,
+                progress=progress,
+            ),
+        )
+        stages.cfg = cfg
         judge = get_judge(Path(judge_cache), progress=progress) if judge_cache is not None else None
         extractors = build_extractors(device=device)
         truth_features: dict = {}
 
-        def reconstruct(out_dir: Path, encoder_run: Path, **options) -> None:
-            reconstructor = Reconstructor.from_runs(shared_generator, encoder_run, tokenizer_dir, cfg.sampler, device)
+        def reconstruct(out_dir: Path, encoder_run: Path, generator: Path = shared_generator, **options) -> None:
+            reconstructor = Reconstructor.from_runs(generator, encoder_run, tokenizer_dir, cfg.sampler, device)
             write_reconstructions(
                 reconstructor,
                 data_dir,
@@ -243,7 +269,11 @@ def run_adaptation_study(
             for name, run in encoders.items()
         ]
         rows += [
-            (PIPELINE_ORACLE, lambda o: reconstruct(o, first_adapted, condition="teacher"), adapted_sections),
+            (  # the held-out subject's encoder only names the subject: the condition is the teacher's features
+                PIPELINE_ORACLE,
+                lambda o: reconstruct(o, first_adapted, oracle_generator, condition="teacher"),
+                adapted_sections,
+            ),
             (PIPELINE_CONTROL, lambda o: reconstruct(o, first_adapted, shuffle_brain=True), adapted_sections),
             (
                 PIPELINE_CEILING,
