@@ -106,13 +106,26 @@ def test_cli_exports_and_verifies_a_priors_folder(priors, tmp_path, capsys):
     assert "DIFFER from step 1" in capsys.readouterr().out
 
 
+def readme_tables():
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "readme_tables.py"
+    spec = importlib.util.spec_from_file_location("readme_tables", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_evaluation_on_the_stream_goes_into_the_model_card(priors, tmp_path, capsys):
     """Condition use, the oracle per routing and the direct decoder, on held-out stream images, into the card."""
     cfg, _, _, generator = priors
     run = generator.run_dir
     argv = ["pretrain", "generator", "--evaluate", str(run), "--val-images", "12", "--images", "64", "--quiet"]
     argv += ["--direct-decoder", "--decoder-steps", "30", "--no-judge"]
-    assert main(argv) == 0
+    result = tmp_path / "results" / "prior_ablation" / "variant.json"
+    result.parent.mkdir(parents=True)
+    assert main([*argv, "--record", str(result), "--set", "sampler.temperature=0.5"]) == 0
     out = capsys.readouterr().out
     assert "teacher features of stream test split, first 12" in out and "direct decoder" in out
     use = json.loads((run / "condition_use.json").read_text())
@@ -124,6 +137,15 @@ def test_evaluation_on_the_stream_goes_into_the_model_card(priors, tmp_path, cap
     assert ceiling["n"] == 12 and ceiling["mean"] > routed["mean"]  # 22 steps of training: far below the ceiling
     direct = json.loads((run / "direct_decoder.json").read_text())
     assert direct["training"]["steps"] == 30 and set(direct["scores"]) == {"pixcorr", "ssim"}
+    numbers = json.loads(result.read_text())["numbers"]  # the figures of the README's prior ablation
+    assert numbers["oracle"]["sampler"]["temperature"] == 0.5 and numbers["trained"]["steps"] == 22
+    assert numbers["oracle"]["rows"]["coarse_to_fine"]["pixcorr"]["mean"] == round(routed["mean"], 3)
+    assert len(numbers["condition_use"]["over_shuffled"]) == len(cfg.tokenizer.scales)
+    rendered = readme_tables().prior_ablation_table([{**json.loads(result.read_text()), "variant": "variant"}])
+    assert rendered.startswith("| variant |") and "T 0.5, cfg 3" in rendered and "direct decoder" in rendered
+    capsys.readouterr()
+    assert main([*argv, "--overwrite", "--set", "generator.width=64"]) == 2  # the oracle reads the run's model
+    assert "only --set sampler.KEY=VALUE overrides" in capsys.readouterr().err
     before = (run / "oracle.json").read_bytes()
     assert main(argv) == 2  # the records are not replaced without --overwrite, and none is touched
     assert (run / "oracle.json").read_bytes() == before

@@ -21,6 +21,10 @@ from mindhier.config.teacher import TeacherConfig
 from mindhier.config.world import SimulatorConfig, StimulusConfig
 from mindhier.errors import ConfigError
 
+# The embedded world's generators read a condition with a place (docs/method.md §5.2; the paper's defaults, none and
+# none, stay GeneratorConfig's and nsd-paper's): RoPE on the context keys and the routed grids added at each token.
+EMBEDDED_CONTEXT = {"context_positions": "rope", "context_maps": "add"}
+
 
 def tiny() -> MindhierConfig:
     """Seconds-scale settings for tests: the same code paths as `demo`, far smaller."""
@@ -33,7 +37,7 @@ def tiny() -> MindhierConfig:
         tokenizer=TokenizerConfig(
             image_px=16, channels=16, channel_mult=(1, 2), latent_channels=8, vocab=64, scales=(1, 2, 4, 8)
         ),
-        generator=GeneratorConfig(depth=2, width=32, heads=2),
+        generator=GeneratorConfig(depth=2, width=32, heads=2, **EMBEDDED_CONTEXT),
         train_generator=GeneratorTrainConfig(
             steps=40, batch_size=16, eval_every=20, checkpoint_every=20, warmup_steps=5
         ),
@@ -64,6 +68,7 @@ def demo() -> MindhierConfig:
     base = MindhierConfig(preset="demo")
     return dataclasses.replace(
         base,
+        generator=dataclasses.replace(base.generator, **EMBEDDED_CONTEXT),
         train_tokenizer=dataclasses.replace(base.train_tokenizer, steps=0, init="prior"),
         train_generator=dataclasses.replace(
             base.train_generator,
@@ -81,7 +86,7 @@ def demo() -> MindhierConfig:
 def pretrain() -> MindhierConfig:
     """The demo's architecture with the pretraining schedules of its priors (`mindhier pretrain`): the tokenizer
     on 40,000 stream scenes (2,000 steps), then the generator conditioned on the teacher's features of the first
-    10,000 of them (600 steps of 64; `mindhier pretrain generator --images 10000`)."""
+    20,000 of them (3,000 steps of 64; `mindhier pretrain generator --images 20000`)."""
     base = demo()
     return dataclasses.replace(
         base,
@@ -100,14 +105,14 @@ def pretrain() -> MindhierConfig:
         ),
         train_generator=dataclasses.replace(
             base.train_generator,
-            steps=600,
+            steps=3000,
             init="",
             batch_size=64,
             lr=2e-3,
             warmup_steps=60,
             schedule="cosine",
-            eval_every=300,
-            checkpoint_every=300,
+            eval_every=500,
+            checkpoint_every=250,
             condition="teacher",
             routings=ROUTING_MODES,  # one drawn per step: a prior for every routing the demo compares
         ),
