@@ -136,3 +136,24 @@ def test_demo_numbers_read_the_demo_folder(tiny_demo):
     assert set(DEMO_METRICS) <= set(row)
     assert len(row["pixcorr_after_scale"]) == 4  # the tiny tokenizer's four scales
     assert numbers["protocol"]["n_images"] == 24 and numbers["stage_seconds"]["encoder"] >= 0
+    assert [u["mean"] > 0 for u in row["condition_use_over_shuffled"]] != []  # per scale, from metrics.json
+
+
+def test_demo_numbers_of_a_several_seed_study_read_its_first_seed(tiny_demo, tmp_path):
+    """demo-long keeps each seed's rows under seedN/; the record's rows are the first seed's (the study's paired
+    differences come from report/routing_study.json)."""
+    import shutil
+
+    from mindhier.errors import MindhierError
+    from mindhier.result_numbers import demo_numbers
+
+    folder, _, _ = tiny_demo
+    study = tmp_path / "study"
+    shutil.copytree(folder, study)
+    for seed in (10, 2):
+        shutil.copytree(study / "eval", study / f"seed{seed}" / "eval")
+    shutil.rmtree(study / "eval")
+    (study / "seed2" / "eval" / "coarse_to_fine" / "metrics.json").unlink()  # seed 2 comes first, and is read
+    assert "coarse_to_fine" not in demo_numbers(study)["rows"]
+    with pytest.raises(MindhierError, match="not a finished demo"):
+        demo_numbers(tmp_path / "empty")

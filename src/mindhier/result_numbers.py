@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mindhier import run_layout
+from mindhier.errors import MindhierError
 from mindhier.fileio import read_json
 
 # the demo rows' metrics in the README's column order (`metrics.json` keys); proxies are labelled in the README
@@ -42,7 +43,7 @@ def demo_numbers(run_dir: str | Path) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     judge_on_truth = None
     protocol: dict[str, Any] = {}
-    for eval_dir in sorted((run_dir / run_layout.PIPELINE_EVAL).iterdir()):
+    for eval_dir in sorted(_eval_root(run_dir).iterdir()):
         path = eval_dir / "metrics.json"
         if not path.is_file():
             continue
@@ -82,6 +83,16 @@ def demo_numbers(run_dir: str | Path) -> dict[str, Any]:
         },
         **extra,
     }
+
+
+def _eval_root(run_dir: Path) -> Path:
+    """The rows' evaluations: `eval/` of a one-seed demo, or the first seed's of a several-seed one (demo-long)."""
+    if (run_dir / run_layout.PIPELINE_EVAL).is_dir():
+        return run_dir / run_layout.PIPELINE_EVAL
+    seeds = sorted(run_dir.glob("seed*/" + run_layout.PIPELINE_EVAL), key=lambda p: int(p.parent.name[4:] or 0))
+    if not seeds:
+        raise MindhierError(f"{run_dir} has no {run_layout.PIPELINE_EVAL}/ folder: not a finished demo; run it first")
+    return seeds[0]
 
 
 ROUTING_STUDY_FILE = "routing_study.json"  # written by the report of a `demo --preset demo-long` folder
