@@ -120,6 +120,18 @@ def test_plan_record_writes_the_figures_the_readme_renders(tables, tmp_path, cap
     assert "exists already" in capsys.readouterr().err
 
 
+def test_demo_record_refuses_an_existing_file_before_it_runs_unless_overwrite(tmp_path, capsys):
+    existing = tmp_path / "demo.json"
+    existing.write_text("{}")
+    argv = ["demo", "--preset", "tiny", "--out", str(tmp_path / "demo"), "--record", str(existing), "--quiet"]
+    assert main(argv) == 2 and "exists already" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()  # refused before any stage ran
+    from mindhier.cli.main import build_parser
+
+    args = build_parser().parse_args([*argv, "--overwrite"])
+    assert args.overwrite and args.record == existing
+
+
 def test_demo_numbers_read_the_demo_folder(tiny_demo):
     from mindhier.result_numbers import DEMO_METRICS, demo_numbers
 

@@ -106,6 +106,7 @@ def add_run_commands(commands: argparse._SubParsersAction) -> None:
     )
     add_config_options(p)
     add_record_option(p)
+    p.add_argument("--overwrite", action="store_true", help="with --record: replace an existing result file")
     add_runtime_options(p)
     p.set_defaults(func=cmd_demo)
 
