@@ -134,7 +134,7 @@ def switti_layout(ours: dict[str, torch.Tensor], wrong: str | None = None, seed:
     gen = torch.Generator().manual_seed(seed)
     state = {}
     for key, value in ours.items():
-        if key.startswith(("fmri_pooler.", "level_in.")) or ".level_in." in key:
+        if key.startswith(("fmri_pooler.", "level_in.", "condition_maps.")) or ".level_in." in key:
             continue
         shape = list(value.shape)
         if "cross_attn.to_kv.weight" in key:

@@ -66,7 +66,7 @@ def test_positions_differ_per_cell():
 @pytest.mark.parametrize("preset", [tiny, pytest.param(demo, marks=pytest.mark.slow)])
 def test_matched_size_is_within_five_percent_of_the_generator(preset):
     cfg = preset()
-    gen_shapes = GeneratorShapes(256, 8, (1, 2, 4, 8), 4, 4, 32, 24)
+    gen_shapes = GeneratorShapes(256, 8, (1, 2, 4, 8), 4, 5, 32, 24)
     target = sum(p.numel() for p in ScaleAR(cfg.generator, gen_shapes).parameters())
     matched = match_parameters(cfg.diffusion, SHAPES, target)
     assert abs(parameter_count(matched, SHAPES) / target - 1) <= 0.05
@@ -85,7 +85,7 @@ def test_training_flops_grow_with_batch_and_cover_the_matmuls():
         m.weight.numel() for b in blocks for m in (b.attn.to_q, b.attn.to_kv, b.attn.to_out, *b.mlp[::2])
     )
     assert one > 6 * token_weights * 64 * 2
-    gen_shapes = GeneratorShapes(256, 8, (1, 2, 4, 8), 4, 4, 32, 24)
+    gen_shapes = GeneratorShapes(256, 8, (1, 2, 4, 8), 4, 5, 32, 24)
     assert generator_step_flops(cfg.generator, gen_shapes, 4) == 2 * generator_step_flops(cfg.generator, gen_shapes, 2)
 
 

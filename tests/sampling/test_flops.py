@@ -9,7 +9,7 @@ from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.sampling.flops import decoder_flops, scale_wise_sampling_flops
 
-SHAPES = GeneratorShapes(64, 8, (1, 2, 4, 8), 4, 4, 32, 24)
+SHAPES = GeneratorShapes(64, 8, (1, 2, 4, 8), 4, 5, 32, 24)  # tiny: 2 × 2 grid + global token
 
 
 def counted_per_scale(model: ScaleAR, streams_per_scale: list[int], batch: int, kept: list[int]) -> list[int]:

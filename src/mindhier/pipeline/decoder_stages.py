@@ -59,6 +59,7 @@ def generator_stages(
     `reference_rows` the control and the ceiling are left out (a later seed of the routing study: the ceiling does
     not depend on the seed, the control is read in the first seed's run)."""
     from mindhier.metrics.recons_eval import format_metrics
+    from mindhier.sampling.condition_use_run import write_row_condition_use
     from mindhier.sampling.reconstruct import Reconstructor, write_reconstructions, write_tokenizer_ceiling
     from mindhier.train.diffusion import train_diffusion
     from mindhier.train.generator import train_generator
@@ -74,7 +75,7 @@ def generator_stages(
 
     def reconstruct(out: Path, decoder_dir: Path, sampler, **options) -> None:
         reconstructor = Reconstructor.from_runs(decoder_dir, encoder_dir, tokenizer_dir, sampler, device=stages.device)
-        write_reconstructions(
+        written = write_reconstructions(
             reconstructor,
             data_dir,
             out,
@@ -87,6 +88,16 @@ def generator_stages(
             strips=True,
             **options,
         )
+        if not options.get("shuffle_brain"):  # the rows that reconstruct from their own condition
+            write_row_condition_use(
+                reconstructor,
+                data_dir,
+                written,
+                subject,
+                cfg.demo.split,
+                options.get("condition", "brain"),
+                sampler.seed,
+            )
 
     def train(name: str, routing_cfg: MindhierConfig) -> Path:
         generator_dir = run_dir / PIPELINE_GENERATORS / name

@@ -3,13 +3,16 @@ tokenizer loaded, the split's brain inputs and teacher features scored with `met
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from mindhier import run_layout
 from mindhier.data.nsd import open_dataset
 from mindhier.errors import ConfigError
+from mindhier.fileio import write_json
 from mindhier.metrics.condition_use import condition_use
 from mindhier.models.brain_condition import TeacherCondition
 from mindhier.models.scale_ar import ScaleAR
@@ -63,3 +66,37 @@ def measure_condition_use(
         "routing": model.routing,
         "inputs": arms,
     }
+
+
+def write_row_condition_use(
+    reconstructor: Reconstructor,
+    data_dir,
+    recons_dir,
+    subject: int,
+    split: str = "test",
+    condition: str = "brain",
+    seed: int = 0,
+) -> Path | None:
+    """Beside a reconstruction set of a scale-wise generator (not a control): the decoder's condition use per scale
+    on the split's images under the condition that row reconstructs from (the brain, or the teacher's features for
+    the oracle row), `recons_dir/condition_use.json`, which the evaluation copies into `metrics.json`. It reads the
+    split's images (their tokens are what is scored): a step of the pipeline after reconstruction, never part of
+    it. Returns the file, or None for a decoder that is not scale-wise."""
+    if not isinstance(getattr(reconstructor.decoder, "model", None), ScaleAR):
+        return None
+    with open_dataset(data_dir, subjects=[int(subject)]) as dataset:
+        items = dataset.split(int(subject), split)
+        images, voxels, indices = items.images(), items.voxels(), np.asarray(items.image_index_N)
+    if condition == "teacher":
+        teacher = TeacherCondition(
+            reconstructor.condition.level_dims, reconstructor.encoder.shapes.queries, reconstructor.device
+        )
+        rows = teacher(oracle_features(reconstructor, data_dir).get(indices))
+    else:
+        rows = reconstructor.condition.of_voxels(voxels, int(subject), "voxels")
+    record = condition_use(
+        reconstructor.decoder.model, reconstructor.tokenizer, rows, reconstructor.null(int(subject)), images, seed=seed
+    )
+    path = Path(recons_dir) / run_layout.RECONS_CONDITION_USE
+    write_json(path, {"condition": condition, **record})
+    return path

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from mindhier import run_layout
 from mindhier.config import DdimConfig, SamplerConfig, TokenizerConfig
 from mindhier.data import layout
 from mindhier.data.image_tensors import resize_uint8, to_model_input, to_uint8, unit_to_uint8
@@ -277,12 +276,10 @@ def write_reconstructions(
         raise ConfigError(
             f"the encoder was not trained on subject {subject}; it knows {reconstructor.encoder.subjects}"
         )
-    measure_use = condition_use_applies(reconstructor, shuffle_brain)
     with open_dataset(data_dir, subjects=[subject], expected_voxels=expected, check_images=False) as dataset:
         items = dataset.split(subject, split)
         voxels = items.voxels_per_repeat() if average == "outputs" else items.voxels()
         indices = np.asarray(items.image_index_N)
-        images = items.images() if measure_use else None
     if shuffle_brain:
         voxels = voxels[derangement(len(voxels), seed)]
     features = oracle_features(reconstructor, data_dir) if condition == "teacher" else None
@@ -347,35 +344,8 @@ def write_reconstructions(
             else None,
             "provenance": provenance(),
         }
-        if measure_use:
-            use = row_condition_use(reconstructor, subject, voxels, average, features, indices, images, seed)
-            write_json(staging / run_layout.RECONS_CONDITION_USE, use)
         write_json(staging / "manifest.json", manifest)
     return Path(out)
-
-
-def condition_use_applies(reconstructor: Reconstructor, shuffle_brain: bool) -> bool:
-    """Whether a reconstruction folder gets the decoder's condition use: scale-wise generators, not controls."""
-    from mindhier.models.scale_ar import ScaleAR
-
-    return not shuffle_brain and isinstance(getattr(reconstructor.decoder, "model", None), ScaleAR)
-
-
-def row_condition_use(reconstructor, subject, voxels, average, features, indices, images, seed) -> dict:
-    """Condition use per scale of the decoder on the split's images, under the condition this row reconstructs
-    from (the brain, or the teacher's features for the oracle row): `metrics/condition_use.py`."""
-    from mindhier.metrics.condition_use import condition_use
-
-    if features is not None:
-        teacher = TeacherCondition(reconstructor.condition.level_dims, reconstructor.encoder.shapes.queries,
-                                   reconstructor.device)  # fmt: skip
-        condition = teacher(features.get(indices))
-    else:
-        condition = reconstructor.condition.of_voxels(voxels, subject, average)
-    record = condition_use(
-        reconstructor.decoder.model, reconstructor.tokenizer, condition, reconstructor.null(subject), images, seed=seed
-    )
-    return {"condition": "teacher" if features is not None else "brain", **record}
 
 
 def oracle_features(reconstructor: Reconstructor, data_dir: str | Path):
