@@ -53,7 +53,7 @@ def add_pretrain_parser(commands) -> None:
                 "--direct-decoder",
                 action="store_true",
                 help="with --evaluate: also train and score a direct decoder from the teacher's levels to pixels "
-                "on --images stream images (RUN/direct_decoder.json): what the condition holds at all",
+                "on --images stream images, at most 4000 (RUN/direct_decoder.json): what the condition holds at all",
             )
             p.add_argument(
                 "--decoder-steps", type=positive_int, default=1500, help="with --direct-decoder: training steps"
