@@ -43,6 +43,7 @@ LOG = "log.jsonl"
 SUMMARY = "train_summary.json"
 INPUTS = "inputs.json"
 FEATURES = "features.json"
+CONDITION_CALIBRATION = "condition_calibration.safetensors"  # encoder runs with alignment.calibration=moments
 DIFFUSION_MODEL = "diffusion_model.json"
 ENCODER_EVAL = "encoder_eval.json"
 RECONS_CONDITION_USE = "condition_use.json"  # beside a scale-wise generator's reconstructions: its condition use

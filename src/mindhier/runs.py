@@ -18,6 +18,7 @@ from mindhier.config import MindhierConfig, TokenizerConfig, from_dict, to_dict
 from mindhier.errors import ConfigError, WeightsError
 from mindhier.fileio import read_json
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes
+from mindhier.models.condition_calibration import ConditionCalibration, load_calibration
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.records import parse_record
 from mindhier.run_layout import load_run_config
@@ -31,6 +32,7 @@ class EncoderRunFiles:
     shapes: EncoderShapes
     model: BrainEncoder  # eval mode, on the device asked for
     features: dict[str, Any]  # where its teacher targets came from: path, key, teacher description
+    calibration: ConditionCalibration | None = None  # alignment.calibration=moments: its fitted statistics
 
 
 def load_encoder(
@@ -45,7 +47,20 @@ def load_encoder(
     load_weights(run_dir / (weights or run_layout.weights_file("encoder")), model)
     model.to(device).eval()
     features = read_json(run_dir / run_layout.FEATURES, "feature-cache record")
-    return EncoderRunFiles(run_dir, cfg, shapes, model, features)
+    calibration = None
+    if cfg.alignment.calibration != "none":
+        path = run_dir / run_layout.CONDITION_CALIBRATION
+        if not path.exists():
+            raise ConfigError(
+                f"the encoder run {run_dir} has alignment.calibration={cfg.alignment.calibration} but no {path.name} "
+                "(an older or interrupted run); retrain it, or resume it with --resume"
+            )
+        calibration = load_calibration(path)
+        dims = shapes.level_dims
+        expected = (dims[-1],) * len(dims) if cfg.alignment.supervision == "single" else dims
+        if calibration.level_dims != expected or set(calibration.predicted) != set(shapes.voxels):
+            raise ConfigError(f"{path} does not match the encoder's levels and subjects; retrain the encoder")
+    return EncoderRunFiles(run_dir, cfg, shapes, model, features, calibration)
 
 
 def load_tokenizer(

@@ -113,8 +113,10 @@ def test_gradient_accumulation_reproduces_the_full_batch(tiny_stage_runs, tmp_pa
         _short(cfg, "train_generator", micro_batch=5), result.root, encoder, tokenizer, tmp_path / "micro"
     )
     assert accumulated.summary["micro_batch"] == 5
+    # float32 summation order differs; Adam turns a near-zero gradient's rounding into a step of up to lr·1e-2 —
+    # a wrong share weighting moves weights by ~lr (1e-3) per step
     for k, v in full.model.state_dict().items():
-        torch.testing.assert_close(accumulated.model.state_dict()[k], v, rtol=1e-4, atol=1e-5, msg=k)
+        torch.testing.assert_close(accumulated.model.state_dict()[k], v, rtol=1e-4, atol=5e-5, msg=k)
 
 
 def test_tokenizer_loop_runs_under_bf16_autocast_and_writes_tensorboard(tiny_dataset, tmp_path):

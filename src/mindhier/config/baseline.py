@@ -56,6 +56,9 @@ class DiffusionTrainConfig(LoopConfig):
     section: ClassVar[str] = "train_diffusion"
 
     steps: int = 0  # 0: as many steps as match the scale-wise generator's training FLOPs (train_generator)
+    # the generator steps matched when steps=0 (0: train_generator.steps); the demo reads the generator prior as it
+    # is and gives the baseline the budget of a 150-step generator fine-tune
+    match_generator_steps: int = 0
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -68,6 +71,7 @@ class DiffusionTrainConfig(LoopConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range("train_diffusion.steps", self.steps, 0, 10_000_000)
+        check_range("train_diffusion.match_generator_steps", self.match_generator_steps, 0, 10_000_000)
         check_range("train_diffusion.batch_size", self.batch_size, 1, 1_000_000)
         check_range("train_diffusion.lr", self.lr, 1e-8, 1.0)
         for name in ("eval_every", "checkpoint_every"):

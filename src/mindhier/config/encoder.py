@@ -11,6 +11,7 @@ from mindhier.config.loop import LoopConfig
 from mindhier.errors import ConfigError
 
 SUPERVISION_MODES = ("cascaded", "terminal_only", "single")
+CALIBRATIONS = ("none", "moments")  # alignment.calibration (models/condition_calibration.py)
 NAMED_MAPPING_LEVELS = 4  # every named layer mapping picks four layers
 
 
@@ -63,6 +64,9 @@ class AlignmentConfig:
     softclip_weight: float = 1.0
     temperature: float = 0.005  # SoftCLIP τ (paper: 0.005)
     text_weight: float = 1.0  # weight of the text terms, when the teacher has a text side
+    # none: the decoder reads the predicted levels as they are (the paper); moments: moment-matched per level and
+    # channel to the teacher's features (models/condition_calibration.py), fitted on the val split after training
+    calibration: str = "none"
 
     def __post_init__(self) -> None:
         if self.supervision not in SUPERVISION_MODES:
@@ -73,6 +77,10 @@ class AlignmentConfig:
         check_range("alignment.softclip_weight", self.softclip_weight, 0.0, 1e6)
         check_range("alignment.temperature", self.temperature, 1e-5, 10.0)
         check_range("alignment.text_weight", self.text_weight, 0.0, 1e6)
+        if self.calibration not in CALIBRATIONS:
+            raise ConfigError(
+                f"alignment.calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}"
+            )
 
 
 @dataclass(frozen=True)

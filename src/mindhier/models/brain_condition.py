@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from mindhier.errors import ConfigError
 from mindhier.models.brain_encoder import BrainEncoder, EncoderOutput
+from mindhier.models.condition_calibration import ConditionCalibration
 
 AVERAGING = ("voxels", "outputs")
 
@@ -61,10 +62,11 @@ def aligned_levels(out: EncoderOutput, supervision: str) -> list[torch.Tensor]:
 
 
 class BrainCondition:
-    """A frozen encoder seen as the decoder's condition."""
+    """A frozen encoder seen as the decoder's condition; with a calibration (`models/condition_calibration.py`),
+    its levels moment-matched to the teacher's and the pooled vector their terminal level's token mean."""
 
-    def __init__(self, encoder: BrainEncoder, supervision: str):
-        self.encoder, self.supervision = encoder, supervision
+    def __init__(self, encoder: BrainEncoder, supervision: str, calibration: ConditionCalibration | None = None):
+        self.encoder, self.supervision, self.calibration = encoder, supervision, calibration
 
     @property
     def device(self) -> torch.device:
@@ -79,8 +81,18 @@ class BrainCondition:
     def __call__(self, groups: Sequence[tuple[int, torch.Tensor]]) -> Condition:
         """The condition of (subject, voxels [n_s, V_s]) groups, rows in group order."""
         self.encoder.eval()
-        out = self.encoder(list(groups))
-        return Condition(stack_levels(aligned_levels(out, self.supervision)), out.pooled_BD, out.terminal_BQD)
+        groups = list(groups)
+        out = self.encoder(groups)
+        levels_BMQD = stack_levels(aligned_levels(out, self.supervision))
+        if self.calibration is None:
+            return Condition(levels_BMQD, out.pooled_BD, out.terminal_BQD)
+        start, parts = 0, []
+        for subject, voxels in groups:
+            parts.append(self.calibration.apply(levels_BMQD[start : start + len(voxels)], subject))
+            start += len(voxels)
+        levels_BMQD = torch.cat(parts)
+        terminal_width = self.level_dims[-1]
+        return Condition(levels_BMQD, levels_BMQD[:, -1, :, :terminal_width].mean(dim=1), out.terminal_BQD)
 
     @torch.no_grad()
     def of_voxels(self, voxels, subject: int, average: str = "voxels") -> Condition:

@@ -67,7 +67,7 @@ class Reconstructor:
     decoder: ImageDecoder  # the scale-wise generator, or the diffusion baseline
     teacher: Any  # the Stage-1 teacher, for brain-only selection
     runs: dict[str, str]  # where the models came from
-    trained_on: str = "brain"  # the decoder's training condition: brain | teacher (its unconditional stream)
+    trained_on: str = "brain"  # the condition its weights learnt, brain | teacher: the unconditional stream to use
 
     @property
     def encoder(self) -> BrainEncoder:
@@ -108,7 +108,7 @@ class Reconstructor:
         tokenizer_run = tokenizer.spec
         enc = load_encoder(encoder_run, device=device)
         tok = load_tokenizer(tokenizer, device=device)
-        condition = BrainCondition(enc.model, enc.cfg.alignment.supervision)
+        condition = BrainCondition(enc.model, enc.cfg.alignment.supervision, enc.calibration)
         shapes = run.shapes
         if diffusion:
             checks = {
@@ -143,7 +143,7 @@ class Reconstructor:
             decoder,
             build_teacher(enc.cfg.teacher, device=device),
             {"decoder": str(run.run_dir), "encoder": str(encoder_run), "tokenizer": str(tokenizer_run)},
-            run.inputs.get("condition", "brain"),
+            run.inputs.get("null_condition", run.inputs.get("condition", "brain")),
         )
 
     @torch.no_grad()

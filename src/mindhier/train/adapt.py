@@ -36,6 +36,7 @@ from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes, subject_k
 from mindhier.runs import load_encoder
 from mindhier.teachers import build_teacher
 from mindhier.train.batches import rank_batch
+from mindhier.train.calibrate import write_calibration
 from mindhier.train.encoder import accumulate_stage1, validation_score
 from mindhier.train.encoder_data import load_encoder_data
 from mindhier.train.session import Launch, TrainingSession, TrainResult
@@ -205,8 +206,10 @@ def adapt_encoder(
         extra |= run.evaluate(done, lambda: validation_score(wrapped.module, data, world.device), "val_retrieval_top1")
         run.end_step(done, extra)
 
+    calibration = write_calibration(run, cfg, shapes, data)
     summary = run.finish(
         {
+            **({"calibration": calibration} if calibration else {}),
             "subjects": [subject],
             "sessions": cfg.data.describe_sessions(),
             "train_trials": {str(subject): data.n_train},

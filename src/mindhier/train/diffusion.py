@@ -114,7 +114,8 @@ def plan_budget(cfg: MindhierConfig, shapes: DiffusionShapes, tokenizer: Tokeniz
     tg, td = cfg.train_generator, cfg.train_diffusion
     gen_flops = generator_step_flops(cfg.generator, gen_shapes, tg.batch_size)
     step_flops = diffusion_step_flops(model, shapes, td.batch_size)
-    steps = td.steps or max(1, round(tg.steps * gen_flops / step_flops))
+    gen_steps = td.match_generator_steps or tg.steps
+    steps = td.steps or max(1, round(gen_steps * gen_flops / step_flops))
     return Budget(
         model,
         steps,
@@ -128,8 +129,11 @@ def plan_budget(cfg: MindhierConfig, shapes: DiffusionShapes, tokenizer: Tokeniz
             "flops_per_step": step_flops,
             "generator_flops_per_step": gen_flops,
             "training_flops": steps * step_flops,
-            "generator_training_flops": tg.steps * gen_flops,
-            "steps_rule": "given (train_diffusion.steps)" if td.steps else "FLOP-matched to train_generator.steps",
+            "generator_training_flops": gen_steps * gen_flops,
+            "steps_rule": "given (train_diffusion.steps)"
+            if td.steps
+            else f"FLOP-matched to {gen_steps} generator steps"
+            + (" (train_diffusion.match_generator_steps)" if td.match_generator_steps else " (train_generator.steps)"),
             "flops_counted": "torch.utils.flop_counter on the meta device: matmuls, convs, attention; fwd + bwd",
         },
     )

@@ -30,6 +30,7 @@ from mindhier.metrics.retrieval import retrieval_top1
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes, encode_in_batches
 from mindhier.teachers import build_teacher
 from mindhier.train.batches import rank_batch
+from mindhier.train.calibrate import write_calibration
 from mindhier.train.encoder_data import EncoderData, load_encoder_data
 from mindhier.train.optim import adamw, one_cycle
 from mindhier.train.session import Launch, TrainingSession, TrainResult
@@ -138,8 +139,10 @@ def train_encoder(
         extra |= run.evaluate(done, lambda: validation_score(wrapped.module, data, world.device), "val_retrieval_top1")
         run.end_step(done, extra)
 
+    calibration = write_calibration(run, cfg, shapes, data)
     summary = run.finish(
         {
+            **({"calibration": calibration} if calibration else {}),
             "subjects": list(subjects),
             "sessions": cfg.data.describe_sessions(),
             "train_trials": {str(items.subject): len(items) for items in data.train},

@@ -69,5 +69,5 @@ def load_frozen(
         raise ConfigError(
             f"the encoder {encoder_run} was not trained on subject {unknown[0]}; it knows {list(trained_on)}"
         )
-    condition = BrainCondition(encoder, encoder_files.cfg.alignment.supervision)
+    condition = BrainCondition(encoder, encoder_files.cfg.alignment.supervision, encoder_files.calibration)
     return FrozenStage1(Path(encoder_run), source, encoder_files.cfg, encoder, tokenizer, condition, subjects)

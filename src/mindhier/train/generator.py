@@ -181,7 +181,14 @@ def fit_generator(
         init = {**init, **load_generator_init(model, start.state, init["source"]).record()}
     elif start.state is not None:
         load_state_strict(model, start.state, init["source"])
-    run.write_json(run_layout.INPUTS, {**inputs, **source.record(), "routing": gc.routing, "init": init})
+    # the unconditional stream sampling guides against: the one these weights learnt — the start's, when no step
+    # trains them (the prior as it is reads the brain, but its null is the teacher's)
+    null_condition = init.get("condition", source.record()["condition"]) if tc.steps == 0 else None
+    null_condition = null_condition or source.record()["condition"]
+    run.write_json(
+        run_layout.INPUTS,
+        {**inputs, **source.record(), "null_condition": null_condition, "routing": gc.routing, "init": init},
+    )
     wrapped = run.attach(
         model,
         list(model.blocks),

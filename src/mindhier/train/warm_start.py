@@ -26,7 +26,7 @@ from mindhier import priors, run_layout
 from mindhier.checkpoint import config_differences, read_state_dict
 from mindhier.config import from_dict, to_dict
 from mindhier.errors import ConfigError
-from mindhier.fileio import sha256_file
+from mindhier.fileio import read_json, sha256_file
 
 # config fields that define a model's parameters (and how they are used), per kind
 ARCHITECTURE = {
@@ -82,13 +82,19 @@ def initial_weights(spec: str, kind: str, cfg) -> InitialWeights:
                     f"the {kind} prior was trained with other {section} settings ({', '.join(differences[:5])}); "
                     f"use the prior's settings or init={kind} run of your own"
                 )
-        return InitialWeights(priors.state(kind), {"source": f"prior:{kind}", "sha256": record["sha256"]})
+        start = {"source": f"prior:{kind}", "sha256": record["sha256"]}
+        if kind == "generator":  # the condition its weights were trained on (their unconditional stream's)
+            start["condition"] = saved.get("train_generator", {}).get("condition", "brain")
+        return InitialWeights(priors.state(kind), start)
     path = Path(spec)
     if path.is_dir():
         run_layout.expect_kind(path, kind)
         path = path / run_layout.weights_file(kind)
     if not path.is_file():
         raise ConfigError(f"init {spec!r} is neither `prior`, a {kind} run folder nor a weights file")
-    return InitialWeights(
-        read_state_dict(path, f"{kind} start weights"), {"source": str(path), "sha256": sha256_file(path)}
-    )
+    start = {"source": str(path), "sha256": sha256_file(path)}
+    inputs = path.parent / run_layout.INPUTS
+    if kind == "generator" and inputs.is_file():  # a generator run: the condition its weights were trained on
+        recorded = read_json(inputs, "generator inputs")
+        start["condition"] = recorded.get("null_condition", recorded.get("condition", "brain"))
+    return InitialWeights(read_state_dict(path, f"{kind} start weights"), start)
