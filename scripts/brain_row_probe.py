@@ -107,7 +107,7 @@ def main() -> None:
             "--preset", "demo", "--set", "train_generator.steps=150", "--threads", "2", "--quiet",
         ]  # fmt: skip
         subprocess.run(command, check=True)
-        fine_tuned = Reconstructor.from_runs(tuned)
+        fine_tuned = Reconstructor.from_runs(tuned, args.run / "encoder", args.run / "tokenizer")
         rows["prior fine-tuned on the brain 150 steps, calibrated, null encoder(0)"] = scores(
             sampled(fine_tuned, fine_tuned.condition.of_voxels(voxels, 1), "brain")
         )
