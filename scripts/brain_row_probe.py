@@ -10,8 +10,9 @@ default cache) and measures, on the val split (held-out training images, single 
     the prior's own null stream (zeros) and under the encoder's output for zero voxels;
   - the prior fine-tuned on the brain for the demo's former budget (150 steps of 32, calibrated predictions);
 * what is linearly decodable from the voxels: ridge regressions (penalty chosen on val) to the teacher's levels
-  (cosine per level, beside the encoder's) and to a 32 × 32 image (PixCorr, judge), and that image's first scales
-  as the generator's start (its tokens for scales 1…k, the rest sampled from the calibrated brain condition).
+  (cosine per level, beside the encoder's); the encoder's low-level decoder (a ridge regression to a 32 × 32 image,
+  `encoder.low_level_px`) alone, and as the start of the first k scales (`sampler.low_level_scales = k`: its tokens
+  for scales 1…k, the rest sampled from the calibrated brain condition).
 
 The figures back docs/method.md §5.2; the result file records command, commit and machine.
 """
@@ -19,6 +20,7 @@ The figures back docs/method.md §5.2; the result file records command, commit a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 import tempfile
@@ -27,10 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from einops import rearrange
 
 from mindhier.data.feature_cache import build_feature_cache
-from mindhier.data.image_tensors import resize_uint8, to_model_input, unit_to_uint8
 from mindhier.data.nsd.dataset import open_dataset
 from mindhier.data.target_lookup import TargetLookup
 from mindhier.metrics.image import pixcorr
@@ -39,13 +39,10 @@ from mindhier.metrics.recons_eval import scene_labels
 from mindhier.models.brain_condition import BrainCondition
 from mindhier.result_files import check_result_path, result_record, write_result
 from mindhier.run_layout import load_run_config
-from mindhier.sampling.draws import race
-from mindhier.sampling.reconstruct import Reconstructor, item_generator
-from mindhier.sampling.scale_ar import ScaleLoop
+from mindhier.sampling.reconstruct import Reconstructor
 from mindhier.teachers import build_teacher
 
 PENALTIES = (1e3, 3e3, 1e4, 3e4)
-PIXELS = 32
 BATCH = 25
 
 
@@ -130,35 +127,22 @@ def main() -> None:
         )
         cosines["ridge"].append(round(best[0], 4))
         cosines["ridge_penalty"].append(best[1])
-    train_pixels = torch.from_numpy(resize_uint8(train.images(), PIXELS).reshape(len(train_X), -1)).double() / 255
-
-    def ridge_image(penalty: float) -> np.ndarray:
-        flat = ridge(train_X, train_pixels, penalty)(val_X).clamp(0, 1)
-        return (flat.reshape(len(val_X), PIXELS, PIXELS, 3) * 255).round().byte().numpy()
-
-    penalty = max(PENALTIES, key=lambda p: float(pixcorr(ridge_image(p), truth).mean()))
-    blurry = ridge_image(penalty)
-    rows[f"ridge image {PIXELS} px (penalty {penalty:g})"] = scores(blurry)
-
+    # the encoder's low-level decoder (encoder.low_level_px; its penalty chosen on this split by the fit), alone and
+    # as the start of the first k scales (sampler.low_level_scales = k)
+    low_level = prior.low_level
+    if low_level is None:
+        sys.exit(f"{args.run} has no low-level decoder (encoder.low_level_px); run `make demo` with this version")
+    ridge_images = low_level.predict(voxels, 1).permute(0, 2, 3, 1).mul(255).round().byte().numpy()
+    rows[f"the encoder's low-level image ({low_level.px} px, penalty {low_level.subjects[1].penalty:g})"] = scores(
+        ridge_images
+    )
     prior.trained_on = "teacher"
-    tokenizer, model = prior.tokenizer, prior.decoder.model
-    start_tokens = tokenizer.encode(to_model_input(resize_uint8(blurry, tokenizer.cfg.image_px)))
-    null = prior.null(1)
-    for first in range(1, len(model.shapes.scales) - 1):
-        images = []
-        for begin in range(0, len(voxels), BATCH):
-            part = slice(begin, begin + BATCH)
-            count = len(keys[part])
-            loop = ScaleLoop(model, tokenizer, prior.decoder.sampler, count)
-            loop.load(calibrated.levels_BMQD[part], calibrated.pooled_BP[part], null.levels_BMQD, null.pooled_BP)
-            draws = loop.draws([item_generator(prior.decoder.sampler.seed, key) for key in keys[part]])
-            f_hat, next_input = None, None
-            for k in range(len(model.shapes.scales)):
-                _, probs = loop.scale_probabilities(k, next_input)
-                drawn = rearrange(race(probs, draws[k]), "(r l) -> r l", r=count)
-                f_hat, next_input = loop.advance(k, f_hat, start_tokens[k][part] if k < first else drawn)
-            images.append(unit_to_uint8(loop.decode(f_hat)))
-        rows[f"ridge image's tokens for scales 1-{first}, the rest from the brain"] = scores(np.concatenate(images))
+    plain_sampler = prior.decoder.sampler
+    for first in range(1, len(prior.decoder.model.shapes.scales) - 1):
+        prior.decoder.sampler = dataclasses.replace(plain_sampler, low_level_scales=first)
+        images = prior.reconstruct(voxels, 1, keys=keys, batch_size=BATCH).images_BHW3
+        rows[f"low-level start: scales 1-{first} from the low-level image, the rest from the brain"] = scores(images)
+    prior.decoder.sampler = plain_sampler
 
     numbers = {"protocol": {"split": "val", "subject": 1, "n_images": len(keys), "routing": "coarse_to_fine"}}
     numbers |= {"rows": rows, "level_cosines": cosines}

@@ -89,6 +89,7 @@ DEMO_ROW_NAMES = {
     "teacher_oracle": "teacher-feature oracle",
     "coarse_to_fine": "coarse-to-fine, brain",
     "static_terminal": "static terminal, brain",
+    "low_level_start": "coarse-to-fine, brain, low-level start",
     "fine_to_coarse": "fine-to-coarse, brain",
     "all_levels": "all levels, brain",
     "diffusion": "diffusion baseline, brain",

@@ -44,6 +44,7 @@ SUMMARY = "train_summary.json"
 INPUTS = "inputs.json"
 FEATURES = "features.json"
 CONDITION_CALIBRATION = "condition_calibration.safetensors"  # encoder runs with alignment.calibration=moments
+LOW_LEVEL = "low_level.safetensors"  # encoder runs with encoder.low_level_px > 0
 DIFFUSION_MODEL = "diffusion_model.json"
 ENCODER_EVAL = "encoder_eval.json"
 RECONS_CONDITION_USE = "condition_use.json"  # beside a scale-wise generator's reconstructions: its condition use
@@ -178,6 +179,7 @@ PIPELINE_STAGE_TIMES = "stage_times.json"
 PIPELINE_CONTROL = "shuffled_brain"  # brain inputs permuted across test images
 PIPELINE_CEILING = "tokenizer_ceiling"  # the true test images through the tokenizer
 PIPELINE_ORACLE = "teacher_oracle"  # a teacher-trained generator given the test images' teacher features
+PIPELINE_LOW_LEVEL = "low_level_start"  # the first routing's generator, its first scales from the low-level image
 PIPELINE_REPORT = "report"
 PIPELINE_DATA_INFO = "data_info.json"
 STAGE_MARKER = ".stage.json"  # a derived output's config key (reuse when unchanged)

@@ -19,6 +19,7 @@ from mindhier.errors import ConfigError, WeightsError
 from mindhier.fileio import read_json
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes
 from mindhier.models.condition_calibration import ConditionCalibration, load_calibration
+from mindhier.models.low_level import LowLevelDecoder, load_low_level
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.records import parse_record
 from mindhier.run_layout import load_run_config
@@ -33,6 +34,7 @@ class EncoderRunFiles:
     model: BrainEncoder  # eval mode, on the device asked for
     features: dict[str, Any]  # where its teacher targets came from: path, key, teacher description
     calibration: ConditionCalibration | None = None  # alignment.calibration=moments: its fitted statistics
+    low_level: LowLevelDecoder | None = None  # encoder.low_level_px > 0: its ridge voxels → image decoder
 
 
 def load_encoder(
@@ -60,7 +62,18 @@ def load_encoder(
         expected = (dims[-1],) * len(dims) if cfg.alignment.supervision == "single" else dims
         if calibration.level_dims != expected or set(calibration.predicted) != set(shapes.voxels):
             raise ConfigError(f"{path} does not match the encoder's levels and subjects; retrain the encoder")
-    return EncoderRunFiles(run_dir, cfg, shapes, model, features, calibration)
+    low_level = None
+    if cfg.encoder.low_level_px:
+        path = run_dir / run_layout.LOW_LEVEL
+        if not path.exists():
+            raise ConfigError(
+                f"the encoder run {run_dir} has encoder.low_level_px={cfg.encoder.low_level_px} but no {path.name} "
+                "(an older or interrupted run); retrain it, or resume it with --resume"
+            )
+        low_level = load_low_level(path)
+        if low_level.px != cfg.encoder.low_level_px or set(low_level.subjects) != set(shapes.voxels):
+            raise ConfigError(f"{path} does not match the encoder's config and subjects; retrain the encoder")
+    return EncoderRunFiles(run_dir, cfg, shapes, model, features, calibration, low_level)
 
 
 def load_tokenizer(

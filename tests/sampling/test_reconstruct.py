@@ -161,3 +161,31 @@ def test_both_test_splits_reach_the_reconstructions_the_scores_and_the_report_li
     assert protocol["split"] == "test_old" and protocol["n_images"] == len(old["stimulus_indices"])
     line = protocol_line(protocol)
     assert "split test_old (the older 982-image split" in line and "single shot" in line
+
+
+def test_the_low_level_start_takes_the_encoders_ridge_image_at_the_first_scales(generator_run):
+    cfg, result, run = generator_run
+    from mindhier.config import SamplerConfig
+    from mindhier.sampling.reconstruct import Reconstructor
+
+    assert cfg.encoder.low_level_px > 0  # the tiny encoder fits its ridge decoder after training
+    with mindhier.data.nsd.open_dataset(result.root) as dataset:
+        voxels = torch.from_numpy(dataset.split(1, "test").voxels()[:4])
+    started = Reconstructor.from_runs(run, sampler=SamplerConfig(low_level_scales=2))
+    tokens = started.low_level_tokens(voxels, subject=1)
+    image = started.low_level.predict(voxels, subject=1)
+    assert len(tokens) == 2 and image.shape == (4, 3, cfg.encoder.low_level_px, cfg.encoder.low_level_px)
+    # the first two scales are the low-level image's, whatever the seed; the plain sampler draws them
+    one, other = (started.reconstruct(voxels, subject=1, strips=True, seed=seed) for seed in (0, 1))
+    assert np.array_equal(one.strips_BKHW3[:, :2], other.strips_BKHW3[:, :2])
+    assert not np.array_equal(one.images_BHW3, other.images_BHW3)  # the later scales are still sampled
+    plain = Reconstructor.from_runs(run)
+    a, b = (plain.reconstruct(voxels, subject=1, strips=True, seed=seed) for seed in (0, 1))
+    assert not np.array_equal(a.strips_BKHW3[:, :2], b.strips_BKHW3[:, :2])
+    # its trials averaged as the condition's are: [B, T, V] with identical trials gives the [B, V] tokens
+    again = started.low_level_tokens(torch.stack([voxels, voxels], dim=1), subject=1)
+    assert all(torch.equal(a, b) for a, b in zip(tokens, again, strict=True))
+    # an encoder without a low-level decoder is refused with the fix
+    started.low_level = None
+    with pytest.raises(ConfigError, match="needs an encoder with a low-level decoder"):
+        started.reconstruct(voxels, subject=1)

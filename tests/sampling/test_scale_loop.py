@@ -214,3 +214,23 @@ def test_a_replaced_decoder_keeps_no_loop_of_the_original():
     fast = dataclasses.replace(eager, compile=True)
     assert fast.loops == {} and fast.loop(2, COMBINED) is not eager_loop
     assert fast.loop(2, COMBINED).compiled and not eager_loop.compiled
+
+
+def test_start_tokens_are_taken_and_every_later_scale_draws_what_it_would_have_drawn():
+    model, tokenizer, cfg = make_model(), make_tokenizer(), SAMPLERS["guided"]
+    levels, pooled = inputs(3)
+    plain = draw(model, tokenizer, cfg, levels, pooled)
+    # the plain run's own first two scales as the start: the same image, token for token
+    same = sample(
+        model, tokenizer, levels, pooled, *NULL, cfg, torch.Generator().manual_seed(7), start_tokens=plain.tokens[:2]
+    )
+    assert all(torch.equal(a, b) for a, b in zip(plain.tokens, same.tokens, strict=True))
+    # another start: taken as given, and the scales after it follow it
+    other = [(t + 1) % SHAPES.vocab for t in plain.tokens[:2]]
+    started = sample(model, tokenizer, levels, pooled, *NULL, cfg, torch.Generator().manual_seed(7), start_tokens=other)
+    assert all(torch.equal(a, b) for a, b in zip(started.tokens[:2], other, strict=True))
+    assert not torch.equal(started.images_R3HW, plain.images_R3HW)
+    with pytest.raises(ConfigError, match="leave none of the 4 scales"):
+        sample(
+            model, tokenizer, levels, pooled, *NULL, cfg, torch.Generator().manual_seed(7), start_tokens=plain.tokens
+        )

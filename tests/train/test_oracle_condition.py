@@ -51,6 +51,18 @@ def test_teacher_conditioned_generator_its_oracle_row_and_a_brain_fine_tune_from
     assert all(torch.equal(a, b) for a, b in zip(reloaded.parameters(), start.parameters(), strict=True))
     assert kept.summary["steps"] == 0
 
+    # read from the brain without a step (the demo's brain rows): the unconditional stream stays the start's
+    as_is = train_generator(
+        _cfg(cfg, steps=0, init=str(oracle.run_dir)), result.root, encoder, tokenizer, tmp_path / "as-is"
+    )
+    recorded = json.loads((as_is.run_dir / "inputs.json").read_text())
+    assert recorded["condition"] == "brain" and recorded["null_condition"] == "teacher"
+    assert recorded["init"]["condition"] == "teacher"
+    assert Reconstructor.from_runs(as_is.run_dir).trained_on == "teacher"
+    # ... while a generator trained on the brain guides against the brain's null (zero voxels through the encoder)
+    assert json.loads((brain.run_dir / "inputs.json").read_text())["null_condition"] == "brain"
+    assert Reconstructor.from_runs(brain.run_dir).trained_on == "brain"
+
 
 def test_teacher_condition_pools_the_terminal_level_and_pads_the_others():
     condition = TeacherCondition((3, 5), level_tokens=4)

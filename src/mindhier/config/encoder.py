@@ -34,6 +34,8 @@ class BrainEncoderConfig:
     # costs a third of a training step, and at the demo's size it did not change test retrieval (measured).
     dropout: float = 0.0
     text_queries: int = 0  # queries of the optional text branch (paper: 77); 0 = no text branch
+    # a ridge low-level decoder voxels → a low_level_px² image, fitted after training (models/low_level.py); 0 = none
+    low_level_px: int = 0
 
     def __post_init__(self) -> None:
         if not self.hidden_dims:
@@ -49,6 +51,7 @@ class BrainEncoderConfig:
         check_range("encoder.ffn_dim", self.ffn_dim, 1, 1_000_000)
         check_range("encoder.dropout", self.dropout, 0.0, 0.9)
         check_range("encoder.text_queries", self.text_queries, 0, 4096)
+        check_range("encoder.low_level_px", self.low_level_px, 0, 256)
 
 
 @dataclass(frozen=True)

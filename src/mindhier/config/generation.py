@@ -199,6 +199,9 @@ class SamplerConfig:
     precision: str = "fp32"  # fp32 | bf16 (blocks under bf16 autocast; logits, filtering and draws in fp32)
     prune_from: int = 0  # 1-based scale from which the blocks see only the pivotal tokens (FastVAR; 0 = never)
     prune_keep: float = 1.0  # the fraction of tokens kept at those scales (the rest restored from the cache)
+    # the first scales' tokens from the encoder's low-level image (encoder.low_level_px; models/low_level.py), the
+    # rest sampled from the condition; 0 = every scale sampled (the paper)
+    low_level_scales: int = 0
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -210,6 +213,7 @@ class SamplerConfig:
         check_range("sampler.temperature", self.temperature, 1e-3, 100.0)
         check_range("sampler.samples", self.samples, 1, 1000)
         check_range("sampler.prune_keep", self.prune_keep, 1e-3, 1.0)
+        check_range("sampler.low_level_scales", self.low_level_scales, 0, 1000)
         if self.prune_from == 1 or self.prune_from < 0:
             raise ConfigError(
                 f"sampler.prune_from must be 0 (off) or a scale ≥ 2 (pruned tokens are restored from the previous "

@@ -36,6 +36,9 @@ class DemoConfig:
     # without a prior, train_generator.init empty, a generator trained from scratch with the brain run's budget)
     oracle_row: bool = True
     oracle_steps: int = 0
+    # > 0: a row from the first routing's generator whose first `low_level_scales` scales take the tokens of the
+    # encoder's low-level image (sampler.low_level_scales; needs encoder.low_level_px > 0)
+    low_level_scales: int = 0
     consistency_samples: int = 4  # R samples of every brain input for the consistency measures (0 = none)
     tokenizer_steps_off_domain: int = 300  # fine-tuning steps of the tokenizer prior on stimuli that are not scenes
     # the test split reconstructed and scored: test (MindEye2's new_test, every shared image the subject saw) or
@@ -53,6 +56,7 @@ class DemoConfig:
         if self.consistency_samples == 1 or not 0 <= self.consistency_samples <= 64:
             raise ConfigError(f"demo.consistency_samples must be 0 or 2..64, got {self.consistency_samples}")
         check_range("demo.oracle_steps", self.oracle_steps, 0, 10_000_000)
+        check_range("demo.low_level_scales", self.low_level_scales, 0, 1000)
         check_range("demo.tokenizer_steps_off_domain", self.tokenizer_steps_off_domain, 1, 1_000_000)
         if self.split not in ("test", "test_old"):
             raise ConfigError(f"demo.split must be test or test_old, got {self.split!r}")

@@ -35,8 +35,9 @@ def tiny() -> MindhierConfig:
         preset="tiny",
         stimuli=StimulusConfig(size=32),
         teacher=TeacherConfig(grid=2, input_px=64),
-        encoder=BrainEncoderConfig(hidden_dims=(64,), latent_tokens=4, width=32, heads=2, ffn_dim=64),
+        encoder=BrainEncoderConfig(hidden_dims=(64,), latent_tokens=4, width=32, heads=2, ffn_dim=64, low_level_px=8),
         alignment=EMBEDDED_ALIGNMENT,
+        demo=DemoConfig(low_level_scales=2),
         train_encoder=EncoderTrainConfig(steps=60, batch_size=32, lr=2e-3, eval_every=30, checkpoint_every=30),
         tokenizer=TokenizerConfig(
             image_px=16, channels=16, channel_mult=(1, 2), latent_channels=8, vocab=64, scales=(1, 2, 4, 8)
@@ -76,6 +77,10 @@ def demo() -> MindhierConfig:
     return dataclasses.replace(
         base,
         alignment=EMBEDDED_ALIGNMENT,
+        # a ridge low-level decoder, and a row whose first four of six scales take its image's tokens (k chosen on
+        # the validation split: results/brain_row_probe.json)
+        encoder=dataclasses.replace(base.encoder, low_level_px=32),
+        demo=dataclasses.replace(base.demo, low_level_scales=4),
         generator=dataclasses.replace(base.generator, **EMBEDDED_CONTEXT),
         train_tokenizer=dataclasses.replace(base.train_tokenizer, steps=0, init="prior"),
         train_diffusion=dataclasses.replace(base.train_diffusion, match_generator_steps=150),
@@ -237,11 +242,12 @@ def demo_long() -> MindhierConfig:
         # every arm is fine-tuned (the paper's recipe), so it learns the scale of the brain's predictions itself:
         # no calibration (the study as measured before the demo read the prior as it is)
         alignment=dataclasses.replace(base.alignment, calibration="none"),
+        encoder=dataclasses.replace(base.encoder, low_level_px=0),
         train_diffusion=dataclasses.replace(base.train_diffusion, match_generator_steps=0),
         train_generator=dataclasses.replace(
             base.train_generator, steps=60, warmup_steps=10, eval_every=30, checkpoint_every=30
         ),
-        demo=DemoConfig(
+        demo=DemoConfig(  # no low-level row (low_level_scales=0)
             routings=("coarse_to_fine", "fine_to_coarse", "all_levels", "static_terminal"),
             seeds=(0, 1, 2),
             conditions=("brain", "teacher"),

@@ -101,8 +101,8 @@ class ConditionCalibration:
         out = {}
         for who, moments in [("teacher", self.teacher), *((f"subject{s}", m) for s, m in self.predicted.items())]:
             for m in range(len(moments.mean)):
-                out[f"{who}.mean.{m}"] = moments.mean[m].contiguous()
-                out[f"{who}.std.{m}"] = moments.std[m].contiguous()
+                out[f"{who}.mean.{m}"] = moments.mean[m].clone().contiguous()  # safetensors refuses shared storage
+                out[f"{who}.std.{m}"] = moments.std[m].clone().contiguous()
         return out
 
     @classmethod

@@ -26,6 +26,7 @@ from mindhier.run_layout import (
     PIPELINE_CONTROL,
     PIPELINE_DIFFUSION,
     PIPELINE_GENERATORS,
+    PIPELINE_LOW_LEVEL,
     PIPELINE_ORACLE,
 )
 
@@ -73,7 +74,7 @@ def generator_stages(
             cfg, generator=generator, train_generator=dataclasses.replace(cfg.train_generator, condition=condition)
         )
 
-    def reconstruct(out: Path, decoder_dir: Path, sampler, **options) -> None:
+    def reconstruct(out: Path, decoder_dir: Path, sampler, condition_use: bool = True, **options) -> None:
         reconstructor = Reconstructor.from_runs(decoder_dir, encoder_dir, tokenizer_dir, sampler, device=stages.device)
         written = write_reconstructions(
             reconstructor,
@@ -88,7 +89,7 @@ def generator_stages(
             strips=True,
             **options,
         )
-        if not options.get("shuffle_brain"):  # the rows that reconstruct from their own condition
+        if condition_use and not options.get("shuffle_brain"):  # rows that reconstruct from their own condition
             write_row_condition_use(
                 reconstructor,
                 data_dir,
@@ -135,6 +136,19 @@ def generator_stages(
                 )
             )
     first = run_dir / PIPELINE_GENERATORS / generator_name(routings[0], "brain")
+    if cfg.demo.low_level_scales and "brain" in cfg.demo.conditions:
+        # the brain's layout through the encoder's low-level decoder at the first scales, the generator's detail after
+        # (docs/method.md §6.3); the same generator and condition as the first routing's row, so its condition use is
+        # that row's
+        starts = dataclasses.replace(cfg.sampler, low_level_scales=cfg.demo.low_level_scales)
+        rows.append(
+            (
+                PIPELINE_LOW_LEVEL,
+                variant(routings[0]),
+                lambda out: reconstruct(out, first, starts, condition_use=False, determinism=repeats),
+                RECON_SECTIONS,
+            )
+        )
     if cfg.demo.oracle_row and "teacher" not in cfg.demo.conditions:
         # an honest upper bound: a generator trained on teacher features (the prior, or the prior fine-tuned on the
         # seen images' features for demo.oracle_steps), never the brain-trained one fed inputs it did not learn from
@@ -213,7 +227,7 @@ def generator_stages(
             judge=judge,
             truth_features=truth_features,
         )
-        if name in routings or name in (PIPELINE_DIFFUSION, PIPELINE_ORACLE):
+        if name in routings or name in (PIPELINE_DIFFUSION, PIPELINE_ORACLE, PIPELINE_LOW_LEVEL):
             metrics = format_metrics(read_json(eval_dir / METRICS_FILE, "metrics record"), brief=True)
             lines.append(f"{tag}{name}:\n" + metrics.split("\n", 1)[1])
     stages.cfg = cfg

@@ -70,7 +70,17 @@ class ScaleWiseDecoder:
             self.loops[rows, cfg] = ScaleLoop(self.model, self.tokenizer, cfg, rows, compile=self.compile)
         return self.loops[rows, cfg]
 
-    def sample(self, levels_BMQY, pooled_BP, null_levels_1MQY, null_pooled_1P, samples, generator, strips=False):
+    def sample(
+        self,
+        levels_BMQY,
+        pooled_BP,
+        null_levels_1MQY,
+        null_pooled_1P,
+        samples,
+        generator,
+        strips=False,
+        start_tokens: list[torch.Tensor] | None = None,  # per leading scale [B, l_k]: taken, not drawn
+    ):
         cfg = SamplerConfig(**{**to_dict(self.sampler), "samples": samples})
         loop = self.loop(len(levels_BMQY) * samples, cfg)
         out = sample(
@@ -84,6 +94,7 @@ class ScaleWiseDecoder:
             generator,
             strips,
             loop=loop,
+            start_tokens=start_tokens,
         )
         return DecodedImages(out.images_R3HW, out.strips)
 

@@ -38,6 +38,7 @@ from mindhier.errors import ConfigError
 from mindhier.fileio import atomic_path, staged_directory, write_json
 from mindhier.models.brain_condition import BrainCondition, Condition, TeacherCondition
 from mindhier.models.brain_encoder import BrainEncoder
+from mindhier.models.low_level import LowLevelDecoder
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.progress import ProgressFn, report
 from mindhier.provenance import provenance
@@ -68,6 +69,7 @@ class Reconstructor:
     teacher: Any  # the Stage-1 teacher, for brain-only selection
     runs: dict[str, str]  # where the models came from
     trained_on: str = "brain"  # the condition its weights learnt, brain | teacher: the unconditional stream to use
+    low_level: LowLevelDecoder | None = None  # the encoder's voxels → image ridge, for `sampler.low_level_scales`
 
     @property
     def encoder(self) -> BrainEncoder:
@@ -144,6 +146,7 @@ class Reconstructor:
             build_teacher(enc.cfg.teacher, device=device),
             {"decoder": str(run.run_dir), "encoder": str(encoder_run), "tokenizer": str(tokenizer_run)},
             run.inputs.get("null_condition", run.inputs.get("condition", "brain")),
+            enc.low_level,
         )
 
     @torch.no_grad()
@@ -161,7 +164,39 @@ class Reconstructor:
     ) -> Reconstruction:
         """Images of [B, V] voxels (or [B, T, V] trials); `batch_size` inputs are sampled together."""
         condition = self.condition.of_voxels(voxels, subject, average)
-        return self.sample(condition, subject, samples, seed, select, strips, keys, batch_size)
+        starts = self.low_level_tokens(voxels, subject, average)
+        return self.sample(condition, subject, samples, seed, select, strips, keys, batch_size, starts)
+
+    @property
+    def low_level_scales(self) -> int:
+        return getattr(getattr(self.decoder, "sampler", None), "low_level_scales", 0)
+
+    def low_level_tokens(self, voxels, subject: int, average: str = "voxels") -> list[torch.Tensor] | None:
+        """With `sampler.low_level_scales = k`: the first k scales' tokens of the encoder's low-level image of each
+        input ([B, l] each; trials averaged as the condition's are), else None."""
+        k = self.low_level_scales
+        if not k:
+            return None
+        if self.low_level is None:
+            raise ConfigError(
+                f"sampler.low_level_scales={k} needs an encoder with a low-level decoder (encoder.low_level_px > 0); "
+                f"{self.runs['encoder']} has none — retrain it with one, or set sampler.low_level_scales=0"
+            )
+        voxels = torch.as_tensor(np.asarray(voxels) if not isinstance(voxels, torch.Tensor) else voxels).float()
+        if voxels.ndim == 3 and average == "voxels":
+            voxels = voxels.mean(dim=1)
+        if voxels.ndim == 3:
+            b, t, v = voxels.shape
+            images = self.low_level.predict(voxels.reshape(b * t, v), subject).reshape(
+                b, t, 3, *([self.low_level.px] * 2)
+            )
+            images = images.mean(1)
+        else:
+            images = self.low_level.predict(voxels, subject)
+        side = self.tokenizer.cfg.image_px
+        resized = torch.nn.functional.interpolate(images, size=(side, side), mode="bilinear", antialias=True)
+        tokens = self.tokenizer.encode((resized.clamp(0, 1) * 2 - 1).to(self.device))
+        return [t.cpu() for t in tokens[:k]]
 
     @torch.no_grad()
     def reconstruct_oracle(
@@ -198,8 +233,10 @@ class Reconstructor:
         strips: bool = False,
         keys: list[int] | None = None,
         batch_size: int = 1,
+        start_tokens: list[torch.Tensor] | None = None,
     ) -> Reconstruction:
-        """Images of a condition (B inputs), `batch_size` inputs sampled together, each from its own generator."""
+        """Images of a condition (B inputs), `batch_size` inputs sampled together, each from its own generator;
+        `start_tokens` (per leading scale [B, l]) are taken instead of drawn (`low_level_tokens`)."""
         if select not in SELECTIONS:
             raise ConfigError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
         if batch_size < 1:
@@ -218,6 +255,7 @@ class Reconstructor:
                 samples,
                 [item_generator(seed, key) for key in keys[part]],
                 strips=strips,
+                **({"start_tokens": [t[part] for t in start_tokens]} if start_tokens else {}),
             )
             candidates = out.images_R3HW.unflatten(0, (-1, samples))  # [B, S, 3, H, W]
             picks = torch.zeros(len(candidates), dtype=torch.long)

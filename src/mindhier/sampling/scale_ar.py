@@ -192,10 +192,11 @@ class ScaleLoop:
         record_logits=False,
         scale_seconds=None,
         stage_seconds: dict[str, float] | None = None,
+        start_tokens=None,
     ):
         """Sample from the loaded batch; see `sample`."""
-        if strips or forced_tokens is not None or record_logits or scale_seconds is not None:
-            return self.run_by_scale(generators, strips, forced_tokens, record_logits, scale_seconds)
+        if strips or forced_tokens is not None or record_logits or scale_seconds is not None or start_tokens:
+            return self.run_by_scale(generators, strips, forced_tokens, record_logits, scale_seconds, start_tokens)
         if self.compiled and self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()
         clock = time.perf_counter()
@@ -211,8 +212,17 @@ class ScaleLoop:
             stage_seconds["vq_decode"] = time.perf_counter() - clock
         return SampleOutput(images, tokens, None, None)
 
-    def run_by_scale(self, generators, strips=False, forced_tokens=None, record_logits=False, scale_seconds=None):
-        """The same steps one scale at a time, eagerly, with the diagnostics asked for."""
+    def run_by_scale(
+        self, generators, strips=False, forced_tokens=None, record_logits=False, scale_seconds=None, start_tokens=None
+    ):
+        """The same steps one scale at a time, eagerly, with the diagnostics asked for; `start_tokens` (per leading
+        scale [R, l_k]) are taken instead of drawn, and every later scale draws what it would have drawn anyway."""
+        start_tokens = start_tokens or []
+        if len(start_tokens) >= len(self.model.shapes.scales):
+            raise ConfigError(
+                f"{len(start_tokens)} start scales leave none of the {len(self.model.shapes.scales)} scales to sample; "
+                "lower sampler.low_level_scales"
+            )
         draws = self.draws(generators) if forced_tokens is None else None
         f_hat, next_input, tokens, strip_images, all_logits = None, None, [], [], []
         clock = time.perf_counter()
@@ -222,6 +232,8 @@ class ScaleLoop:
                 all_logits.append(logits)
             if forced_tokens is not None:
                 idx_Rl = forced_tokens[k]
+            elif k < len(start_tokens):
+                idx_Rl = start_tokens[k].to(self.device)
             else:
                 idx_Rl = rearrange(race(probs, draws[k]), "(r l) -> r l", r=self.rows)
             tokens.append(idx_Rl)
@@ -263,12 +275,14 @@ def sample(
     scale_seconds: list[float] | None = None,
     loop: ScaleLoop | None = None,
     stage_seconds: dict[str, float] | None = None,
+    start_tokens: list[torch.Tensor] | None = None,
 ) -> SampleOutput:
     """S = `cfg.samples` images per brain input. `generator`: one for all draws, or one per brain input.
     `forced_tokens` replaces the draws (for tests); `scale_seconds`, when given, receives the wall time of
     every scale (then the final decode), `stage_seconds` that of all scales and of the decode. `loop`: a
     `ScaleLoop` built for these rows and this config, to reuse its buffers and compiled steps (a fresh eager
-    one otherwise)."""
+    one otherwise). `start_tokens`: the first scales' tokens per brain input ([B, l_k] each, e.g. of the encoder's
+    low-level image), taken instead of drawn; the later scales are sampled as ever."""
     n = cfg.samples
     levels = levels_BMQY.repeat_interleave(n, dim=0)
     pooled = pooled_BP.repeat_interleave(n, dim=0)
@@ -280,7 +294,8 @@ def sample(
     elif loop.rows != len(levels) or loop.cfg != cfg or loop.model is not model:
         raise ValueError(f"this ScaleLoop samples {loop.rows} rows of another config or model; build one for these")
     loop.load(levels, pooled, null_levels_1MQY, null_pooled_1P)
-    return loop.run(generators, strips, forced_tokens, record_logits, scale_seconds, stage_seconds)
+    starts = [t.repeat_interleave(n, dim=0) for t in start_tokens or []]
+    return loop.run(generators, strips, forced_tokens, record_logits, scale_seconds, stage_seconds, starts)
 
 
 def _state_tensors(state: StepState) -> list[torch.Tensor]:

@@ -39,6 +39,7 @@ from mindhier.train.batches import rank_batch
 from mindhier.train.calibrate import write_calibration
 from mindhier.train.encoder import accumulate_stage1, validation_score
 from mindhier.train.encoder_data import load_encoder_data
+from mindhier.train.low_level_fit import write_low_level
 from mindhier.train.session import Launch, TrainingSession, TrainResult
 
 KIND = "encoder"
@@ -207,9 +208,11 @@ def adapt_encoder(
         run.end_step(done, extra)
 
     calibration = write_calibration(run, cfg, shapes, data)
+    low_level = write_low_level(run, cfg, dataset, data)
     summary = run.finish(
         {
             **({"calibration": calibration} if calibration else {}),
+            **({"low_level": low_level} if low_level else {}),
             "subjects": [subject],
             "sessions": cfg.data.describe_sessions(),
             "train_trials": {str(subject): data.n_train},

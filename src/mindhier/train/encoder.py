@@ -32,6 +32,7 @@ from mindhier.teachers import build_teacher
 from mindhier.train.batches import rank_batch
 from mindhier.train.calibrate import write_calibration
 from mindhier.train.encoder_data import EncoderData, load_encoder_data
+from mindhier.train.low_level_fit import write_low_level
 from mindhier.train.optim import adamw, one_cycle
 from mindhier.train.session import Launch, TrainingSession, TrainResult
 
@@ -140,9 +141,11 @@ def train_encoder(
         run.end_step(done, extra)
 
     calibration = write_calibration(run, cfg, shapes, data)
+    low_level = write_low_level(run, cfg, dataset, data)
     summary = run.finish(
         {
             **({"calibration": calibration} if calibration else {}),
+            **({"low_level": low_level} if low_level else {}),
             "subjects": list(subjects),
             "sessions": cfg.data.describe_sessions(),
             "train_trials": {str(items.subject): len(items) for items in data.train},
