@@ -148,3 +148,13 @@ def switti_layout(ours: dict[str, torch.Tensor], wrong: str | None = None, seed:
     if wrong is not None:
         state[wrong] = torch.randn(*state[wrong].shape[:-1], state[wrong].shape[-1] + 1, generator=gen)
     return {k: v.to(torch.bfloat16) for k, v in state.items()}
+
+
+def tiny_scale_tokenizer(scales: tuple[int, ...] = (1, 2, 4, 8)):
+    """A seeded random tiny tokenizer (8 latent channels, 64 codes) over `scales`: the stand-in of the generator,
+    sampler and condition-use tests."""
+    from mindhier.config import tiny
+    from mindhier.models.tokenizer import Tokenizer
+
+    torch.manual_seed(1)
+    return Tokenizer(dataclasses.replace(tiny().tokenizer, latent_channels=8, vocab=64, scales=scales)).eval()

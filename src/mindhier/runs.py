@@ -51,12 +51,9 @@ def load_encoder(
     features = read_json(run_dir / run_layout.FEATURES, "feature-cache record")
     calibration = None
     if cfg.alignment.calibration != "none":
-        path = run_dir / run_layout.CONDITION_CALIBRATION
-        if not path.exists():
-            raise ConfigError(
-                f"the encoder run {run_dir} has alignment.calibration={cfg.alignment.calibration} but no {path.name} "
-                "(an older or interrupted run); retrain it, or resume it with --resume"
-            )
+        path = _fitted_file(
+            run_dir, run_layout.CONDITION_CALIBRATION, f"alignment.calibration={cfg.alignment.calibration}"
+        )
         calibration = load_calibration(path)
         dims = shapes.level_dims
         expected = (dims[-1],) * len(dims) if cfg.alignment.supervision == "single" else dims
@@ -64,16 +61,24 @@ def load_encoder(
             raise ConfigError(f"{path} does not match the encoder's levels and subjects; retrain the encoder")
     low_level = None
     if cfg.encoder.low_level_px:
-        path = run_dir / run_layout.LOW_LEVEL
-        if not path.exists():
-            raise ConfigError(
-                f"the encoder run {run_dir} has encoder.low_level_px={cfg.encoder.low_level_px} but no {path.name} "
-                "(an older or interrupted run); retrain it, or resume it with --resume"
-            )
-        low_level = load_low_level(path)
+        low_level = load_low_level(
+            _fitted_file(run_dir, run_layout.LOW_LEVEL, f"encoder.low_level_px={cfg.encoder.low_level_px}")
+        )
         if low_level.px != cfg.encoder.low_level_px or set(low_level.subjects) != set(shapes.voxels):
             raise ConfigError(f"{path} does not match the encoder's config and subjects; retrain the encoder")
     return EncoderRunFiles(run_dir, cfg, shapes, model, features, calibration, low_level)
+
+
+def _fitted_file(run_dir: Path, name: str, setting: str) -> Path:
+    """A file an encoder run fits after training when its config asks for it (`train/calibrate.py`,
+    `train/low_level_fit.py`); written before the run's summary, so only an older or interrupted run lacks it."""
+    path = run_dir / name
+    if not path.exists():
+        raise ConfigError(
+            f"the encoder run {run_dir} has {setting} but no {name} (an older or interrupted run); retrain it, or "
+            "resume it with --resume"
+        )
+    return path
 
 
 def load_tokenizer(

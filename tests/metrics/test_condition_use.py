@@ -1,13 +1,13 @@
 """Condition use per scale: exactly zero where a scale cannot see what differs between the conditions, non-zero where
 it can; the shuffle moves every image; the command runs on a trained generator and writes its record."""
 
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_scale_tokenizer
 from mindhier.cli import main
 from mindhier.config import GeneratorConfig, tiny
 from mindhier.metrics.condition_use import condition_use, derangement
@@ -31,9 +31,7 @@ def make_model(routing="coarse_to_fine") -> ScaleAR:
 
 
 def make_tokenizer() -> Tokenizer:
-    torch.manual_seed(1)
-    cfg = dataclasses.replace(tiny().tokenizer, latent_channels=8, vocab=64, scales=SCALES)
-    return Tokenizer(cfg).eval()
+    return tiny_scale_tokenizer(SCALES)
 
 
 def images(tokenizer: Tokenizer, n: int = 6) -> np.ndarray:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import mindhier
+from conftest import tiny_scale_tokenizer
 from mindhier.config import GeneratorConfig, SamplerConfig, nsd_paper, tiny
 from mindhier.models.routing import routing_table, sequence_cross_mask
 from mindhier.models.scale_ar import SWITTI_NEW_MODULES, GeneratorShapes, ScaleAR
@@ -46,9 +47,7 @@ def make_model(**changes) -> ScaleAR:
 
 
 def make_tokenizer() -> Tokenizer:
-    torch.manual_seed(1)
-    cfg = dataclasses.replace(tiny().tokenizer, latent_channels=8, vocab=64, scales=SCALES)
-    return Tokenizer(cfg).eval()
+    return tiny_scale_tokenizer(SCALES)
 
 
 def inputs(batch=3):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import mindhier.sampling.compiled as compiled_module
-from mindhier.config import DdimConfig, DiffusionConfig, GeneratorConfig, SamplerConfig, tiny
+from conftest import tiny_scale_tokenizer
+from mindhier.config import DdimConfig, DiffusionConfig, GeneratorConfig, SamplerConfig
 from mindhier.errors import ConfigError
 from mindhier.models.diffusion import DiffusionShapes, LatentDiT
 from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
@@ -33,8 +34,7 @@ def make_model(**changes) -> ScaleAR:
 
 
 def make_tokenizer() -> Tokenizer:
-    torch.manual_seed(1)
-    return Tokenizer(dataclasses.replace(tiny().tokenizer, latent_channels=8, vocab=64, scales=SCALES)).eval()
+    return tiny_scale_tokenizer(SCALES)
 
 
 def inputs(batch: int, seed: int = 2):

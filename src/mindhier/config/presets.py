@@ -70,8 +70,9 @@ def demo() -> MindhierConfig:
     As the paper does with VAR's VQ-VAE and Switti, the tokenizer and the generator start from priors
     pretrained on scenes no dataset shows (`mindhier.priors`, `pretrain` preset). Both are used as they are
     (`train_generator.steps=0`): the encoder's predictions, calibrated to the teacher's statistics, are read by
-    the teacher-trained prior. On the validation split this beat fine-tuning it on the brain for 150 steps
-    (PixCorr 0.30 against 0.25, docs/method.md §5.2); `--set train_generator.steps=150` fine-tunes as the paper
+    the teacher-trained prior. On the validation split this beat fine-tuning it on the brain for 150 steps on
+    PixCorr and colour (0.299 and 0.289 against 0.236 and 0.277), not on category F1 (0.128 against 0.184;
+    results/brain_row_probe.json, docs/method.md §5.2); `--set train_generator.steps=150` fine-tunes as the paper
     does (the routing study, `demo-long`, fine-tunes)."""
     base = MindhierConfig(preset="demo")
     return dataclasses.replace(

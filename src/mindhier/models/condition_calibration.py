@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from mindhier.errors import ConfigError
+from mindhier.checkpoint import read_state_dict, save_state
+from mindhier.errors import ConfigError, WeightsError
 
 EPS = 1e-6
 
@@ -144,20 +145,12 @@ def fit_calibration(
 
 
 def save_calibration(path: str | Path, calibration: ConditionCalibration) -> None:
-    from safetensors.torch import save_file
-
-    from mindhier.fileio import atomic_path
-
-    with atomic_path(path) as tmp:
-        save_file(calibration.tensors(), str(tmp))
+    save_state(path, calibration.tensors())
 
 
 def load_calibration(path: str | Path) -> ConditionCalibration:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
+        tensors = read_state_dict(path, "condition calibration")
+    except WeightsError as exc:
         raise ConfigError(f"cannot read the condition calibration {path} ({exc}); retrain the encoder") from exc
     return ConditionCalibration.from_tensors(tensors, str(path))

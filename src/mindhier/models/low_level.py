@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mindhier.errors import ConfigError
+from mindhier.checkpoint import read_state_dict, save_state
+from mindhier.errors import ConfigError, WeightsError
 
 PENALTIES = (1e2, 1e3, 3e3, 1e4, 3e4, 1e5)  # relative to nothing: voxels are z-scored per session
 
@@ -132,20 +133,12 @@ def pixels_of(images_NHW3: np.ndarray, px: int) -> torch.Tensor:
 
 
 def save_low_level(path: str | Path, decoder: LowLevelDecoder) -> None:
-    from safetensors.torch import save_file
-
-    from mindhier.fileio import atomic_path
-
-    with atomic_path(path) as tmp:
-        save_file(decoder.tensors(), str(tmp))
+    save_state(path, decoder.tensors())
 
 
 def load_low_level(path: str | Path) -> LowLevelDecoder:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
+        tensors = read_state_dict(path, "low-level decoder")
+    except WeightsError as exc:
         raise ConfigError(f"cannot read the low-level decoder {path} ({exc}); retrain the encoder") from exc
     return LowLevelDecoder.from_tensors(tensors, str(path))
