@@ -149,6 +149,7 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
     ("seed negative", lambda w: ["simulate", "--out", w.out(), "--seed", "-5"], ("--seed", "at least 0")),
     ("threads negative", lambda w: ["simulate", "--out", w.out(), "--threads", "-1"], ("--threads", "at least 1")),
     ("threads not a number", lambda w: ["simulate", "--out", w.out(), "--threads", "two"], ("whole number",)),
+    ("threads absurd", lambda w: ["simulate", "--out", w.out(), "--threads", "100000"], ("--threads", "at most")),
     ("n-train zero", lambda w: ["simulate", "--out", w.out(), "--n-train", "0"], ("--n-train", "at least 1")),
     ("size not a number", lambda w: ["simulate", "--out", w.out(), "--size", "big"], ("--size", "whole number")),
     ("unknown preset", lambda w: ["config", "show", "--preset", "huge"], ("--preset", "invalid choice")),
@@ -428,7 +429,13 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
         ("generator.width=64", "trained component"),
     ),
     ("reconstruct zero samples", lambda w: _reconstruct(w, w.root, "--samples", "0"), ("--samples", "at least 1")),
+    (
+        "reconstruct endless determinism",
+        lambda w: _reconstruct(w, w.root, "--determinism", "100000"),
+        ("--determinism", "at most 64"),
+    ),
     ("reconstruct on cuda without it", lambda w: _reconstruct(w, w.root, "--device", "cuda"), ("--device cpu",)),
+    ("reconstruct on a tpu", lambda w: _reconstruct(w, w.root, "--device", "tpu"), ("--device", "cpu, cuda or cuda:N")),
     (
         "ceiling with an encoder run",
         lambda w: ["ceiling", "--tokenizer", w.encoder, "--data", w.data, "--out", w.out()],

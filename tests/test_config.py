@@ -52,6 +52,7 @@ def test_overrides_are_coerced_to_field_types():
         ("simulator.n_test=1", "simulator.n_test must be between 2"),
         ("simulator.roi_fractions=0.5,0.5,0.5,0.5,0.5,0.5", "must sum to 1"),
         ("stimuli.source=pictures", "stimuli.source must be scenes, photos or folder:PATH"),
+        ("preset=nsd-paper", "the preset is chosen with --preset NAME"),  # a label that would not match its values
     ],
 )
 def test_bad_overrides_name_the_problem(override, message):

@@ -240,6 +240,17 @@ def test_a_second_hold_in_the_same_process_is_refused_and_a_reused_lock_file_wor
         pass
 
 
+def test_a_folder_reached_through_a_symlink_or_dots_has_one_lock(tmp_path):
+    out = tmp_path / "enc4"
+    out.mkdir()
+    (tmp_path / "enc4link").symlink_to(out, target_is_directory=True)
+    (tmp_path / "sub").mkdir()
+    assert lock_path(tmp_path / "enc4link") == lock_path(out) == lock_path(tmp_path / "sub" / ".." / "enc4")
+    busy = pytest.raises(FolderBusyError, match="enc4link is being written")
+    with hold_output(out), busy, hold_output(tmp_path / "enc4link"):
+        pass
+
+
 def test_published_files_and_folders_get_the_usual_permissions_not_the_temporary_ones(tmp_path):
     import torch
 

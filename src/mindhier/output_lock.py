@@ -25,7 +25,9 @@ class FolderBusyError(MindhierError):
 
 
 def lock_path(out: str | os.PathLike[str]) -> Path:
-    target = Path(out).absolute()
+    """The lock of the folder `out` is, not of the name it was given as: symlinks and `..` resolved, so two writers
+    reaching one folder by different paths take one lock."""
+    target = Path(out).resolve()
     return target.with_name(f".{target.name}.lock")
 
 

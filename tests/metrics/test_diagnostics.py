@@ -72,3 +72,15 @@ def test_the_simulators_encoding_model_correlates_with_the_true_images_not_with_
     assert set(true) == {"brain_corr.all", *(f"brain_corr.{r}" for r in ("V1", "V2", "V3", "hV4", "LO", "higher"))}
     assert true["brain_corr.all"].mean() > shuffled["brain_corr.all"].mean() + 0.1
     assert true["brain_corr.V1"].mean() > 0.2
+
+
+@pytest.mark.parametrize("stored", ["../../../rec", "/tmp/elsewhere", "repeats/../../outside"])
+def test_the_consistency_folders_a_manifest_names_stay_inside_the_reconstruction_folder(tmp_path, stored):
+    from mindhier.errors import MindhierError
+    from mindhier.metrics.recons_eval import _consistency
+
+    recons = tmp_path / "recons" / "row"
+    recons.mkdir(parents=True)
+    manifest = {"determinism": {"seeds": [0, 1], "dirs": [".", stored]}}
+    with pytest.raises(MindhierError, match="points outside"):
+        _consistency(recons, manifest, np.arange(2), {}, 10, 0, {}, {})

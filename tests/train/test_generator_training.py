@@ -1,8 +1,11 @@
 import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from mindhier import run_layout
 from mindhier.checkpoint import load_weights
@@ -67,6 +70,12 @@ def test_resume_continues_exactly(tiny_stage_runs, tmp_path):
 
     with pytest.raises(Crash):
         train_generator(cfg, result.root, encoder, tokenizer, tmp_path / "b", progress=crash)
+    # another encoder (here: the same run with other weights) is refused, and the run stays resumable
+    other = Path(shutil.copytree(encoder, tmp_path / "other-encoder"))
+    state = load_file(str(other / "encoder.safetensors"))
+    save_file({k: v + 0.01 for k, v in state.items()}, str(other / "encoder.safetensors"))
+    with pytest.raises(ConfigError, match="its encoder weights differ from the ones it was started with"):
+        train_generator(cfg, result.root, other, tokenizer, tmp_path / "b", resume=True)
     resumed = train_generator(cfg, result.root, encoder, tokenizer, tmp_path / "b", resume=True).run_dir
     weights = []
     for run in (straight, resumed):

@@ -16,13 +16,39 @@ def non_negative_int(text: str) -> int:
     return _bounded_int(text, 0)
 
 
-def _bounded_int(text: str, least: int) -> int:
+def device_name(text: str) -> str:
+    """An argparse type: cpu, cuda or cuda:N (whether it exists is checked where the device is used)."""
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+def thread_count(text: str) -> int:
+    """An argparse type: torch CPU threads, 1 up to 4 × this machine's cores."""
+    import os
+
+    cores = os.cpu_count() or 1
+    return _bounded_int(text, 1, 4 * cores, f"4 × the {cores} cores of this machine")
+
+
+MAX_DETERMINISM = 64  # as demo.consistency_samples: each repeat reconstructs the whole split again
+
+
+def determinism_count(text: str) -> int:
+    """An argparse type: how many seeds reconstruct the split for the consistency measures, 0..64."""
+    return _bounded_int(text, 0, MAX_DETERMINISM, "each repeat reconstructs the whole split again")
+
+
+def _bounded_int(text: str, least: int, most: int | None = None, why: str = "") -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < least:
         raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+    if most is not None and value > most:
+        raise argparse.ArgumentTypeError(f"must be at most {most} ({why}), got {value}")
     return value
 
 
@@ -92,13 +118,15 @@ def add_config_options(parser: argparse.ArgumentParser, default_preset: str | No
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=thread_count, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def add_device_options(parser: argparse.ArgumentParser, batch_default: int | None = None, batch_help: str = "") -> None:
     """`--device` (and `--batch-size` when the command batches) for commands that run networks."""
-    parser.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available, else cpu)")
+    parser.add_argument(
+        "--device", type=device_name, help="cpu | cuda | cuda:N (default: cuda when available, else cpu)"
+    )
     if batch_default is not None:
         parser.add_argument(
             "--batch-size",

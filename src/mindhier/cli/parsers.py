@@ -28,6 +28,8 @@ from mindhier.cli.options import (
     add_sessions_option,
     add_simulator_flags,
     add_subjects_option,
+    determinism_count,
+    device_name,
     non_negative_int,
     positive_int,
 )
@@ -177,7 +179,7 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     add_sessions_option(p)
     p.add_argument("--features", type=Path, help="feature cache folder (default: built or reused under DATA)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
+    p.add_argument("--device", type=device_name, help="cpu | cuda (default: cuda when available); torchrun sets ranks")
     add_config_options(p)
     add_runtime_options(p)
     p.set_defaults(func=cmd_train_encoder)
@@ -186,7 +188,7 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset folder (its train/val stimuli) or folder:PATH of images")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
+    p.add_argument("--device", type=device_name, help="cpu | cuda (default: cuda when available); torchrun sets ranks")
     add_config_options(p)
     add_runtime_options(p)
     p.set_defaults(func=cmd_train_tokenizer)
@@ -203,7 +205,9 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
         add_subjects_option(p, "subjects, pooled (default: the encoder's first)", "--subject")
         add_sessions_option(p)
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-        p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
+        p.add_argument(
+            "--device", type=device_name, help="cpu | cuda (default: cuda when available); torchrun sets ranks"
+        )
         if name == "generator":
             p.add_argument(
                 "--init",
@@ -223,7 +227,7 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     add_sessions_option(p)
     p.add_argument("--features", type=Path, help="feature cache folder (default: built or reused under DATA)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--device", help="cpu | cuda (default: cuda when available); torchrun sets ranks")
+    p.add_argument("--device", type=device_name, help="cpu | cuda (default: cuda when available); torchrun sets ranks")
     add_config_options(p, default_preset=None)
     add_runtime_options(p)
     p.set_defaults(func=cmd_adapt)
@@ -271,7 +275,7 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--shuffle-brain", action="store_true", help="control: permute brain inputs across images")
     p.add_argument(
-        "--determinism", type=non_negative_int, default=0, metavar="R", help="also reconstruct under R − 1 more seeds"
+        "--determinism", type=determinism_count, default=0, metavar="R", help="also reconstruct under R − 1 more seeds"
     )
     p.add_argument("--routing", help="refuse unless the generator was trained with this routing")
     p.add_argument("--out", type=Path, required=True, help="output folder (image_XXXXXX.png + manifest.json)")

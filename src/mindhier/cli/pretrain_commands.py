@@ -22,7 +22,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from mindhier.cli.options import add_config_options, add_runtime_options, positive_int, progress_bar
+from mindhier.cli.options import add_config_options, add_runtime_options, device_name, positive_int, progress_bar
 
 
 def add_pretrain_parser(commands) -> None:
@@ -77,7 +77,7 @@ def add_pretrain_parser(commands) -> None:
         )
         p.add_argument("--resume", action="store_true", help="continue the pretraining run in --out")
         p.add_argument("--overwrite", action="store_true", help="with --evaluate: replace the run's records")
-        p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+        p.add_argument("--device", type=device_name, help="cpu | cuda (default: cuda when available)")
         add_config_options(p)
         add_runtime_options(p)
         p.set_defaults(func=cmd_pretrain, kind=kind)

@@ -73,6 +73,8 @@ def apply_overrides(cfg: MindhierConfig, overrides: Iterable[str]) -> MindhierCo
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set expects key=value (e.g. simulator.n_train=200), got {item!r}")
+        if key == "preset":  # the label says which preset the values came from: only --preset chooses it
+            raise ConfigError(f"--set {item}: the preset is chosen with --preset NAME, not set as a value")
         node = nested
         parts = key.split(".")
         for part in parts[:-1]:

@@ -40,6 +40,7 @@ from mindhier.metrics.statistics import N_RESAMPLES, bootstrap_ci, paired_differ
 from mindhier.metrics.suite import evaluate
 from mindhier.progress import ProgressFn, report
 from mindhier.provenance import provenance
+from mindhier.records import contained_path
 
 RECONS_MANIFEST = "manifest.json"
 METRICS_FILE = "metrics.json"
@@ -329,7 +330,8 @@ def _consistency(recons_dir, manifest, indices, extractors, n_resamples, seed, p
     repeats = manifest.get("determinism")
     if not repeats:
         return None
-    dirs = [recons_dir / d for d in repeats["dirs"]]
+    # folders the manifest names: inside the reconstruction folder, never elsewhere on the disk
+    dirs = [contained_path(recons_dir, d, "manifest.json determinism folder") for d in repeats["dirs"]]
     stack = torch.stack([torch.from_numpy(load_images(d, indices)).permute(0, 3, 1, 2).float() / 255 for d in dirs])
     proxy = _proxy(extractors, CONSISTENCY_PROXY)
     first = known.get(CONSISTENCY_PROXY) if dirs[0].resolve() == recons_dir.resolve() else None  # its own images

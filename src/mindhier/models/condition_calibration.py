@@ -29,7 +29,6 @@ from pathlib import Path
 
 import torch
 
-from mindhier.checkpoint import read_state_dict, save_state
 from mindhier.errors import ConfigError, WeightsError
 
 EPS = 1e-6
@@ -145,10 +144,14 @@ def fit_calibration(
 
 
 def save_calibration(path: str | Path, calibration: ConditionCalibration) -> None:
+    from mindhier.checkpoint import save_state  # safetensors: only where files are written (the GPU check needs none)
+
     save_state(path, calibration.tensors())
 
 
 def load_calibration(path: str | Path) -> ConditionCalibration:
+    from mindhier.checkpoint import read_state_dict
+
     try:
         tensors = read_state_dict(path, "condition calibration")
     except WeightsError as exc:

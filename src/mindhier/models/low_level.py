@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mindhier.checkpoint import read_state_dict, save_state
 from mindhier.errors import ConfigError, WeightsError
 
 PENALTIES = (1e2, 1e3, 3e3, 1e4, 3e4, 1e5)  # relative to nothing: voxels are z-scored per session
@@ -133,10 +132,14 @@ def pixels_of(images_NHW3: np.ndarray, px: int) -> torch.Tensor:
 
 
 def save_low_level(path: str | Path, decoder: LowLevelDecoder) -> None:
+    from mindhier.checkpoint import save_state  # safetensors: only where files are written (the GPU check needs none)
+
     save_state(path, decoder.tensors())
 
 
 def load_low_level(path: str | Path) -> LowLevelDecoder:
+    from mindhier.checkpoint import read_state_dict
+
     try:
         tensors = read_state_dict(path, "low-level decoder")
     except WeightsError as exc:

@@ -203,10 +203,9 @@ def train_diffusion(
             raise ConfigError(f"cannot resume {run.run_dir}: the encoder, tokenizer or matched size changed")
     run.write_json(run_layout.DIFFUSION_MODEL, to_dict(budget.model))
     run.write_json(run_layout.shapes_file(KIND), shapes.to_json())
-    run.write_json(
-        run_layout.INPUTS,
-        {**frozen.inputs_record(run.run_dir, cfg.data.sessions), "routing": "static_terminal", "budget": budget.record},
-    )
+    inputs = frozen.inputs_record(run.run_dir, cfg.data.sessions)
+    run.check_inputs(inputs)
+    run.write_json(run_layout.INPUTS, {**inputs, "routing": "static_terminal", "budget": budget.record})
 
     torch.manual_seed(tc.seed)  # the same initial weights on every process
     model = LatentDiT(budget.model, shapes)

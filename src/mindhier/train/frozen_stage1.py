@@ -39,13 +39,22 @@ class FrozenStage1:
         return open_dataset(data_dir, data_cfg, subjects=list(self.subjects), expected_voxels=expected)
 
     def inputs_record(self, run_dir: Path, sessions: tuple[int, ...] = ()) -> dict:
-        """What `inputs.json` records of the frozen models (paths relative to the run folder) and of the data."""
+        """What `inputs.json` records of the frozen models (paths relative to the run folder, and the sha256 of the
+        weights they hold: a resumed run must be given the same ones, `TrainingSession.check_inputs`) and of the
+        data."""
+        from mindhier.fileio import sha256_file
+        from mindhier.run_layout import weights_file
+
         return {
             "encoder_run": relative_input(run_dir, self.encoder_run),
             **self.tokenizer_source.record(run_dir),
             "subjects": list(self.subjects),
             "sessions": describe_sessions(tuple(sessions)),
             "encoder_supervision": self.condition.supervision,
+            "weights_sha256": {
+                "encoder": sha256_file(self.encoder_run / weights_file("encoder")),
+                "tokenizer": sha256_file(self.tokenizer_source.weights),
+            },
         }
 
 

@@ -125,8 +125,10 @@ def train_generator(
         source: ConditionSource = BrainSource(frozen.condition, train_items, val_items)
     else:
         source = oracle_source(data_dir, frozen, train_items, val_items, world)
+    frozen_inputs = frozen.inputs_record(run.run_dir, cfg.data.sessions)
+    run.check_inputs(frozen_inputs)  # a resumed run is given the encoder and tokenizer it started with
     record = {
-        **frozen.inputs_record(run.run_dir, cfg.data.sessions),
+        **frozen_inputs,
         **source.record(),
         "token_cache": {"path": run_layout.relative_input(run.run_dir, tokens.path), "key": tokens.key},
     }

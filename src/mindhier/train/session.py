@@ -136,6 +136,21 @@ class TrainingSession:
         world.barrier()
         return session
 
+    def check_inputs(self, record: dict[str, Any], key: str = "weights_sha256") -> None:
+        """On resume: the frozen inputs' weights (`record[key]`, by content) must be the ones the run started with."""
+        path = self.run_dir / run_layout.INPUTS
+        if not self.resume or not path.is_file():
+            return
+        saved = read_json(path, "run inputs").get(key)
+        if saved is None:  # a run from before inputs were hashed: nothing to compare
+            return
+        changed = [name for name, digest in record[key].items() if saved.get(name) != digest]
+        if changed:
+            raise ConfigError(
+                f"cannot resume {self.run_dir}: its {' and '.join(changed)} weights differ from the ones it was "
+                "started with (inputs.json); pass the same inputs, or start a new --out"
+            )
+
     def write_json(self, name: str, obj: Any) -> None:
         """A run file written once at the start (shapes, inputs); rank 0 only. On resume it is written only when a
         crash came before it was (its content is the same: it depends on the config and the inputs)."""
