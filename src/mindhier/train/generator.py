@@ -185,11 +185,11 @@ def fit_generator(
         load_state_strict(model, start.state, init["source"])
     # the unconditional stream sampling guides against: the one these weights learnt — the start's, when no step
     # trains them (the prior as it is reads the brain, but its null is the teacher's)
-    null_condition = init.get("condition", source.record()["condition"]) if tc.steps == 0 else None
-    null_condition = null_condition or source.record()["condition"]
+    trained_on = source.record()
+    null_condition = (init.get("condition") if tc.steps == 0 else None) or trained_on["condition"]
     run.write_json(
         run_layout.INPUTS,
-        {**inputs, **source.record(), "null_condition": null_condition, "routing": gc.routing, "init": init},
+        {**inputs, **trained_on, "null_condition": null_condition, "routing": gc.routing, "init": init},
     )
     wrapped = run.attach(
         model,
