@@ -2,7 +2,7 @@
 
 Each case prepares what it needs in a fresh folder (damaged copies of a tiny dataset and of tiny runs), runs
 the command in-process and expects exit status 2, no traceback, nothing on stdout, and one error line that
-names the problem (the expected words) — argparse's own errors end with that line after the usage."""
+names the problem (the expected words) and its fix (after `; `) — argparse's errors included."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from mindhier import run_layout
 from mindhier.cli import main
+from mindhier.config import resolve, resolved_record
 from mindhier.data import layout
 from mindhier.output_lock import hold_output
 
@@ -87,11 +88,16 @@ def _truncate(path: Path, keep: int = 100) -> Path:
     return path
 
 
-def _nan_betas(w: World) -> Path:
+def _nan_betas(w: World, value: float = np.nan) -> Path:
     data = w.copy("data")
     with h5py.File(layout.betas_path(data, 1), "r+") as f:
-        f["betas"][0, 0] = np.nan
+        f["betas"][0, 0] = value
     return data
+
+
+def _huge_png(data: Path) -> None:
+    """A 12000² stimulus (1-bit, so the file is small; decoded as RGB it would take 432 MB)."""
+    Image.new("1", (12000, 12000)).save(_first_png(data))
 
 
 def _first_png(data: Path) -> Path:
@@ -111,6 +117,25 @@ def _shapes_without(w: World, key: str) -> Path:
     return run
 
 
+def _generator_started_on_other_inputs(w: World) -> Path:
+    """A generator run as `train generator` starts it, on frozen inputs whose weights are not the world's."""
+    run = w.folder("gen")
+    run_layout.write_run_config(run, "generator", resolved_record(resolve("tiny")), {"world_size": 1})
+    digests = {"encoder": "0" * 64, "tokenizer": "1" * 64}
+    (run / run_layout.INPUTS).write_text(json.dumps({"weights_sha256": digests}))
+    return run
+
+
+def _symlink(link: Path, target: Path) -> Path:
+    link.symlink_to(target)
+    return link
+
+
+def _eval_manifest(w: World, **manifest) -> list:
+    recons = _recons_folder(w, manifest)
+    return ["eval", "recons", "--recons", recons, "--data", w.data, "--out", w.out(), "--no-judge"]
+
+
 def _recons_folder(w: World, manifest: dict | None = None, png: bytes | None = None) -> Path:
     folder = w.folder("recons")
     if manifest is not None:
@@ -124,6 +149,12 @@ def _data_with(w: World, change: Callable[[Path], object]) -> Path:
     data = w.copy("data")
     change(data)
     return data
+
+
+def _shapes_with(w: World, **values) -> Path:
+    run = w.copy("encoder")
+    _edit_json(run / run_layout.shapes_file("encoder"), lambda r: r.update(values))
+    return run
 
 
 def _encoder_with(w: World, change: Callable[[Path], object]) -> Path:
@@ -153,6 +184,15 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
     ("n-train zero", lambda w: ["simulate", "--out", w.out(), "--n-train", "0"], ("--n-train", "at least 1")),
     ("size not a number", lambda w: ["simulate", "--out", w.out(), "--size", "big"], ("--size", "whole number")),
     ("unknown preset", lambda w: ["config", "show", "--preset", "huge"], ("--preset", "invalid choice")),
+    ("unknown flag", lambda w: ["simulate", "--out", w.out(), "--nosuch"], ("unrecognized", "--help")),
+    ("no command", lambda w: [], ("required", "--help")),
+    ("out missing", lambda w: ["simulate"], ("--out", "mindhier simulate --help")),
+    ("out is the root", lambda w: ["simulate", "--out", "/", "--preset", "tiny"], ("root", "below it")),
+    ("out name too long", lambda w: ["simulate", "--out", w.root / ("n" * 240)], ("240 bytes", "at most 225")),
+    ("n-train overflows", lambda w: ["simulate", "--out", w.out(), "--n-train", "9" * 30], ("--n-train", "at most")),
+    ("plan infinite memory", lambda w: ["plan", "--gpus", "8", "--gpu-memory", "inf"], ("--gpu-memory", "got inf")),
+    ("plan infinite tflops", lambda w: ["plan", "--gpus", "8", "--gpu-memory", "80", "--gpu-tflops", "inf"], ("inf",)),
+    ("plan mfu nan", lambda w: ["plan", "--gpus", "8", "--gpu-memory", "80", "--mfu", "nan"], ("--mfu",)),
     ("set not a number", lambda w: ["config", "show", "--set", "simulator.seed=abc"], ("simulator.seed",)),
     ("set unknown key", lambda w: ["config", "show", "--set", "simulator.nosuch=1"], ("nosuch",)),
     ("set without =", lambda w: ["config", "show", "--set", "simulator.seed"], ("simulator.seed",)),
@@ -172,6 +212,11 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
             w.file("latin.yaml", "simulator:\n  seed: 1 # caf\xe9\n".encode("latin-1")),
         ],
         ("not UTF-8",),
+    ),
+    (
+        "config file relabels the preset",
+        lambda w: ["config", "show", "--config", w.file("c.yaml", "preset: nsd-paper\nsimulator:\n  seed: 3\n")],
+        ("says preset: nsd-paper", "--preset nsd-paper"),
     ),
     ("config a list", lambda w: ["config", "show", "--config", w.file("list.yaml", "- 1\n- 2\n")], ("config",)),
     (
@@ -225,6 +270,16 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
         ("different config", "train_tokenizer.lr"),
     ),
     (
+        "resume with other frozen inputs",
+        lambda w: [*_generator(w), "--out", _generator_started_on_other_inputs(w), "--resume"],
+        ("encoder and tokenizer weights differ", "inputs.json"),
+    ),
+    (
+        "out locked through a symlink",
+        lambda w: _locked(w, ["simulate", "--out", _symlink(w.root / "link", w.folder("out"))]),
+        ("another mindhier process",),
+    ),
+    (
         "resume a run of another kind",
         lambda w: ["train", "tokenizer", "--preset", "tiny", "--data", w.data, "--out", w.copy("encoder"), "--resume"],
         ("encoder run, not a tokenizer run",),
@@ -245,7 +300,7 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
             "eval",
             "recons",
             "--recons",
-            w.root,
+            w.folder("recons"),
             "--data",
             w.data,
             "--out",
@@ -288,6 +343,10 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
     ("data info missing", lambda w: ["data", "info", w.root / "absent"], ("dataset folder not found",)),
     ("data info empty folder", lambda w: ["data", "info", w.folder("empty")], ("empty",)),
     ("data info nan betas", lambda w: ["data", "info", _nan_betas(w)], ("NaN",)),
+    ("data info huge png", lambda w: ["data", "info", _data_with(w, _huge_png)], ("144,000,000 pixels", "downscale")),
+    ("train on a huge png", lambda w: [*_encoder(w), "--data", _data_with(w, _huge_png)], ("data.max_image_pixels",)),
+    ("data info absurd beta", lambda w: ["data", "info", _nan_betas(w, 3e38)], ("far outside a z-scored range",)),
+    ("train on an absurd beta", lambda w: [*_encoder(w), "--data", _nan_betas(w, 3e38)], ("z-score each session",)),
     (
         "data info truncated betas",
         lambda w: ["data", "info", _data_with(w, lambda d: _truncate(layout.betas_path(d, 1)))],
@@ -358,6 +417,12 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
     ),
     # -------------------------------------------------------------------------------------------- run files
     ("encoder absent", lambda w: _generator(w, encoder=w.root / "absent"), ("not found",)),
+    # a user error found after the run folder was started takes back what the call wrote (no folder is left)
+    ("feature cache corrupt", lambda w: [*_encoder(w), "--data", _corrupt_features(w)], ("remove the folder",)),
+    ("train encoder nan betas", lambda w: [*_encoder(w), "--data", _nan_betas(w)], ("NaN",)),
+    ("train encoder subject absent", lambda w: [*_encoder(w), "--subjects", "9"], ("9",)),
+    ("adapt sessions 99", lambda w: _adapt(w, "--sessions", "99"), ("sessions",)),
+    ("generator init absent", lambda w: [*_generator(w), "--init", w.root / "absent.safetensors"], ("init",)),
     ("encoder is a tokenizer run", lambda w: _generator(w, encoder=w.tokenizer), ("tokenizer run, not a encoder",)),
     ("tokenizer is an encoder run", lambda w: _generator(w, tokenizer=w.encoder), ("encoder run, not a tokenizer",)),
     ("encoder nan weights", lambda w: _generator(w, encoder=_nan_weights(w.copy("encoder"), "encoder")), ("NaN",)),
@@ -415,6 +480,14 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
         lambda w: _generator(w, encoder=_shapes_without(w, "queries")),
         ("encoder shapes", "queries"),
     ),
+    # numbers in run files are checked like numbers on the command line
+    (
+        "encoder shapes absurd voxels",
+        lambda w: _generator(w, encoder=_shapes_with(w, subject_voxels=[[1, 2**45]])),
+        ("voxel count", "should be in 1..10,000,000"),
+    ),
+    ("encoder shapes negative queries", lambda w: _generator(w, encoder=_shapes_with(w, queries=-4)), ("queries",)),
+    ("encoder shapes a string", lambda w: _generator(w, encoder=_shapes_with(w, queries="16")), ("whole number",)),
     (
         "token cache out of range",
         lambda w: _generator(w, data=_tampered_tokens(w)),
@@ -425,16 +498,31 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
     ("reconstruct encoder run", lambda w: _reconstruct(w, w.encoder), ("not a generator",)),
     (
         "reconstruct set architecture",
-        lambda w: _reconstruct(w, w.root, "--set", "generator.width=64"),
+        lambda w: _reconstruct(w, w.folder("gen"), "--set", "generator.width=64"),
         ("generator.width=64", "trained component"),
     ),
+    (
+        "reconstruct over its data",
+        lambda w: _reconstruct(w, w.encoder, "--out", w.data, "--overwrite"),
+        ("is the input",),
+    ),
+    (
+        "reconstruct into its generator",
+        lambda w: _reconstruct(w, w.encoder, "--out", w.encoder / "r"),
+        ("lies inside",),
+    ),
+    ("reconstruct out holds its data", lambda w: _reconstruct(w, w.encoder, "--out", w.root), ("contains the input",)),
     ("reconstruct zero samples", lambda w: _reconstruct(w, w.root, "--samples", "0"), ("--samples", "at least 1")),
     (
         "reconstruct endless determinism",
         lambda w: _reconstruct(w, w.root, "--determinism", "100000"),
         ("--determinism", "at most 64"),
     ),
-    ("reconstruct on cuda without it", lambda w: _reconstruct(w, w.root, "--device", "cuda"), ("--device cpu",)),
+    (
+        "reconstruct on cuda without it",
+        lambda w: _reconstruct(w, w.folder("gen"), "--device", "cuda"),
+        ("--device cpu",),
+    ),
     ("reconstruct on a tpu", lambda w: _reconstruct(w, w.root, "--device", "tpu"), ("--device", "cpu, cuda or cuda:N")),
     (
         "ceiling with an encoder run",
@@ -467,6 +555,10 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
         ],
         ("subject",),
     ),
+    ("eval recons manifest subject text", lambda w: _eval_manifest(w, subject="one"), ("subject", "whole number")),
+    ("eval recons manifest unknown split", lambda w: _eval_manifest(w, subject=1, split="all"), ("split",)),
+    ("eval recons manifest strips outside", lambda w: _eval_manifest(w, subject=1, strips="/etc"), ("strips",)),
+    ("eval recons manifest bad scale", lambda w: _eval_manifest(w, subject=1, protocol={"scales": [-2]}), ("scale",)),
     (
         "eval recons missing images",
         lambda w: [
@@ -484,7 +576,18 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
     ),
     (
         "eval recons weights without =",
-        lambda w: ["eval", "recons", "--recons", w.root, "--data", w.data, "--out", w.out(), "--weights", "alexnet"],
+        lambda w: [
+            "eval",
+            "recons",
+            "--recons",
+            w.folder("recons"),
+            "--data",
+            w.data,
+            "--out",
+            w.out(),
+            "--weights",
+            "alexnet",
+        ],
         ("name=PATH",),
     ),
     ("eval compare one file", lambda w: ["eval", "compare", w.file("m.json", "{}")], ("at least two",)),
@@ -543,8 +646,23 @@ def _generator(w: World, data: Path | None = None, encoder: Path | None = None, 
     ]
 
 
+def _encoder(w: World) -> list:
+    return ["train", "encoder", "--preset", "tiny", "--data", w.data, "--out", w.out()]
+
+
+def _adapt(w: World, *extra: str) -> list:
+    return ["adapt", "--run", w.encoder, "--data", w.data, "--subject", "1", "--out", w.out(), *extra]
+
+
 def _reconstruct(w: World, generator: Path, *extra: str) -> list:
     return ["reconstruct", "--generator", generator, "--data", w.data, "--out", w.out(), *extra]
+
+
+def _corrupt_features(w: World) -> Path:
+    data = w.copy("data")
+    for shard in (data / "features").rglob("*.safetensors"):
+        _truncate(shard)
+    return data
 
 
 def _tampered_tokens(w: World) -> Path:
@@ -559,7 +677,7 @@ def _tampered_tokens(w: World) -> Path:
 
 
 def test_the_catalogue_is_large():
-    assert len(CASES) >= 60
+    assert len(CASES) >= 110
     assert len({case for case, _, _ in CASES}) == len(CASES)
 
 
@@ -573,10 +691,11 @@ def world_paths(tiny_stage_runs):
 def test_bad_input_gives_one_clear_line(case, argv, expected, world_paths, tmp_path, capsys):
     world = World(tmp_path, *world_paths)
     args = [str(a) for a in argv(world)]
+    out_existed = world.out().exists()
     capsys.readouterr()
     try:
         code = main(args)
-    except SystemExit as stop:  # argparse: usage, then one error line
+    except SystemExit as stop:  # argparse: the same one line
         code = stop.code
     finally:
         held = getattr(world, "_held", None)
@@ -584,9 +703,14 @@ def test_bad_input_gives_one_clear_line(case, argv, expected, world_paths, tmp_p
             held.__exit__(None, None, None)
     out, err = capsys.readouterr()
     assert code == 2, f"{case}: exit {code}\n{err}"
+    assert out_existed or not world.out().exists(), f"{case}: left {sorted(world.out().rglob('*'))}"
     assert "Traceback" not in err
     assert out == ""
-    line = err.strip().splitlines()[-1]
-    assert line.startswith(("mindhier: error: ", "mindhier ")), line
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"{case}: more than one line on stderr:\n{err}"
+    line = lines[0]
+    assert line.startswith("mindhier: error: "), line
+    problem, sep, fix = line.removeprefix("mindhier: error: ").partition("; ")
+    assert sep and problem and fix, f"{case}: no '<problem>; <fix>' in {line!r}"
     for words in expected:
         assert words in line, f"{case}: {words!r} not in {line!r}"

@@ -199,7 +199,10 @@ def test_error_exit_from_a_real_process_has_no_traceback(tmp_path):
 
 def test_bad_config_value_is_one_line(capsys):
     code, _, err = run_cli(capsys, "config", "show", "--preset", "tiny", "--set", "simulator.seed=abc")
-    assert code == 2 and err.strip() == "mindhier: error: simulator.seed expects an integer, got 'abc'"
+    assert (
+        code == 2
+        and err.strip() == "mindhier: error: simulator.seed expects an integer, got 'abc'; write a whole number"
+    )
     code, out, _ = run_cli(capsys, "config", "show", "--preset", "tiny", "--set", "simulator.seed=9")
     assert code == 0 and json.loads(out)["simulator"]["seed"] == 9
 

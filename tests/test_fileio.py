@@ -41,3 +41,30 @@ def test_read_json_errors_name_the_file(tmp_path):
     bad.write_text("{")
     with pytest.raises(MindhierError, match=r"bad\.json is not valid JSON"):
         read_json(bad, "manifest")
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path):
+    import errno
+
+    from safetensors import SafetensorError
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    from mindhier.cli.disk_errors import os_error_line
+    from mindhier.fileio import atomic_path, write_failure
+
+    target = tmp_path / "run" / "encoder.safetensors"
+    with pytest.raises(OSError) as caught, atomic_path(target):  # write() fails naming no file
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    assert not target.exists() and not list(target.parent.iterdir())  # nothing half-written left
+    line = os_error_line(caught.value)
+    assert str(target) in line and "disk is full" in line
+
+    safetensors_text = SafetensorError(
+        'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "x" })'
+    )
+    dcp = CheckpointException("save failed", {0: OSError(errno.ENOSPC, "No space left on device")})
+    for failure in (safetensors_text, dcp):
+        converted = write_failure(failure, target)
+        assert (converted.errno, converted.filename) == (errno.ENOSPC, str(target))
+    assert write_failure(RuntimeError("file write failed"), target).errno == errno.EIO

@@ -261,7 +261,10 @@ def _parser_with_plan() -> argparse.ArgumentParser:
 
 def run_plan(monkeypatch, capsys, *argv):
     monkeypatch.setattr(cli_main, "build_parser", _parser_with_plan)
-    code = cli_main.main(["plan", *map(str, argv)])
+    try:
+        code = cli_main.main(["plan", *map(str, argv)])
+    except SystemExit as stop:  # an argument error: the same one line
+        code = stop.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -284,7 +287,7 @@ def test_cli_prints_the_table_and_writes_json(tmp_path, monkeypatch, capsys):
 def test_cli_user_errors_exit_2(monkeypatch, capsys):
     code, out, err = run_plan(monkeypatch, capsys, "--preset", "tiny", "--gpus", 0, "--gpu-memory", 80)
     assert code == 2 and out == ""
-    assert err.strip() == "mindhier: error: --gpus must be at least 1, got 0"
+    assert err.strip() == "mindhier: error: argument --gpus: must be at least 1, got 0; pass 1 or more"
 
 
 def test_cli_defaults():

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mindhier.errors import WeightsError
-from mindhier.fileio import atomic_path
+from mindhier.fileio import atomic_path, write_failure
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -40,7 +40,10 @@ def save_state(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[
     """A state dict as safetensors, atomically (tensors copied to the CPU, contiguous)."""
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+        try:
+            save_file(state, str(tmp), metadata=metadata)
+        except SafetensorError as err:  # a full disk, as safetensors' text: the same one line as any OSError
+            raise write_failure(err, path) from err
 
 
 def load_weights(path: str | Path, module: nn.Module) -> dict[str, str]:
@@ -77,7 +80,10 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source:
             parts.append(
                 f"shape of {k} is {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
             )
-        raise WeightsError(f"weights {source} do not fit the model: {'; '.join(parts)}")
+        raise WeightsError(
+            f"weights {source} do not fit the model ({', '.join(parts)}); pass weights made with the same config "
+            "(the run's config.json, or its --preset and --set)"
+        )
     refuse_non_finite(state, source)
     unwrap(module).load_state_dict(state, strict=True)
 
@@ -106,7 +112,7 @@ def read_state_dict(path: str | Path, what: str = "weights") -> dict[str, torch.
     p = Path(path)
     suffix = p.suffix.lower()
     if not p.is_file():
-        raise WeightsError(f"{what} file not found: {p}")
+        raise WeightsError(f"{what} file not found: {p}; check the path, or train or fetch the weights")
     if suffix not in SAFE_SUFFIXES + STATE_DICT_SUFFIXES:
         raise WeightsError(
             f"{what} file {p} has suffix {suffix!r}; use .safetensors (preferred) or a .bin/.pt/.pth state dict"

@@ -22,3 +22,7 @@ class DataError(MindhierError):
 
 class WeightsError(MindhierError):
     """Pretrained weights that are absent or do not fit the network."""
+
+
+class NonFiniteTrainingError(MindhierError):
+    """Training produced a NaN or infinite loss or weights: the run stops instead of saving them."""

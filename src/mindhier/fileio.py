@@ -8,6 +8,7 @@ replaced when the caller asks for it, and only after the new one is complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -39,6 +40,26 @@ def current_umask() -> int:
     return mask
 
 
+_OS_CODE = re.compile(r"(?:Os \{ code: |os error |\[Errno )(\d+)")
+
+
+def write_failure(err: BaseException, path: str | os.PathLike[str]) -> OSError:
+    """A failed write as an `OSError` that names `path` (the CLI prints it as one line with the fix): its errno taken
+    from the error, from the causes it wraps (a DCP failure's), or from the text of a library's message
+    (safetensors' `Os { code: 28 … }`); EIO when none says."""
+    found: list[BaseException] = [err]
+    found += list(getattr(err, "failures", {}).values())  # torch.distributed.checkpoint's CheckpointException
+    for cause in found:
+        if isinstance(cause, OSError) and cause.errno:
+            return OSError(cause.errno, cause.strerror or str(cause), str(path))
+    for cause in found:
+        match = _OS_CODE.search(str(cause))
+        if match:
+            code = int(match.group(1))
+            return OSError(code, os.strerror(code), str(path))
+    return OSError(errno.EIO, f"the write failed ({' '.join(str(err).split())[:160]})", str(path))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
@@ -48,7 +69,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as err:
+            if err.filename is None:  # a failed write() names no file: name the one being written
+                raise write_failure(err, target) from err
+            raise
         tmp.chmod(0o666 & ~current_umask())  # mkstemp (and safetensors) make 0600: publish with the usual permissions
         fault_points.reach("atomic-write.before-rename")
         os.replace(tmp, target)
@@ -76,7 +102,7 @@ def read_json(path: str | os.PathLike[str], what: str) -> Any:
     """Read a JSON file, turning a missing or corrupt file into one clear error line."""
     p = Path(path)
     if not p.is_file():
-        raise MindhierError(f"{what} not found: {p}")
+        raise MindhierError(f"{what} not found: {p}; check the path")
     try:
         return json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -24,10 +24,24 @@ class FolderBusyError(MindhierError):
     """Another process is writing to the same output folder."""
 
 
+NAME_BYTES_LIMIT = 255  # a file name on Linux, macOS and Windows file systems
+HIDDEN_NAME_BYTES = 30  # what the hidden siblings add to an output's name: `.NAME.lock`, `.NAME.XXXXXXXX.partial`
+
+
 def lock_path(out: str | os.PathLike[str]) -> Path:
     """The lock of the folder `out` is, not of the name it was given as: symlinks and `..` resolved, so two writers
-    reaching one folder by different paths take one lock."""
+    reaching one folder by different paths take one lock. The root, and names too long for the hidden siblings an
+    output needs (its lock, its temporary and staging names), are refused up front."""
     target = Path(out).resolve()
+    if not target.name:
+        raise MindhierError(f"output {out} is the root of the file system; choose a folder below it")
+    longest = NAME_BYTES_LIMIT - HIDDEN_NAME_BYTES
+    if len(target.name.encode()) > longest:
+        raise MindhierError(
+            f"output name {target.name[:40]}… is {len(target.name.encode())} bytes; the file system allows "
+            f"{NAME_BYTES_LIMIT} and the hidden lock and staging names add up to {HIDDEN_NAME_BYTES}; choose a name "
+            f"of at most {longest} bytes"
+        )
     return target.with_name(f".{target.name}.lock")
 
 

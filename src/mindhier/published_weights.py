@@ -30,7 +30,9 @@ def cached_hub_file(repo_id: str, filename: str, what: str, fetch_hint: str) -> 
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError as err:
-        raise WeightsError(f"{what} is read from the Hugging Face cache, which needs huggingface_hub") from err
+        raise WeightsError(
+            f"{what} is read from the Hugging Face cache, which needs huggingface_hub; pip install huggingface_hub"
+        ) from err
     found = try_to_load_from_cache(repo_id, filename)
     if not isinstance(found, str) or not Path(found).is_file():
         raise WeightsError(

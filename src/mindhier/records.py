@@ -43,6 +43,19 @@ def parse_record(path: str | os.PathLike[str], what: str, parse: Callable[[Any],
         ) from err
 
 
+MAX_DIMENSION = 10_000_000  # no size a run records (voxels, vocabulary, widths, tokens) comes near this
+
+
+def dimension(value: Any, what: str, least: int = 1, most: int = MAX_DIMENSION) -> int:
+    """A size read from a file, checked like a size on the command line: a whole number (not a string, a float or
+    a boolean) in [least, most]; else `ValueError` naming it (`parse_record` turns that into one line)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} should be a whole number, found {value!r}")
+    if not least <= value <= most:
+        raise ValueError(f"{what} should be in {least}..{most:,}, found {value:,}")
+    return value
+
+
 def contained_path(folder: str | os.PathLike[str], stored: Any, what: str, flag: str = "") -> Path:
     """`folder / stored` for a path read from a file in `folder` (a manifest, a run record), refused unless it is
     relative and resolves inside `folder`: a file we read never sends us elsewhere on the disk. `flag` names the

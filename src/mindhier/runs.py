@@ -136,8 +136,8 @@ def load_generator(
     cfg = load_run_config(run_dir)
     if routing is not None and routing != cfg.generator.routing:
         raise ConfigError(
-            f"generator {run_dir} was trained with routing {cfg.generator.routing}, not {routing}: routing is part "
-            "of what a generator learns — train one with that routing"
+            f"generator {run_dir} was trained with routing {cfg.generator.routing}, not {routing} (routing is part "
+            "of what a generator learns); train one with that routing"
         )
     shapes = parse_record(run_dir / run_layout.shapes_file("generator"), "generator shapes", GeneratorShapes.from_json)
     model = ScaleAR(cfg.generator, shapes)

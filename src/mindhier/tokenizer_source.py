@@ -69,7 +69,10 @@ def tokenizer_source(spec: str | Path, cfg: TokenizerConfig | None = None) -> To
     if path.is_file():
         return TokenizerSource(text, cfg or nsd_paper().tokenizer, path, None)
     names = ", ".join(NAMED_TOKENIZERS)
-    raise ConfigError(f"tokenizer {text!r} is neither a tokenizer run folder, a weights file nor one of {names}")
+    raise ConfigError(
+        f"tokenizer {text!r} is neither a tokenizer run folder, a weights file nor one of {names};"
+        " pass a tokenizer run folder, a .safetensors file or one of those names"
+    )
 
 
 def recorded_tokenizer(

@@ -151,3 +151,55 @@ def test_tokenizer_refuses_fsdp(tiny_dataset, tmp_path):
     cfg, result = tiny_dataset
     with pytest.raises(ConfigError, match=r"train_tokenizer\.strategy=fsdp is not supported"):
         train_tokenizer(_short(cfg, "train_tokenizer", strategy="fsdp"), result.root, tmp_path / "run")
+
+
+def test_a_non_finite_loss_stops_the_run_with_its_cause(make_config, tmp_path, monkeypatch):
+    from mindhier.data.simulator import simulate
+    from mindhier.errors import NonFiniteTrainingError
+    from mindhier.train.session import TrainingSession
+
+    cfg = _short(make_config(subjects=(1,)), "train_encoder", steps=6, eval_every=3, checkpoint_every=3)
+    data = simulate(cfg, tmp_path / "data").root
+    backward, calls = TrainingSession.backward, []
+
+    def poisoned(self, loss, share, terms=None):  # from the 2nd micro-batch on, the loss is NaN (as a 3e38 beta makes)
+        calls.append(1)
+        backward(self, loss * (float("nan") if len(calls) >= 2 else 1.0), share, terms)
+
+    monkeypatch.setattr(TrainingSession, "backward", poisoned)
+    with pytest.raises(NonFiniteTrainingError, match=r"the loss became nan at step 2; likely betas .* data info"):
+        train_encoder(cfg, data, tmp_path / "run")
+    assert not (tmp_path / "run" / run_layout.SUMMARY).exists()
+
+
+class _Payload:
+    """A pickle that would write a file when unpickled by an unrestricted loader."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("tampered", [run_layout.RESUME_TRAIN_STATE, f"{run_layout.RESUME_STATE_DIR}/.metadata"])
+def test_a_tampered_resume_point_with_a_fixed_checksum_is_skipped(tampered, make_config, tmp_path):
+    from mindhier.data.simulator import simulate
+    from mindhier.fileio import read_json, sha256_file, write_json
+
+    cfg = _short(make_config(subjects=(1,)), "train_encoder", steps=6, eval_every=3, checkpoint_every=3)
+    data = simulate(cfg, tmp_path / "data").root
+    run = train_encoder(cfg, data, tmp_path / "run")
+    newest = run.run_dir / run_layout.RESUME_DIR / run_layout.resume_point_name(6)
+    marker = tmp_path / "payload-ran"
+    (newest / tampered).write_bytes(pickle.dumps(_Payload(marker)))
+    manifest = read_json(newest / run_layout.RESUME_MANIFEST, "manifest")
+    manifest["files"][tampered] = {
+        "bytes": (newest / tampered).stat().st_size,
+        "sha256": sha256_file(newest / tampered),
+    }
+    write_json(newest / run_layout.RESUME_MANIFEST, manifest)
+
+    resumed = train_encoder(cfg, data, run.run_dir, resume=True)
+    assert resumed.resumed_from == 3 and not marker.exists()
+    assert any("skipped resume point step-00000006: refused content" in n for n in resumed.summary["notices"])

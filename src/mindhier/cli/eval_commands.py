@@ -34,7 +34,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     run_cfg = apply_overrides(run_layout.load_run_config(args.generator), args.overrides)
     if run_layout.run_kind(args.generator) == "diffusion":
         if args.routing not in (None, "static_terminal"):
-            raise ConfigError(f"{args.generator} is the diffusion baseline: its guidance is static_terminal")
+            raise ConfigError(
+                f"{args.generator} is the diffusion baseline: its guidance is static_terminal;"
+                " pass a scale-wise generator, or leave out --routing"
+            )
         sampler = run_cfg.ddim
     else:
         load_generator(args.generator, routing=args.routing)  # refuses a routing it was not trained with

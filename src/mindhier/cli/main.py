@@ -11,6 +11,8 @@ from mindhier._version import __version__
 from mindhier.cli.disk_errors import os_error_line, output_folders
 from mindhier.cli.export_commands import add_export_parser
 from mindhier.cli.fetch_commands import add_fetch_parser
+from mindhier.cli.one_line_parser import EXIT_USER_ERROR, OneLineArgumentParser
+from mindhier.cli.output_overlap import refuse_overlapping_output
 from mindhier.cli.parsers import (
     add_bench_commands,
     add_config_commands,
@@ -20,16 +22,14 @@ from mindhier.cli.parsers import (
 )
 from mindhier.cli.plan_commands import add_plan_parser
 from mindhier.cli.pretrain_commands import add_pretrain_parser
-from mindhier.errors import MindhierError
+from mindhier.errors import ConfigError, DataError, MindhierError, WeightsError
 from mindhier.output_lock import hold_output
-
-EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
     """`mindhier`'s parser: one builder per command group (`cli/parsers.py`, and beside the handlers of plan,
     pretrain, export and fetch)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="mindhier",
         description="fMRI-to-image reconstruction with hierarchy-to-hierarchy autoregression (MindHier).",
     )
@@ -47,16 +47,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_GENERAL_FIXES = {  # for messages composed at run time; every literal message names its own fix
+    ConfigError: "check the options and config values (mindhier config show prints them)",
+    DataError: "check the dataset (mindhier data info DIR says what is wrong)",
+    WeightsError: "check the weights file, or train or fetch it again",
+}
+
+
+def error_line(err: MindhierError) -> str:
+    """The error as one line `<problem>; <fix>`."""
+    text = " ".join(str(err).split())
+    if "; " in text:
+        return text
+    fix = next((fix for kind, fix in _GENERAL_FIXES.items() if isinstance(err, kind)), "see mindhier --help")
+    return f"{text}; {fix}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: recorded by `--record` result files
     try:
+        refuse_overlapping_output(args)
         with contextlib.ExitStack() as held:
             for folder in output_folders(args):
                 held.enter_context(hold_output(folder))
             return args.func(args)
     except MindhierError as err:
-        print(f"mindhier: error: {err}", file=sys.stderr)
+        print(f"mindhier: error: {error_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as err:
         print(f"mindhier: error: {os_error_line(err)}", file=sys.stderr)

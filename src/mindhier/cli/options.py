@@ -20,7 +20,7 @@ def device_name(text: str) -> str:
     """An argparse type: cpu, cuda or cuda:N (whether it exists is checked where the device is used)."""
     kind, _, index = text.partition(":")
     if kind not in ("cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}; pass one of those")
     return text
 
 
@@ -32,6 +32,7 @@ def thread_count(text: str) -> int:
     return _bounded_int(text, 1, 4 * cores, f"4 × the {cores} cores of this machine")
 
 
+LARGEST_INT = 2**63 - 1  # torch's int64: a larger count or seed overflows where it is used
 MAX_DETERMINISM = 64  # as demo.consistency_samples: each repeat reconstructs the whole split again
 
 
@@ -40,16 +41,40 @@ def determinism_count(text: str) -> int:
     return _bounded_int(text, 0, MAX_DETERMINISM, "each repeat reconstructs the whole split again")
 
 
-def _bounded_int(text: str, least: int, most: int | None = None, why: str = "") -> int:
+def _bounded_int(
+    text: str, least: int, most: int = LARGEST_INT, why: str = "the largest whole number torch stores"
+) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}; pass digits, e.g. 4") from None
     if value < least:
-        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
-    if most is not None and value > most:
-        raise argparse.ArgumentTypeError(f"must be at most {most} ({why}), got {value}")
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}; pass {least} or more")
+    if value > most:
+        raise argparse.ArgumentTypeError(f"must be at most {most} ({why}), got {value}; pass {most} or less")
     return value
+
+
+def bounded_int(least: int, most: int, why: str):
+    """An argparse type factory: a whole number in [least, most] (`why`: the reason for the upper bound)."""
+    return lambda text: _bounded_int(text, least, most, why)
+
+
+def positive_float(most: float, why: str):
+    """An argparse type factory: a finite number in (0, most] (`why`: the reason for the upper bound)."""
+
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}; pass digits, e.g. 0.5") from None
+        if not math.isfinite(value) or not 0 < value <= most:
+            raise argparse.ArgumentTypeError(f"must be in (0, {most:g}] ({why}), got {text}; pass a value in range")
+        return value
+
+    return parse
 
 
 def id_range(text: str) -> list[int]:
@@ -60,7 +85,7 @@ def id_range(text: str) -> list[int]:
         return [low]
     high = positive_int(last)
     if high < low:
-        raise argparse.ArgumentTypeError(f"a range runs upwards, e.g. 1..8; got {text!r}")
+        raise argparse.ArgumentTypeError(f"a range runs upwards, got {text!r}; write it low..high, e.g. 1..8")
     return list(range(low, high + 1))
 
 
@@ -70,7 +95,7 @@ class IdList(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         ids = [i for chunk in values for i in chunk]
         if len(set(ids)) != len(ids):
-            parser.error(f"{option_string} names a subject twice: {' '.join(map(str, ids))}")
+            parser.error(f"{option_string} names a subject twice: {' '.join(map(str, ids))}; name each once")
         setattr(namespace, self.dest, ids)
 
 
@@ -84,7 +109,7 @@ def session_list(text: str) -> tuple[int, ...]:
         return tuple(range(1, positive_int(text) + 1))
     sessions = [s for part in text.split(",") if part.strip() for s in id_range(part.strip())]
     if not sessions or len(set(sessions)) != len(sessions):
-        raise argparse.ArgumentTypeError(f"expected distinct sessions like 1,3,5 or 2..4, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected distinct sessions, got {text!r}; write e.g. 1,3,5 or 2..4")
     return tuple(sessions)
 
 
@@ -157,7 +182,7 @@ def inference_device(args: argparse.Namespace) -> str:
     if wanted.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {wanted} asked for, but torch sees no CUDA device; pass --device cpu")
     if getattr(args, "batch_size", 1) is not None and getattr(args, "batch_size", 1) < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}; pass 1 or more")
     return wanted
 
 
@@ -243,7 +268,10 @@ def weights_option(pairs: list[str]) -> dict[str, str]:
     for item in pairs:
         name, sep, path = item.partition("=")
         if not sep:
-            raise ConfigError(f"--weights expects name=PATH (e.g. alexnet=/models/alexnet.pth), got {item!r}")
+            raise ConfigError(
+                f"--weights expects name=PATH (e.g. alexnet=/models/alexnet.pth), got {item!r};"
+                " write --weights name=PATH"
+            )
         weights[name] = path
     return weights
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mindhier.cli.options import add_config_options, resolve_config
+from mindhier.cli.options import add_config_options, bounded_int, positive_float, resolve_config
+from mindhier.records import MAX_DIMENSION
 
 DEFAULT_VOXELS = 15724  # NSD subject 1; kept equal to memory_plan.DEFAULT_VOXELS (a test checks)
 # kept equal to memory_plan.plan's (a test checks): importing it here would load torch for every command
@@ -21,24 +22,36 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
         description="Builds every trainable model on the meta device (no weights, no data) and prints, per stage, "
         "strategy and activation checkpointing, the per-GPU memory and the largest micro-batch that fits.",
     )
-    p.add_argument("--gpus", type=int, required=True, metavar="N", help="GPUs the stage trains on")
-    p.add_argument("--gpu-memory", type=float, required=True, metavar="GB", help="memory of one GPU, GiB")
+    p.add_argument(
+        "--gpus",
+        type=bounded_int(1, 1_000_000, "GPUs in one job"),
+        required=True,
+        metavar="N",
+        help="GPUs the stage trains on",
+    )
+    p.add_argument(
+        "--gpu-memory",
+        type=positive_float(100_000, "GiB of one GPU"),
+        required=True,
+        metavar="GB",
+        help="memory of one GPU, GiB",
+    )
     p.add_argument(
         "--voxels",
-        type=int,
+        type=bounded_int(1, MAX_DIMENSION, "voxels of one subject"),
         default=DEFAULT_VOXELS,
         help=f"voxels of the encoder's subject (default {DEFAULT_VOXELS})",
     )
     p.add_argument(
         "--gpu-tflops",
-        type=float,
+        type=positive_float(1_000_000, "TFLOP/s of one GPU"),
         default=DEFAULT_GPU_TFLOPS,
         metavar="T",
         help=f"peak dense bf16 TFLOP/s of one GPU, for the expected hours (default {DEFAULT_GPU_TFLOPS:g}: H100/H200)",
     )
     p.add_argument(
         "--mfu",
-        type=float,
+        type=positive_float(1.0, "a utilisation"),
         default=DEFAULT_MFU,
         help=f"model-FLOPs utilisation assumed for the expected hours (default {DEFAULT_MFU:g})",
     )

@@ -206,5 +206,8 @@ def _sampler_overrides(run_dir: Path, overrides: list[str]):
 
     others = [o for o in overrides if not o.startswith("sampler.")]
     if others:
-        raise ConfigError(f"--evaluate takes only --set sampler.KEY=VALUE overrides, got {', '.join(others)}")
+        raise ConfigError(
+            f"--evaluate takes only --set sampler.KEY=VALUE overrides, got {', '.join(others)};"
+            " drop the other --set options"
+        )
     return apply_overrides(load_run_config(run_dir), overrides).sampler

@@ -17,6 +17,7 @@ from mindhier.cli.options import (
     progress_bar,
     resolve_config,
 )
+from mindhier.cli.provisional_run import provisional_run
 
 
 def _train(args: argparse.Namespace, train, *inputs, cfg=None, **options):
@@ -29,7 +30,8 @@ def _train(args: argparse.Namespace, train, *inputs, cfg=None, **options):
     device, rank, world_size = distributed_setup(args)
     progress = progress_bar(args) if rank == 0 else None
     try:
-        result = train(cfg, *inputs, device=device, rank=rank, world_size=world_size, progress=progress, **options)
+        with provisional_run(getattr(args, "out", None)):
+            result = train(cfg, *inputs, device=device, rank=rank, world_size=world_size, progress=progress, **options)
     finally:
         if progress is not None:
             progress.close()

@@ -59,12 +59,18 @@ class AdaptationStudyConfig:
 
     def __post_init__(self) -> None:
         if not self.shared_subjects:
-            raise ConfigError("adaptation.shared_subjects must name at least one subject")
+            raise ConfigError(
+                "adaptation.shared_subjects must name at least one subject; set adaptation.shared_subjects, e.g. 1,2"
+            )
         if self.held_out in self.shared_subjects:
             raise ConfigError(
-                f"adaptation.held_out {self.held_out} is one of the shared subjects {list(self.shared_subjects)}"
+                f"adaptation.held_out {self.held_out} is one of the shared subjects {list(self.shared_subjects)};"
+                " hold out a subject that is not shared"
             )
         if not self.sessions or len(set(self.sessions)) != len(self.sessions):
-            raise ConfigError(f"adaptation.sessions must list distinct session counts, got {list(self.sessions)}")
+            raise ConfigError(
+                f"adaptation.sessions must list distinct session counts, got {list(self.sessions)};"
+                " name each count once"
+            )
         for count in self.sessions:
             check_range("adaptation.sessions", count, 0, 10_000)

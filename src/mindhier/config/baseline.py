@@ -36,17 +36,20 @@ class DiffusionConfig:
         if self.width % self.heads or self.width % 4:
             raise ConfigError(
                 f"diffusion.width must be divisible by diffusion.heads and by 4 (2-D sin-cos positions), "
-                f"got {self.width} / {self.heads}"
+                f"got {self.width} / {self.heads}; choose width and heads to fit"
             )
         check_range("diffusion.mlp_ratio", self.mlp_ratio, 0.25, 64.0)
         check_range("diffusion.timesteps", self.timesteps, 2, 100_000)
         if not 0 < self.beta_start < self.beta_end < 1:
             raise ConfigError(
-                f"diffusion needs 0 < beta_start < beta_end < 1, got {self.beta_start} and {self.beta_end}"
+                f"diffusion needs 0 < beta_start < beta_end < 1, got {self.beta_start} and {self.beta_end};"
+                " set values that satisfy it"
             )
         check_range("diffusion.cfg_dropout", self.cfg_dropout, 0.0, 1.0)
         if self.decode not in DECODE_MODES:
-            raise ConfigError(f"diffusion.decode must be one of {', '.join(DECODE_MODES)}, got {self.decode!r}")
+            raise ConfigError(
+                f"diffusion.decode must be one of {', '.join(DECODE_MODES)}, got {self.decode!r}; use one of those"
+            )
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,11 @@ SCHEDULES = ("constant", "cosine")
 
 def check_schedule(section: str, schedule: str) -> None:
     if schedule not in SCHEDULES:
-        raise ConfigError(f"{section}.schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        raise ConfigError(
+            f"{section}.schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}; use one of those"
+        )
 
 
 def check_range(name: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}; set it within that range")

@@ -39,7 +39,10 @@ class BrainEncoderConfig:
 
     def __post_init__(self) -> None:
         if not self.hidden_dims:
-            raise ConfigError("encoder.hidden_dims needs at least one width (the per-subject input layer)")
+            raise ConfigError(
+                "encoder.hidden_dims needs at least one width (the per-subject input layer);"
+                " set encoder.hidden_dims, e.g. 256"
+            )
         for width in self.hidden_dims:
             check_range("encoder.hidden_dims", width, 1, 1_000_000)
         check_range("encoder.latent_tokens", self.latent_tokens, 1, 4096)
@@ -47,7 +50,10 @@ class BrainEncoderConfig:
         check_range("encoder.depth", self.depth, 1, 64)
         check_range("encoder.heads", self.heads, 1, 256)
         if self.width % self.heads:
-            raise ConfigError(f"encoder.width {self.width} must be divisible by encoder.heads {self.heads}")
+            raise ConfigError(
+                f"encoder.width {self.width} must be divisible by encoder.heads {self.heads};"
+                " choose a width that heads divides"
+            )
         check_range("encoder.ffn_dim", self.ffn_dim, 1, 1_000_000)
         check_range("encoder.dropout", self.dropout, 0.0, 0.9)
         check_range("encoder.text_queries", self.text_queries, 0, 4096)
@@ -74,7 +80,8 @@ class AlignmentConfig:
     def __post_init__(self) -> None:
         if self.supervision not in SUPERVISION_MODES:
             raise ConfigError(
-                f"alignment.supervision must be one of {', '.join(SUPERVISION_MODES)}, got {self.supervision!r}"
+                f"alignment.supervision must be one of {', '.join(SUPERVISION_MODES)}, got {self.supervision!r};"
+                " use one of those"
             )
         check_range("alignment.mse_weight", self.mse_weight, 0.0, 1e6)
         check_range("alignment.softclip_weight", self.softclip_weight, 0.0, 1e6)
@@ -82,7 +89,8 @@ class AlignmentConfig:
         check_range("alignment.text_weight", self.text_weight, 0.0, 1e6)
         if self.calibration not in CALIBRATIONS:
             raise ConfigError(
-                f"alignment.calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}"
+                f"alignment.calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r};"
+                " use one of those"
             )
 
 

@@ -31,15 +31,18 @@ class TokenizerConfig:
     def __post_init__(self) -> None:
         check_range("tokenizer.image_px", self.image_px, 8, 4096)
         if not self.channel_mult or any(m < 1 for m in self.channel_mult):
-            raise ConfigError("tokenizer.channel_mult needs positive multipliers, e.g. 1,2,2")
+            raise ConfigError("tokenizer.channel_mult needs positive multipliers, e.g. 1,2,2; use positive multipliers")
         factor = 2 ** (len(self.channel_mult) - 1)
         if self.image_px % factor or self.image_px // factor != self.scales[-1]:
             raise ConfigError(
                 f"tokenizer.scales must end at the latent side image_px / {factor} = {self.image_px / factor:g}, "
-                f"got {list(self.scales)}"
+                f"got {list(self.scales)}; make the last scale the latent side"
             )
         if list(self.scales) != sorted(set(self.scales)) or self.scales[0] < 1:
-            raise ConfigError(f"tokenizer.scales must be strictly increasing sides, got {list(self.scales)}")
+            raise ConfigError(
+                f"tokenizer.scales must be strictly increasing sides, got {list(self.scales)};"
+                " list increasing sides, e.g. 1,2,3,4"
+            )
         for name in ("channels", "res_blocks", "norm_groups", "latent_channels", "phi_convs"):
             check_range(f"tokenizer.{name}", getattr(self, name), 1, 100_000)
         check_range("tokenizer.vocab", self.vocab, 2, 1_000_000)
@@ -82,7 +85,8 @@ class TokenizerTrainConfig(LoopConfig):
         check_range("train_tokenizer.steps", self.steps, 0, 10_000_000)  # 0: the start weights (init) as they are
         if self.steps == 0 and not self.init:
             raise ConfigError(
-                "train_tokenizer.steps=0 keeps the start weights: it needs train_tokenizer.init (e.g. prior)"
+                "train_tokenizer.steps=0 keeps the start weights: it needs train_tokenizer.init (e.g. prior);"
+                " set train_tokenizer.init or steps >= 1"
             )
         check_range("train_tokenizer.batch_size", self.batch_size, 1, 100_000)
         check_range("train_tokenizer.lr", self.lr, 1e-8, 1.0)
@@ -126,21 +130,27 @@ class GeneratorConfig:
         if self.width % self.heads or (self.width // self.heads) % 4:
             raise ConfigError(
                 f"generator.width / generator.heads must be a whole number divisible by 4 (2-D RoPE), "
-                f"got {self.width} / {self.heads}"
+                f"got {self.width} / {self.heads}; choose width and heads to fit"
             )
         if self.routing not in ROUTING_MODES:
-            raise ConfigError(f"generator.routing must be one of {', '.join(ROUTING_MODES)}, got {self.routing!r}")
+            raise ConfigError(
+                f"generator.routing must be one of {', '.join(ROUTING_MODES)}, got {self.routing!r}; use one of those"
+            )
         if self.positions not in ("rope", "learned"):
-            raise ConfigError(f"generator.positions must be rope or learned, got {self.positions!r}")
+            raise ConfigError(
+                f"generator.positions must be rope or learned, got {self.positions!r}; use rope or learned"
+            )
         if self.context_positions not in ("none", "rope"):
-            raise ConfigError(f"generator.context_positions must be none or rope, got {self.context_positions!r}")
+            raise ConfigError(
+                f"generator.context_positions must be none or rope, got {self.context_positions!r}; use none or rope"
+            )
         if self.context_positions == "rope" and self.positions != "rope":
             raise ConfigError(
                 "generator.context_positions=rope places the context in the scale tokens' RoPE frame; "
                 "set generator.positions=rope too"
             )
         if self.context_maps not in ("none", "add"):
-            raise ConfigError(f"generator.context_maps must be none or add, got {self.context_maps!r}")
+            raise ConfigError(f"generator.context_maps must be none or add, got {self.context_maps!r}; use none or add")
         check_range("generator.cfg_dropout", self.cfg_dropout, 0.0, 1.0)
 
 
@@ -170,15 +180,20 @@ class GeneratorTrainConfig(LoopConfig):
         bad = [r for r in self.routings if r not in ROUTING_MODES]
         if bad:
             raise ConfigError(
-                f"train_generator.routings must name routings among {', '.join(ROUTING_MODES)}, got {bad}"
+                f"train_generator.routings must name routings among {', '.join(ROUTING_MODES)}, got {bad};"
+                " use only those"
             )
         if self.condition not in CONDITIONS:
             raise ConfigError(
-                f"train_generator.condition must be one of {', '.join(CONDITIONS)}, got {self.condition!r}"
+                f"train_generator.condition must be one of {', '.join(CONDITIONS)}, got {self.condition!r};"
+                " use one of those"
             )
         check_range("train_generator.steps", self.steps, 0, 10_000_000)  # 0: the start weights (init) as they are
         if self.steps == 0 and not self.init:
-            raise ConfigError("train_generator.steps=0 keeps the start weights: it needs train_generator.init")
+            raise ConfigError(
+                "train_generator.steps=0 keeps the start weights: it needs train_generator.init;"
+                " set train_generator.init (e.g. prior) or steps >= 1"
+            )
         check_range("train_generator.batch_size", self.batch_size, 1, 1_000_000)
         check_range("train_generator.lr", self.lr, 1e-8, 1.0)
         for name in ("eval_every", "checkpoint_every"):
@@ -205,7 +220,7 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"sampler.precision must be fp32 or bf16, got {self.precision!r}")
+            raise ConfigError(f"sampler.precision must be fp32 or bf16, got {self.precision!r}; use fp32 or bf16")
         check_range("sampler.cfg_scale", self.cfg_scale, 0.0, 100.0)
         check_range("sampler.cfg_off_from", self.cfg_off_from, 0, 1000)
         check_range("sampler.top_k", self.top_k, 0, 1_000_000)
@@ -217,5 +232,5 @@ class SamplerConfig:
         if self.prune_from == 1 or self.prune_from < 0:
             raise ConfigError(
                 f"sampler.prune_from must be 0 (off) or a scale ≥ 2 (pruned tokens are restored from the previous "
-                f"scale), got {self.prune_from}"
+                f"scale), got {self.prune_from}; set 0 or a scale of at least 2"
             )

@@ -29,10 +29,16 @@ class LoopConfig:
     def __post_init__(self) -> None:
         where = self.section
         if self.strategy not in STRATEGIES:
-            raise ConfigError(f"{where}.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+            raise ConfigError(
+                f"{where}.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}; use one of those"
+            )
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"{where}.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise ConfigError(
+                f"{where}.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}; use one of those"
+            )
         check_range(f"{where}.micro_batch", self.micro_batch, 0, 1_000_000)
         bad = [s for s in self.log_sinks if s not in LOG_SINKS]
         if bad:
-            raise ConfigError(f"{where}.log_sinks must name sinks among {', '.join(LOG_SINKS)}, got {bad}")
+            raise ConfigError(
+                f"{where}.log_sinks must name sinks among {', '.join(LOG_SINKS)}, got {bad}; use only those"
+            )

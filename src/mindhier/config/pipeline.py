@@ -49,17 +49,24 @@ class DemoConfig:
         bad = [r for r in self.routings if r not in ROUTING_MODES]
         if not self.routings or bad:
             raise ConfigError(
-                f"demo.routings must name routings among {', '.join(ROUTING_MODES)}, got {list(self.routings)}"
+                f"demo.routings must name routings among {', '.join(ROUTING_MODES)}, got {list(self.routings)};"
+                " use only those"
             )
         if not self.conditions or any(c not in CONDITIONS for c in self.conditions):
-            raise ConfigError(f"demo.conditions must name brain and/or teacher, got {list(self.conditions)}")
+            raise ConfigError(
+                f"demo.conditions must name brain and/or teacher, got {list(self.conditions)};"
+                " use brain, teacher or both"
+            )
         if self.consistency_samples == 1 or not 0 <= self.consistency_samples <= 64:
-            raise ConfigError(f"demo.consistency_samples must be 0 or 2..64, got {self.consistency_samples}")
+            raise ConfigError(
+                f"demo.consistency_samples must be 0 or 2..64, got {self.consistency_samples};"
+                " set 0 or a count in 2..64"
+            )
         check_range("demo.oracle_steps", self.oracle_steps, 0, 10_000_000)
         check_range("demo.low_level_scales", self.low_level_scales, 0, 1000)
         check_range("demo.tokenizer_steps_off_domain", self.tokenizer_steps_off_domain, 1, 1_000_000)
         if self.split not in ("test", "test_old"):
-            raise ConfigError(f"demo.split must be test or test_old, got {self.split!r}")
+            raise ConfigError(f"demo.split must be test or test_old, got {self.split!r}; use test or test_old")
 
 
 @dataclass(frozen=True)
@@ -91,5 +98,5 @@ class MindhierConfig:
         if n_levels != self.encoder.depth:
             raise ConfigError(
                 f"encoder.depth ({self.encoder.depth}) must equal the number of teacher layers ({n_levels}): "
-                "one encoder level per teacher level"
+                "one encoder level per teacher level; set encoder.depth to the number of teacher.layers"
             )

@@ -38,7 +38,10 @@ def from_dict(cls: type, data: Mapping[str, Any], base: Any | None = None, where
     Unknown keys raise `ConfigError` naming them and listing the valid keys.
     """
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where or 'config'} must be a mapping of keys to values, got {type(data).__name__}")
+        raise ConfigError(
+            f"{where or 'config'} must be a mapping of keys to values, got {type(data).__name__};"
+            " write the config as key: value lines"
+        )
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
@@ -58,7 +61,7 @@ def from_dict(cls: type, data: Mapping[str, Any], base: Any | None = None, where
     try:
         return dataclasses.replace(base, **changes)
     except TypeError as err:  # pragma: no cover - guarded by the key check above
-        raise ConfigError(f"cannot build {cls.__name__}: {err}") from err
+        raise ConfigError(f"cannot build {cls.__name__}: {err}; fix the config values it names") from err
 
 
 # ------------------------------------------------------------------------------------------- overrides
@@ -72,15 +75,22 @@ def apply_overrides(cfg: MindhierConfig, overrides: Iterable[str]) -> MindhierCo
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set expects key=value (e.g. simulator.n_train=200), got {item!r}")
+            raise ConfigError(
+                f"--set expects key=value (e.g. simulator.n_train=200), got {item!r}; write --set key=value"
+            )
         if key == "preset":  # the label says which preset the values came from: only --preset chooses it
-            raise ConfigError(f"--set {item}: the preset is chosen with --preset NAME, not set as a value")
+            raise ConfigError(
+                f"--set {item}: the preset is chosen with --preset NAME, not set as a value;"
+                " drop this --set and pass --preset NAME"
+            )
         node = nested
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: {part} is a value, not a section")
+                raise ConfigError(
+                    f"--set {key}: {part} is a value, not a section; set a key inside the section, not below a value"
+                )
         node[parts[-1]] = _RawString(raw.strip())
     return from_dict(type(cfg), nested, base=cfg) if nested else cfg
 
@@ -108,7 +118,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             else:
                 value = [_RawString(v.strip()) for v in text.split(",") if v.strip()]
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where} expects a list, got {value!r}")
+            raise ConfigError(f"{where} expects a list, got {value!r}; write a comma-separated list, e.g. 1,2")
         element = args[0] if args else str
         return tuple(_coerce(v if not isinstance(v, str) else _RawString(v), element, where) for v in value)
     if hint is bool:
@@ -118,10 +128,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return True
         if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
             return False
-        raise ConfigError(f"{where} expects true or false, got {value!r}")
+        raise ConfigError(f"{where} expects true or false, got {value!r}; write true or false")
     if hint is int:
         if isinstance(value, bool):
-            raise ConfigError(f"{where} expects an integer, got {value!r}")
+            raise ConfigError(f"{where} expects an integer, got {value!r}; write a whole number")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -131,10 +141,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 return int(value.replace("_", ""))
             except ValueError:
                 pass
-        raise ConfigError(f"{where} expects an integer, got {value!r}")
+        raise ConfigError(f"{where} expects an integer, got {value!r}; write a whole number")
     if hint is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{where} expects a number, got {value!r}")
+            raise ConfigError(f"{where} expects a number, got {value!r}; write a finite number")
         if isinstance(value, int | float):
             return float(value)
         if isinstance(value, str):
@@ -142,12 +152,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where} expects a number, got {value!r}")
+        raise ConfigError(f"{where} expects a number, got {value!r}; write a finite number")
     if hint is str:
         if isinstance(value, str):
             return str(value)
-        raise ConfigError(f"{where} expects a string, got {value!r}")
-    raise ConfigError(f"{where}: unsupported config type {hint!r}")  # pragma: no cover
+        raise ConfigError(f"{where} expects a string, got {value!r}; write text")
+    raise ConfigError(f"{where}: unsupported config type {hint!r}; report this as a bug")  # pragma: no cover
 
 
 def _yaml_scalar(text: str, where: str) -> Any:
@@ -156,7 +166,7 @@ def _yaml_scalar(text: str, where: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{where}: cannot parse {text!r} ({err})") from err
+        raise ConfigError(f"{where}: cannot parse {text!r} ({err}); fix the file's syntax") from err
 
 
 # ----------------------------------------------------------------------------------------- files, hash
@@ -169,7 +179,7 @@ def load_file(path: str | Path, base: MindhierConfig) -> MindhierConfig:
     """
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+        raise ConfigError(f"config file not found: {p}; check the --config path")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -187,9 +197,27 @@ def load_file(path: str | Path, base: MindhierConfig) -> MindhierConfig:
         raise ConfigError(f"config file {p} cannot be parsed ({' '.join(str(err).split())}); fix its syntax") from err
     if data is None:
         return base
-    if isinstance(data, Mapping) and "config" in data and "provenance" in data:
+    resolved_run_config = isinstance(data, Mapping) and "config" in data and "provenance" in data
+    if resolved_run_config:
         data = data["config"]
+    _check_preset_label(data, base, p, resolved_run_config)
     return from_dict(type(base), data, base=base)
+
+
+def _check_preset_label(data: Any, base: MindhierConfig, path: Path, resolved_run_config: bool) -> None:
+    """The `preset` label names the preset the values started from: a partial file may only repeat --preset's; a
+    run's resolved config.json (every value written out) keeps its own, if it is a preset's name."""
+    from mindhier.config.presets import PRESETS
+
+    label = data.get("preset") if isinstance(data, Mapping) else None
+    if label is None or label == base.preset:
+        return
+    if resolved_run_config and label in PRESETS:
+        return
+    raise ConfigError(
+        f"config file {path} says preset: {label}, but its values start from --preset {base.preset}; pass "
+        f"--preset {label}, or drop the file's preset line (the label names where the values came from)"
+    )
 
 
 def resolve(

@@ -29,12 +29,22 @@ class TeacherConfig:
 
     def __post_init__(self) -> None:
         if self.name not in TEACHER_NAMES:
-            raise ConfigError(f"teacher.name must be one of {', '.join(TEACHER_NAMES)}, got {self.name!r}")
+            raise ConfigError(
+                f"teacher.name must be one of {', '.join(TEACHER_NAMES)}, got {self.name!r}; use one of those"
+            )
         if self.mapping not in LAYER_MAPPINGS:
-            raise ConfigError(f"teacher.mapping must be one of {', '.join(LAYER_MAPPINGS)}, got {self.mapping!r}")
+            raise ConfigError(
+                f"teacher.mapping must be one of {', '.join(LAYER_MAPPINGS)}, got {self.mapping!r}; use one of those"
+            )
         if any(layer < 1 for layer in self.layers) or list(self.layers) != sorted(set(self.layers)):
-            raise ConfigError(f"teacher.layers must be increasing 1-based layer numbers, got {list(self.layers)}")
+            raise ConfigError(
+                f"teacher.layers must be increasing 1-based layer numbers, got {list(self.layers)};"
+                " list them in increasing order, e.g. 4,8,12"
+            )
         check_range("teacher.grid", self.grid, 1, 64)
         check_range("teacher.input_px", self.input_px, 32, 1024)
         if self.text and self.name != "clip":
-            raise ConfigError("teacher.text needs teacher.name=clip (only CLIP has a text tower here)")
+            raise ConfigError(
+                "teacher.text needs teacher.name=clip (only CLIP has a text tower here);"
+                " set teacher.name=clip or teacher.text=false"
+            )

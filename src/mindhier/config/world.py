@@ -23,9 +23,13 @@ class StimulusConfig:
 
     def __post_init__(self) -> None:
         if not (self.source in ("scenes", "photos") or self.source.startswith("folder:")):
-            raise ConfigError(f"stimuli.source must be scenes, photos or folder:PATH, got {self.source!r}")
+            raise ConfigError(
+                f"stimuli.source must be scenes, photos or folder:PATH, got {self.source!r}; use one of those"
+            )
         if self.source == "folder:":
-            raise ConfigError("stimuli.source folder: needs a path, e.g. folder:/data/nsd_stimuli")
+            raise ConfigError(
+                "stimuli.source folder: needs a path, e.g. folder:/data/nsd_stimuli; add the folder after the colon"
+            )
         check_range("stimuli.size", self.size, 8, 4096)
 
 
@@ -58,11 +62,13 @@ class SimulatorConfig:
 
     def __post_init__(self) -> None:
         if not self.subjects:
-            raise ConfigError("simulator.subjects must name at least one subject, e.g. 1 or 1,2")
+            raise ConfigError(
+                "simulator.subjects must name at least one subject, e.g. 1 or 1,2; set simulator.subjects"
+            )
         for s in self.subjects:
             check_range("simulator.subjects", s, 1, 99)
         if len(set(self.subjects)) != len(self.subjects):
-            raise ConfigError(f"simulator.subjects has duplicates: {list(self.subjects)}")
+            raise ConfigError(f"simulator.subjects has duplicates: {list(self.subjects)}; name each subject once")
         check_range("simulator.n_train", self.n_train, 1, 10_000_000)
         check_range("simulator.n_test", self.n_test, 2, 1_000_000)
         check_range("simulator.test_repeats", self.test_repeats, 1, 100)
@@ -71,29 +77,37 @@ class SimulatorConfig:
         check_range("simulator.voxels_max", self.voxels_max, self.voxels_min, 1_000_000)
         if len(self.roi_fractions) != len(ROI_NAMES) or any(f <= 0 for f in self.roi_fractions):
             raise ConfigError(
-                f"simulator.roi_fractions needs {len(ROI_NAMES)} positive shares for {', '.join(ROI_NAMES)}"
+                f"simulator.roi_fractions needs {len(ROI_NAMES)} positive shares for {', '.join(ROI_NAMES)};"
+                " give one share per ROI"
             )
         if abs(sum(self.roi_fractions) - 1.0) > 1e-6:
-            raise ConfigError(f"simulator.roi_fractions must sum to 1, got {sum(self.roi_fractions):.4f}")
+            raise ConfigError(
+                f"simulator.roi_fractions must sum to 1, got {sum(self.roi_fractions):.4f}; make the shares add up to 1"
+            )
         if not 0 < self.ncsnr_min <= self.ncsnr_max:
-            raise ConfigError("simulator.ncsnr_min/ncsnr_max must satisfy 0 < ncsnr_min <= ncsnr_max")
+            raise ConfigError(
+                "simulator.ncsnr_min/ncsnr_max must satisfy 0 < ncsnr_min <= ncsnr_max; set 0 < ncsnr_min <= ncsnr_max"
+            )
         for name in ("roi_size_sd", "prf_size_sd", "ncsnr_subject_sd"):
             check_range(f"simulator.{name}", getattr(self, name), 0.0, 2.0)
         check_range("simulator.drift_sd", self.drift_sd, 0.0, 100.0)
         check_range("simulator.retina_px", self.retina_px, 16, 1024)
         check_range("simulator.feature_grid", self.feature_grid, 4, self.retina_px)
         if self.retina_px % self.feature_grid:
-            raise ConfigError("simulator.retina_px must be a multiple of simulator.feature_grid")
+            raise ConfigError(
+                "simulator.retina_px must be a multiple of simulator.feature_grid;"
+                " choose a retina_px that feature_grid divides"
+            )
         check_range("simulator.compressive_exponent", self.compressive_exponent, 0.05, 1.0)
         check_range("simulator.semantic_px", self.semantic_px, 32, 1024)
         check_range("simulator.category_weight", self.category_weight, 0.0, 1.0)
         if not 0 <= self.seed < RESERVED_SEEDS:
             raise ConfigError(
                 f"simulator.seed must be in 0..{RESERVED_SEEDS - 1:,} (larger seeds are the package's own scene "
-                f"streams: the scene judge's and the priors' pretraining), got {self.seed}"
+                f"streams: the scene judge's and the priors' pretraining), got {self.seed}; choose a smaller seed"
             )
         if self.image_store not in ("png", "hdf5"):
-            raise ConfigError(f"simulator.image_store must be png or hdf5, got {self.image_store!r}")
+            raise ConfigError(f"simulator.image_store must be png or hdf5, got {self.image_store!r}; use png or hdf5")
 
 
 @dataclass(frozen=True)
@@ -106,14 +120,18 @@ class DataConfig:
     # scan sessions whose training trials are used (behav column 2; NSD sessions of 750 trials); () = all. Limits
     # `train` and `val` only: the test split is the same whatever the sessions. CLI: --sessions N (the first N)
     sessions: tuple[int, ...] = ()
+    # the largest stimulus image decoded, in pixels (a 12000² PNG would take GBs of memory): NSD's are 425², and
+    # larger images are refused with one line rather than decoded
+    max_image_pixels: int = 40_000_000
 
     def __post_init__(self) -> None:
         check_range("data.val_fraction", self.val_fraction, 0.0, 0.5)
+        check_range("data.max_image_pixels", self.max_image_pixels, 1, 1_000_000_000)
         check_range("data.test_repeats", self.test_repeats, 1, 100)
         for session in self.sessions:
             check_range("data.sessions", session, 1, 100_000)
         if len(set(self.sessions)) != len(self.sessions):
-            raise ConfigError(f"data.sessions has duplicates: {list(self.sessions)}")
+            raise ConfigError(f"data.sessions has duplicates: {list(self.sessions)}; name each session once")
 
     def describe_sessions(self) -> str:
         """`all` or the session list, for messages and records."""

@@ -97,6 +97,11 @@ def default_cache_dir(data_dir: str | os.PathLike[str], teacher_name: str, key: 
     return Path(data_dir) / "features" / f"{teacher_name}-{key[:12]}"
 
 
+def rebuild_hint(folder: Path) -> str:
+    """The fix for a damaged cache, which every command that reads it accepts: it is derived data."""
+    return f"remove the folder {folder} (a derived cache: the next command that needs it rebuilds it)"
+
+
 def build_feature_cache(
     data_dir: str | os.PathLike[str],
     teacher: Teacher,
@@ -113,12 +118,15 @@ def build_feature_cache(
     same key is returned as is (`reused` True); one with another key is refused unless `overwrite`.
     """
     if batch_size < 1 or max_shard_images < 1:
-        raise DataError(f"batch_size and max_shard_images must be positive, got {batch_size}, {max_shard_images}")
+        raise DataError(
+            f"batch_size and max_shard_images must be positive, got {batch_size}, {max_shard_images};"
+            " pass positive values"
+        )
     with open_dataset(data_dir) as dataset:
         plan = _plan(dataset, teacher, progress)
         target = Path(out) if out is not None else default_cache_dir(data_dir, teacher.name, plan.key)
         if (target / META).exists() and not overwrite:
-            existing = _read_meta(target, hint="pass --overwrite to rebuild it")
+            existing = _read_meta(target, hint=rebuild_hint(target))
             if existing["key"] == plan.key:
                 return FeatureCache.open(target, reused=True)
             raise DataError(
@@ -286,7 +294,7 @@ class FeatureCache:
         from safetensors import safe_open
 
         root = Path(path)
-        hint = "rebuild it (pass --overwrite)"
+        hint = rebuild_hint(root)
         if not root.is_dir():
             raise DataError(f"feature cache folder not found: {root}; build it with build_feature_cache first")
         meta = _read_meta(root, hint)
@@ -460,9 +468,7 @@ class FeatureCache:
             try:
                 self._handles[shard] = safe_open(str(file), framework="pt")
             except Exception as err:
-                raise DataError(
-                    f"cannot open feature cache shard {file} ({err}); rebuild it (pass --overwrite)"
-                ) from err
+                raise DataError(f"cannot open feature cache shard {file} ({err}); {rebuild_hint(self.path)}") from err
         return self._handles[shard]
 
     def __getstate__(self) -> dict:

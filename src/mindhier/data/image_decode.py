@@ -8,6 +8,7 @@ know is refused with one line.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,19 @@ from PIL import Image, ImageOps
 
 from mindhier.errors import DataError
 
+MAX_IMAGE_PIXELS = 40_000_000  # as DataConfig.max_image_pixels: readers without a config use this bound
 _DIRECT = {"RGB", "L", "1", "P", "CMYK", "YCbCr", "LAB", "HSV"}
 _ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
 _WIDE_GREY = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+def check_pixels(size: tuple[int, int], source: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise DataError(
+            f"image {source} is {width}×{height} = {width * height:,} pixels, more than data.max_image_pixels = "
+            f"{max_pixels:,}; downscale it, or raise the bound with --set data.max_image_pixels=N"
+        )
 
 
 def image_to_rgb(image: Image.Image, source: str | Path = "image") -> Image.Image:
@@ -42,14 +53,20 @@ def image_to_rgb(image: Image.Image, source: str | Path = "image") -> Image.Imag
     raise DataError(f"{source}: image mode {mode!r} is not supported; convert it to 8-bit RGB")
 
 
-def read_rgb(path: str | Path, exif: bool = False) -> np.ndarray:
-    """uint8 [H, W, 3] of an image file (EXIF rotation applied when `exif`); any failure is one `DataError` line."""
+def read_rgb(path: str | Path, exif: bool = False, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """uint8 [H, W, 3] of an image file (EXIF rotation applied when `exif`); any failure is one `DataError` line.
+    An image of more than `max_pixels` pixels is refused from its header, before it is decoded."""
     try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened) if exif else opened
-            return np.asarray(image_to_rgb(image, path), dtype=np.uint8)
+        with warnings.catch_warnings():  # PIL's own bomb warning: our bound decides, with one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                check_pixels(opened.size, path, max_pixels)
+                image = ImageOps.exif_transpose(opened) if exif else opened
+                return np.asarray(image_to_rgb(image, path), dtype=np.uint8)
     except DataError:
         raise
+    except Image.DecompressionBombError as error:
+        raise DataError(f"image {path} is too large to decode safely ({error}); downscale it") from error
     except FileNotFoundError as error:
         raise DataError(f"image {path} is missing; restore it") from error
     except Exception as error:  # a corrupt file can fail in any of PIL's decoders, with any error type

@@ -42,6 +42,11 @@ TOKENS = "tokens.safetensors"
 FORMAT_VERSION = 1
 
 
+def _remove_hint(folder: Path) -> str:
+    """The fix for a damaged cache that every command accepts: it is derived data."""
+    return f"remove the folder {folder} (a derived cache: the next command that needs it rebuilds it)"
+
+
 @dataclass(frozen=True)
 class TokenCache:
     path: Path
@@ -58,18 +63,18 @@ class TokenCache:
         try:
             tensors = load_file(str(path / TOKENS))
         except (SafetensorError, OSError, FileNotFoundError) as err:
-            raise DataError(f"token cache {path} is unreadable ({err}); rebuild it with `mindhier tokenize`") from err
+            raise DataError(f"token cache {path} is unreadable ({err}); {_remove_hint(path)}") from err
         scales = tuple(int(s) for s in meta["scales"])
         names = ["index", *(f"scale{k + 1}" for k in range(len(scales)))]
         if any(name not in tensors for name in names):
-            raise DataError(f"token cache {path} lacks {sorted(set(names) - set(tensors))}; rebuild it")
+            raise DataError(f"token cache {path} lacks {sorted(set(names) - set(tensors))}; {_remove_hint(path)}")
         tokens = tuple(tensors[f"scale{k + 1}"] for k in range(len(scales)))
         n = len(tensors["index"])
         for k, (s, t) in enumerate(zip(scales, tokens, strict=True)):
             if t.is_floating_point() or tuple(t.shape) != (n, s * s) or (t.numel() and int(t.min()) < 0):
                 raise DataError(
                     f"token cache {path}: scale {k + 1} should be non-negative integer ids of shape [{n}, {s * s}]; "
-                    "rebuild it with `mindhier tokenize`"
+                    f"{_remove_hint(path)}"
                 )
         return cls(path, meta["key"], scales, tensors["index"].numpy(), tokens, reused)
 
@@ -79,7 +84,7 @@ class TokenCache:
         if largest >= codebook_size:
             raise DataError(
                 f"token cache {self.path} holds token id {largest}, the codebook has {codebook_size} codes; "
-                "rebuild it with `mindhier tokenize` for this tokenizer"
+                f"{_remove_hint(self.path)}"
             )
 
     def get(self, stimuli: np.ndarray) -> list[torch.Tensor]:
@@ -87,9 +92,7 @@ class TokenCache:
         rows = np.searchsorted(self.indices, stimuli)
         rows = np.clip(rows, 0, len(self.indices) - 1)
         if not np.array_equal(self.indices[rows], np.asarray(stimuli)):
-            raise DataError(
-                f"token cache {self.path} lacks some requested stimuli; rebuild it with `mindhier tokenize`"
-            )
+            raise DataError(f"token cache {self.path} lacks some requested stimuli; {_remove_hint(self.path)}")
         rows_t = torch.from_numpy(rows)
         return [t[rows_t].long() for t in self.tokens]
 

@@ -275,11 +275,14 @@ def plan_memory(
     """Per-GPU memory of every trainable stage on `gpus` GPUs of `gpu_memory_gib` GiB each (see the module doc),
     and each stage's expected hours at `mfu` of `gpu_tflops` peak TFLOP/s per GPU."""
     if gpus < 1:
-        raise ConfigError(f"--gpus must be at least 1, got {gpus}")
+        raise ConfigError(f"--gpus must be at least 1, got {gpus}; pass 1 or more")
     if not gpu_memory_gib > 0:
-        raise ConfigError(f"--gpu-memory must be positive (GiB per GPU), got {gpu_memory_gib}")
+        raise ConfigError(f"--gpu-memory must be positive (GiB per GPU), got {gpu_memory_gib}; pass a positive size")
     if not gpu_tflops > 0 or not 0 < mfu <= 1:
-        raise ConfigError(f"--gpu-tflops must be positive and --mfu in (0, 1], got {gpu_tflops} and {mfu}")
+        raise ConfigError(
+            f"--gpu-tflops must be positive and --mfu in (0, 1], got {gpu_tflops} and {mfu};"
+            " pass positive, finite values"
+        )
     memory = int(gpu_memory_gib * GIB)
     reserve = int(memory * RESERVE_FRACTION)
     stages, rows = [], []

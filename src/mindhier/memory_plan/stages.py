@@ -140,7 +140,7 @@ def count_parameters(model: nn.Module) -> int:
 def stage_specs(cfg: MindhierConfig, voxels: int = DEFAULT_VOXELS) -> tuple[StageSpec, ...]:
     """Stage 1 (encoder), Stage 2 (generator) and the diffusion baseline, sized from the config."""
     if voxels < 1:
-        raise ConfigError(f"--voxels must be at least 1, got {voxels}")
+        raise ConfigError(f"--voxels must be at least 1, got {voxels}; pass 1 or more")
     teacher = teacher_shapes(cfg.teacher)
     if len(teacher.level_dims) != cfg.encoder.depth:
         raise ConfigError(

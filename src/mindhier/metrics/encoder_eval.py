@@ -73,7 +73,8 @@ def evaluate_encoder(
     cache = build_feature_cache(data_dir, teacher, out=features, progress=progress)
     if cache.teacher != run.features.get("teacher"):
         raise ConfigError(
-            f"the feature cache {cache.path} was made with another teacher configuration than the run {run_dir}"
+            f"the feature cache {cache.path} was made with another teacher configuration than the run {run_dir};"
+            " rebuild the cache: mindhier features --data DATA --overwrite with the run's --preset"
         )
     lookup = TargetLookup(cache)
     supervised = set(range(cfg.encoder.depth)) if cfg.alignment.supervision == "cascaded" else {cfg.encoder.depth - 1}

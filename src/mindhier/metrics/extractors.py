@@ -167,7 +167,7 @@ class _BatchedExtractor:
 
     def __init__(self, info: ExtractorInfo, model: nn.Module, device: str | torch.device, batch_size: int) -> None:
         if batch_size < 1:
-            raise ConfigError(f"extractor batch size must be ≥ 1, got {batch_size}")
+            raise ConfigError(f"extractor batch size must be ≥ 1, got {batch_size}; pass 1 or more")
         self.info = info
         self.model = model
         self.device = torch.device(device)
@@ -211,7 +211,9 @@ class TorchvisionExtractor(_BatchedExtractor):
                 warnings.filterwarnings("ignore", "NOTE: The nodes obtained by tracing", UserWarning)
                 graph = create_feature_extractor(model, return_nodes={node: "features"})
         except Exception as err:  # a stand-in network without the node
-            raise ConfigError(f"{info.name}: the network has no node {node!r} ({err})") from err
+            raise ConfigError(
+                f"{info.name}: the network has no node {node!r} ({err}); name a node of that network"
+            ) from err
         super().__init__(info, graph.eval(), device, batch_size)
         self.node = node
 
@@ -251,7 +253,9 @@ class LiteExtractor(_BatchedExtractor):
         batch_size: int = DEFAULT_BATCH,
     ) -> None:
         if block is not None and not 1 <= block <= len(model._blocks):
-            raise ConfigError(f"{info.name}: block {block} is out of range 1..{len(model._blocks)}")
+            raise ConfigError(
+                f"{info.name}: block {block} is out of range 1..{len(model._blocks)}; name a block in that range"
+            )
         # BatchNorms folded into the convolutions, symmetric padding into the convolutions: the same features to
         # float rounding (≤ 1e-4 of the activations' range), about 1.4× faster on CPU
         super().__init__(info, efficientnet_lite.folded_for_inference(model).to(device), device, batch_size)
@@ -448,7 +452,7 @@ def build_extractor(
     Otherwise as `build_extractors`."""
     (name,) = _check_names([name])
     if model is not None and random_init:
-        raise ConfigError("pass either model= or random_init=True, not both")
+        raise ConfigError("pass either model= or random_init=True, not both; pass one of them")
     device = torch.device(device)
     hub_dir = Path(torch_hub_dir) if torch_hub_dir is not None else Path(torch.hub.get_dir())
     if model is not None:

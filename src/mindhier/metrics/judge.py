@@ -93,19 +93,29 @@ class JudgeConfig:
 
     def __post_init__(self) -> None:
         if self.image_px < 16:
-            raise ConfigError(f"judge image_px must be >= 16 (four blocks halve it three times), got {self.image_px}")
+            raise ConfigError(
+                f"judge image_px must be >= 16 (four blocks halve it three times), got {self.image_px};"
+                " set image_px of 16 or more"
+            )
         if self.n_train < self.batch_size or self.batch_size < 2:
             raise ConfigError(
-                f"judge needs 2 <= batch_size <= n_train, got batch_size={self.batch_size}, n_train={self.n_train}"
+                f"judge needs 2 <= batch_size <= n_train, got batch_size={self.batch_size}, n_train={self.n_train};"
+                " set 2 <= batch_size <= n_train"
             )
         if self.n_val < 1 or self.epochs < 1 or self.width < 1:
             raise ConfigError(
-                f"judge n_val, epochs and width must be >= 1, got {self.n_val}, {self.epochs}, {self.width}"
+                f"judge n_val, epochs and width must be >= 1, got {self.n_val}, {self.epochs}, {self.width};"
+                " set each to 1 or more"
             )
         if not 0.0 <= self.degrade <= 1.0:
-            raise ConfigError(f"judge degrade must be a probability in [0, 1], got {self.degrade}")
+            raise ConfigError(
+                f"judge degrade must be a probability in [0, 1], got {self.degrade}; set a value in [0, 1]"
+            )
         if self.lr <= 0 or self.weight_decay < 0:
-            raise ConfigError(f"judge lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+            raise ConfigError(
+                f"judge lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay};"
+                " set lr > 0 and weight_decay >= 0"
+            )
         if self.seed < MIN_JUDGE_SEED:
             raise ConfigError(
                 f"judge seed must be >= {MIN_JUDGE_SEED:,} so its scenes never repeat a dataset's (datasets use "

@@ -177,7 +177,9 @@ def _read_state(path: Path, what: str) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"{what} file {path} does not hold a state dict of tensors")
+        raise WeightsError(
+            f"{what} file {path} does not hold a state dict of tensors; pass the network's weights file (a state dict)"
+        )
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 

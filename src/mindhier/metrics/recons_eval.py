@@ -40,7 +40,7 @@ from mindhier.metrics.statistics import N_RESAMPLES, bootstrap_ci, paired_differ
 from mindhier.metrics.suite import evaluate
 from mindhier.progress import ProgressFn, report
 from mindhier.provenance import provenance
-from mindhier.records import contained_path
+from mindhier.records import contained_path, dimension, parse_record
 
 RECONS_MANIFEST = "manifest.json"
 METRICS_FILE = "metrics.json"
@@ -138,7 +138,9 @@ def read_recons_input(
         tensor = read_recons_tensor(recons_dir)
         manifest: dict[str, Any] = {}
     else:
-        manifest = read_json(recons_dir / RECONS_MANIFEST, "reconstruction manifest")
+        manifest = parse_record(
+            recons_dir / RECONS_MANIFEST, "reconstruction manifest", lambda m: checked_manifest(m, recons_dir)
+        )
     subject = subject if subject is not None else manifest.get("subject")
     split = split or manifest.get("split", "test")
     if subject is None:
@@ -298,6 +300,30 @@ PER_SCALE_PROXY = "lite2_early"  # the one proxy extractor of the per-scale iden
 CONSISTENCY_PROXY = "lite2_late"
 
 
+def checked_manifest(manifest: Any, recons_dir: Path) -> dict[str, Any]:
+    """A reconstruction folder's manifest with the numbers and names we use checked like flags (a bad one raises
+    `ValueError` / `KeyError`, which `parse_record` turns into one line naming the file), and the folders it names
+    inside `recons_dir`, before any image is read."""
+    from mindhier.data.nsd import SPLIT_NAMES
+
+    if not isinstance(manifest, dict):
+        raise ValueError(f"a manifest is an object, found {type(manifest).__name__}")
+    if manifest.get("subject") is not None:
+        dimension(manifest["subject"], "subject", most=10_000)
+    if manifest.get("split", "test") not in SPLIT_NAMES:
+        raise ValueError(f"split should be one of {', '.join(SPLIT_NAMES)}, found {manifest['split']!r}")
+    if manifest.get("strips") is not None:
+        contained_path(recons_dir, manifest["strips"], "manifest.json strips folder")
+    for side in manifest.get("protocol", {}).get("scales") or ():
+        dimension(side, "a scale side", most=4096)
+    repeats = manifest.get("determinism")
+    if repeats and not (isinstance(repeats.get("dirs"), list) and all(isinstance(d, str) for d in repeats["dirs"])):
+        raise ValueError(f"determinism.dirs should be a list of folder names, found {repeats.get('dirs')!r}")
+    for folder in (repeats or {}).get("dirs", ()):
+        contained_path(recons_dir, folder, "manifest.json determinism folder")
+    return manifest
+
+
 def _proxy(extractors, name: str):
     return next((e for e in extractors or [] if e.info.kind == "proxy" and e.info.name == name), None)
 
@@ -308,7 +334,8 @@ def _per_scale(recons_dir, manifest, indices, truths, extractors, cache, per_ima
     scales = manifest.get("protocol", {}).get("scales")
     if not strips or not scales:
         return None
-    images = split_strips(load_images(recons_dir / strips, indices), len(scales))
+    strips_dir = contained_path(recons_dir, strips, "manifest.json strips folder")
+    images = split_strips(load_images(strips_dir, indices), len(scales))
     resolutions = scale_resolutions(images.shape[2], tuple(scales))
     proxy = _proxy(extractors, PER_SCALE_PROXY)
     key = f"per_scale.truth.{PER_SCALE_PROXY}"
@@ -414,7 +441,7 @@ def read_per_image(metrics_file: Path) -> tuple[np.ndarray, dict[str, np.ndarray
 def compare(metrics_files: list[str | Path], n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict[str, Any]:
     """Means of every shared metric per method, and paired differences of each method against the first."""
     if len(metrics_files) < 2:
-        raise DataError("compare needs at least two metrics.json files")
+        raise DataError("compare needs at least two metrics.json files; pass two or more metrics.json files")
     loaded = [(Path(p), *read_per_image(Path(p))) for p in metrics_files]
     base_path, base_indices, base = loaded[0]
     for path, indices, _ in loaded[1:]:

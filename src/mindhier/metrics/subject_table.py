@@ -38,7 +38,7 @@ SAME_PROTOCOL = ("split", "samples", "selection", "averaging", "decoder", "routi
 def subject_table(metrics_files: list[str | Path]) -> dict[str, Any]:
     """Per-subject values and the mean over subjects of every field column (and the offline proxies)."""
     if not metrics_files:
-        raise DataError("eval table needs one metrics.json per subject")
+        raise DataError("eval table needs one metrics.json per subject; pass one metrics.json per subject")
     records = [(Path(p), read_json(p, "metrics record")) for p in metrics_files]
     first_path, first = records[0]
     subjects = []

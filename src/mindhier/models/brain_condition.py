@@ -98,7 +98,7 @@ class BrainCondition:
     def of_voxels(self, voxels, subject: int, average: str = "voxels") -> Condition:
         """The condition of one subject's [B, V] voxels, or of [B, T, V] trials."""
         if average not in AVERAGING:
-            raise ConfigError(f"average must be one of {', '.join(AVERAGING)}, got {average!r}")
+            raise ConfigError(f"average must be one of {', '.join(AVERAGING)}, got {average!r}; use one of those")
         voxels = torch.as_tensor(np.asarray(voxels) if not isinstance(voxels, torch.Tensor) else voxels).float()
         voxels = voxels.to(self.device)
         if voxels.ndim == 3 and average == "voxels":
@@ -108,7 +108,10 @@ class BrainCondition:
             out = self(((subject, voxels.reshape(b * t, v)),))
             return Condition(*(x.reshape(b, t, *x.shape[1:]).mean(1) for x in out))
         if voxels.ndim != 2:
-            raise ConfigError(f"voxels must be [B, V] or [B, T, V], got shape {tuple(voxels.shape)}")
+            raise ConfigError(
+                f"voxels must be [B, V] or [B, T, V], got shape {tuple(voxels.shape)};"
+                " pass voxels in one of those shapes"
+            )
         return self(((subject, voxels),))
 
     def null(self, subject: int) -> Condition:

@@ -30,6 +30,7 @@ from torch import nn
 
 from mindhier.config import BrainEncoderConfig
 from mindhier.layers.decoder_block import DecoderBlock
+from mindhier.records import dimension
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,14 @@ class EncoderShapes:
     @classmethod
     def from_json(cls, data: Mapping) -> EncoderShapes:
         return cls(
-            subject_voxels=tuple((int(s), int(v)) for s, v in data["subject_voxels"]),
-            level_dims=tuple(int(d) for d in data["level_dims"]),
-            queries=int(data["queries"]),
-            text_tokens=int(data.get("text_tokens", 0)),
-            text_dim=int(data.get("text_dim", 0)),
+            subject_voxels=tuple(
+                (dimension(s, "a subject id"), dimension(v, f"subject {s}'s voxel count"))
+                for s, v in data["subject_voxels"]
+            ),
+            level_dims=tuple(dimension(d, "a level width") for d in data["level_dims"]),
+            queries=dimension(data["queries"], "queries"),
+            text_tokens=dimension(data.get("text_tokens", 0), "text_tokens", least=0),
+            text_dim=dimension(data.get("text_dim", 0), "text_dim", least=0),
         )
 
     def describe(self) -> str:

@@ -31,6 +31,7 @@ from torch import nn
 from mindhier.config import DiffusionConfig
 from mindhier.errors import ConfigError
 from mindhier.layers.dit_block import DiTBlock, modulate
+from mindhier.records import dimension
 
 TIMESTEP_FEATURES = 256  # DiT's frequency embedding size
 
@@ -50,7 +51,7 @@ class DiffusionShapes:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DiffusionShapes:
-        return cls(**data)
+        return cls(**{name: dimension(data[name], name) for name in cls.__dataclass_fields__})
 
 
 def sincos_positions_2d(side: int, width: int) -> torch.Tensor:

@@ -35,7 +35,7 @@ class DirectDecoder(nn.Module):
         try:
             self.grid = grid_side(level_tokens)
         except ValueError as err:
-            raise ConfigError(f"the direct decoder: {err}") from err
+            raise ConfigError(f"the direct decoder: {err}; fix the direct decoder's settings") from err
         upsamples = (image_px // self.grid).bit_length() - 1
         if self.grid << upsamples != image_px:
             raise ConfigError(f"the direct decoder paints G·2^n pixels; grid {self.grid} cannot reach {image_px}")

@@ -53,7 +53,7 @@ class LowLevelDecoder:
         if voxels_BV.shape[-1] != ridge.weight_VP.shape[0]:
             raise ConfigError(
                 f"subject {subject}: got {voxels_BV.shape[-1]} voxels, the low-level decoder expects "
-                f"{ridge.weight_VP.shape[0]}"
+                f"{ridge.weight_VP.shape[0]}; pass data with the encoder run's voxels"
             )
         weight = ridge.weight_VP.to(voxels_BV.device)
         flat_BP = (voxels_BV - ridge.voxel_mean_V.to(voxels_BV.device)) @ weight + ridge.pixel_mean_P.to(weight.device)

@@ -41,8 +41,12 @@ from mindhier.layers.rope import context_frequencies, rotation_tables, sequence_
 from mindhier.layers.switti_block import AdaLNSelfCrossBlock
 from mindhier.models.routing import levels_for_scale, routing_weights, sequence_cross_mask, sequence_self_mask
 from mindhier.models.token_pruning import gather_rotations, gather_tokens, pivotal_tokens, restore_tokens
+from mindhier.records import dimension
 
 SWITTI_NEW_MODULES = ("fmri_pooler.", "cross_attn.to_kv.", "attention_y_norm.", "level_in.", "condition_maps.")
+
+
+LIST_FIELDS = ("scales", "level_dims")
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,9 @@ class GeneratorShapes:
                 "this generator was trained by mindhier 0.1 on the encoder's raw levels; generators now read the "
                 "levels in the teacher's space — retrain it with this version"
             )
-        return cls(**{**data, "scales": tuple(data["scales"]), "level_dims": tuple(data["level_dims"])})
+        sizes = {name: dimension(data[name], name) for name in cls.__dataclass_fields__ if name not in LIST_FIELDS}
+        lists = {name: tuple(dimension(v, f"an entry of {name}") for v in data[name]) for name in LIST_FIELDS}
+        return cls(**sizes, **lists)
 
     @classmethod
     def for_levels(cls, tokenizer: TokenizerConfig, level_dims: Sequence[int], level_tokens: int) -> GeneratorShapes:
@@ -217,7 +223,10 @@ class ScaleAR(nn.Module):
         for k in range(len(shapes.scales)):
             levels = levels_for_scale(routing, k + 1, len(shapes.scales), shapes.n_levels)
             if list(levels) != list(range(levels[0], levels[-1] + 1)):
-                raise ConfigError(f"routing {routing!r} sends scale {k + 1} to non-contiguous levels {levels}")
+                raise ConfigError(
+                    f"routing {routing!r} sends scale {k + 1} to non-contiguous levels {levels};"
+                    " choose a routing that sends each scale to neighbouring levels"
+                )
             spans.append(slice((levels[0] - 1) * shapes.level_tokens, levels[-1] * shapes.level_tokens))
         return spans
 

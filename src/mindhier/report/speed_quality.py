@@ -68,10 +68,15 @@ def validate_decoders_record(record: Any, path: str | os.PathLike[str]) -> dict[
             raise DataError(f"{where} has family {point['family']!r}, not one of {', '.join(FAMILY_COLOURS)}; {fix}")
         for batch, ms in point["ms_per_image"].items():
             if not _is_batch_size(batch) or not _is_number(ms) or not 0 < ms < math.inf:
-                raise DataError(f"{where}: ms_per_image needs batch size -> positive ms, found {batch!r}: {ms!r}")
+                raise DataError(
+                    f"{where}: ms_per_image needs batch size -> positive ms, found {batch!r}: {ms!r};"
+                    " rerun the benchmark that wrote it"
+                )
         for name, value in point["metrics"].items():
             if value is not None and not _is_number(value):
-                raise DataError(f"{where}: metric {name!r} is {value!r}, not a number")
+                raise DataError(
+                    f"{where}: metric {name!r} is {value!r}, not a number; rerun the benchmark that wrote it"
+                )
     return record
 
 

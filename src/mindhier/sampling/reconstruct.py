@@ -135,7 +135,10 @@ class Reconstructor:
                 )
         expected_sampler = DdimConfig if diffusion else SamplerConfig
         if sampler is not None and not isinstance(sampler, expected_sampler):
-            raise ConfigError(f"{run.run_dir} needs a {expected_sampler.__name__}, got a {type(sampler).__name__}")
+            raise ConfigError(
+                f"{run.run_dir} needs a {expected_sampler.__name__}, got a {type(sampler).__name__};"
+                " pass a run of the kind this sampler reads"
+            )
         if diffusion:
             decoder = DiffusionDecoder(run.model, tok, sampler or run.cfg.ddim)
         else:
@@ -238,9 +241,9 @@ class Reconstructor:
         """Images of a condition (B inputs), `batch_size` inputs sampled together, each from its own generator;
         `start_tokens` (per leading scale [B, l]) are taken instead of drawn (`low_level_tokens`)."""
         if select not in SELECTIONS:
-            raise ConfigError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
+            raise ConfigError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}; use one of those")
         if batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}; pass 1 or more")
         levels, pooled, predicted = condition
         null_levels, null_pooled, _ = self.null(subject)
         keys = keys if keys is not None else list(range(len(levels)))

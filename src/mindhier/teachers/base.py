@@ -77,7 +77,9 @@ def resolve_layers(cfg: TeacherConfig, n_layers: int, mappings: dict[str, tuple[
         where = f"teacher.layers={list(layers)}"
     else:
         if cfg.mapping not in mappings:
-            raise ConfigError(f"teacher.mapping must be one of {', '.join(mappings)}, got {cfg.mapping!r}")
+            raise ConfigError(
+                f"teacher.mapping must be one of {', '.join(mappings)}, got {cfg.mapping!r}; use one of those"
+            )
         layers = tuple(mappings[cfg.mapping])
         where = f"teacher.mapping={cfg.mapping} (layers {list(layers)})"
     if not layers:

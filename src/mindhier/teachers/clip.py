@@ -82,19 +82,28 @@ def clip_preprocess(
     """
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     if interpolation not in ("bicubic", "bilinear"):
-        raise ConfigError(f"CLIP preprocessing interpolation {interpolation!r} is not supported (bicubic, bilinear)")
+        raise ConfigError(
+            f"CLIP preprocessing interpolation {interpolation!r} is not supported (bicubic, bilinear);"
+            " use bicubic or bilinear"
+        )
     x_NCHW = images_NCHW.float()
     h, w = x_NCHW.shape[-2:]
     if resize_mode == "squash":
         resized = (height, width)
     elif resize_mode == "shortest":
         if height != width:
-            raise ConfigError(f"CLIP preprocessing 'shortest' needs a square input size, got {height}x{width}")
+            raise ConfigError(
+                f"CLIP preprocessing 'shortest' needs a square input size, got {height}x{width};"
+                " use a square size or resize_mode=squash"
+            )
         short, long = min(h, w), max(h, w)
         new_long = int(height * long / short)
         resized = (height, new_long) if h <= w else (new_long, height)
     else:
-        raise ConfigError(f"CLIP preprocessing resize_mode {resize_mode!r} is not supported (shortest, squash)")
+        raise ConfigError(
+            f"CLIP preprocessing resize_mode {resize_mode!r} is not supported (shortest, squash);"
+            " use shortest or squash"
+        )
     if resized != (h, w):
         x_NCHW = F.interpolate(x_NCHW, size=resized, mode=interpolation, align_corners=False, antialias=True)
         x_NCHW = x_NCHW.clamp(0.0, 1.0)
@@ -232,7 +241,7 @@ class CLIPTeacher:
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if cfg.name != "clip":
-            raise ConfigError(f"CLIPTeacher needs teacher.name=clip, got {cfg.name!r}")
+            raise ConfigError(f"CLIPTeacher needs teacher.name=clip, got {cfg.name!r}; set teacher.name=clip")
         self.cfg = cfg
         self.device = torch.device(device)
         self.quick_gelu = False

@@ -53,7 +53,9 @@ class EfficientNetTeacher:
 
     def __init__(self, cfg: TeacherConfig, model: nn.Module | None = None, device: str | torch.device = "cpu") -> None:
         if cfg.name != NETWORK:
-            raise ConfigError(f"EfficientNetTeacher needs teacher.name={NETWORK}, got {cfg.name!r}")
+            raise ConfigError(
+                f"EfficientNetTeacher needs teacher.name={NETWORK}, got {cfg.name!r}; set teacher.name accordingly"
+            )
         self.cfg = cfg
         self.device = torch.device(device)
         self._injected = model is not None

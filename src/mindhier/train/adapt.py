@@ -31,7 +31,6 @@ from mindhier.config import AdaptConfig, MindhierConfig, to_dict
 from mindhier.data.feature_cache import build_feature_cache
 from mindhier.data.nsd import open_dataset
 from mindhier.errors import ConfigError, DataError
-from mindhier.fileio import read_json
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes, subject_key
 from mindhier.runs import load_encoder
 from mindhier.teachers import build_teacher
@@ -91,7 +90,10 @@ def adapted_start(model: BrainEncoder, shared: BrainEncoder, subject: int) -> No
     missing, unexpected = model.load_state_dict(state, strict=False)
     stray = [k for k in missing if not k.startswith(new_layer)] + list(unexpected)
     if stray:
-        raise ConfigError(f"the shared encoder does not fit the adapted one: {stray[:3]}")
+        raise ConfigError(
+            f"the shared encoder does not fit the adapted one: {stray[:3]};"
+            " pass the shared run the adapted one was started from"
+        )
 
 
 def two_phase_optimizer(model: BrainEncoder, subject: int, cfg: AdaptConfig) -> torch.optim.AdamW:
@@ -158,12 +160,17 @@ def adapt_encoder(
     if not world.is_main:
         cache = build_feature_cache(data_dir, teacher, out=features)
     if cache.teacher != shared.features.get("teacher"):
-        raise ConfigError(f"the feature cache {cache.path} was made with another teacher than the shared run's")
+        raise ConfigError(
+            f"the feature cache {cache.path} was made with another teacher than the shared run's;"
+            " rebuild it: mindhier features --data DATA --overwrite with the shared run's --preset"
+        )
     shapes = adapted_shapes(shared.shapes, subject, dataset.recording(subject).n_voxels)
-    if run.resume:
-        saved = EncoderShapes.from_json(read_json(run.run_dir / run_layout.shapes_file(KIND), "encoder shapes"))
-        if saved != shapes:
-            raise ConfigError(f"cannot resume {run.run_dir}: the data changed the adapted encoder's shapes")
+    saved = run.saved_json(run_layout.shapes_file(KIND), "encoder shapes", EncoderShapes.from_json)
+    if saved is not None and saved != shapes:
+        raise ConfigError(
+            f"cannot resume {run.run_dir}: the data changed the adapted encoder's shapes;"
+            " rerun with the original data, or start a new --out"
+        )
     data = load_encoder_data(dataset, (subject,), cache)
     if data.n_train < ac.batch_size:
         raise DataError(

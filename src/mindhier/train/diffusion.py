@@ -68,7 +68,10 @@ class LatentLookup:
     def get(self, stimuli: np.ndarray) -> list[torch.Tensor]:
         rows = np.clip(np.searchsorted(self.indices, stimuli), 0, len(self.indices) - 1)
         if not np.array_equal(self.indices[rows], np.asarray(stimuli)):
-            raise DataError("some requested stimuli have no tokenizer latent")
+            raise DataError(
+                "some requested stimuli have no tokenizer latent;"
+                " rebuild the token cache: mindhier tokenize --data DATA --overwrite"
+            )
         return [self.latents_NChw[torch.from_numpy(rows)]]
 
 
@@ -192,15 +195,22 @@ def train_diffusion(
     source = BrainSource(condition, train_items, val_items)
     n_train = source.n_train
     if n_train < tc.batch_size:
-        raise ConfigError(f"{n_train} training trials, fewer than train_diffusion.batch_size {tc.batch_size}")
+        raise ConfigError(
+            f"{n_train} training trials, fewer than train_diffusion.batch_size {tc.batch_size};"
+            " lower train_diffusion.batch_size"
+        )
     shapes = diffusion_shapes(tokenizer, source)
     budget = plan_budget(cfg, shapes, tokenizer, source)
     schedule = NoiseSchedule.linear(budget.model.timesteps, budget.model.beta_start, budget.model.beta_end)
-    if run.resume:
-        saved = DiffusionShapes.from_json(read_json(run.run_dir / run_layout.shapes_file(KIND), "diffusion shapes"))
-        saved_model = resolved_model(run.run_dir)
-        if saved != shapes or saved_model != budget.model:
-            raise ConfigError(f"cannot resume {run.run_dir}: the encoder, tokenizer or matched size changed")
+    saved = run.saved_json(run_layout.shapes_file(KIND), "diffusion shapes", DiffusionShapes.from_json)
+    saved_model = run.saved_json(run_layout.DIFFUSION_MODEL, "diffusion model")
+    if (saved is not None and saved != shapes) or (
+        saved_model is not None and resolved_model(run.run_dir) != budget.model
+    ):
+        raise ConfigError(
+            f"cannot resume {run.run_dir}: the encoder, tokenizer or matched size changed;"
+            " rerun with the original inputs, or start a new --out"
+        )
     run.write_json(run_layout.DIFFUSION_MODEL, to_dict(budget.model))
     run.write_json(run_layout.shapes_file(KIND), shapes.to_json())
     inputs = frozen.inputs_record(run.run_dir, cfg.data.sessions)

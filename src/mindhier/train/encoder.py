@@ -24,7 +24,6 @@ from mindhier.config import AlignmentConfig, MindhierConfig
 from mindhier.data.feature_cache import FeatureCache, build_feature_cache
 from mindhier.data.nsd import open_dataset
 from mindhier.errors import ConfigError
-from mindhier.fileio import read_json
 from mindhier.losses import stage1_loss
 from mindhier.metrics.retrieval import retrieval_top1
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes, encode_in_batches
@@ -112,10 +111,12 @@ def train_encoder(
         cache = build_feature_cache(data_dir, teacher, out=features)
     data = load_encoder_data(dataset, subjects, cache)
     shapes = encoder_shapes(dataset, subjects, cache, cfg)
-    if run.resume:
-        saved = EncoderShapes.from_json(read_json(run.run_dir / run_layout.shapes_file(KIND), "encoder shapes"))
-        if saved != shapes:
-            raise ConfigError(f"cannot resume {run.run_dir}: the data or teacher changed the encoder's shapes")
+    saved = run.saved_json(run_layout.shapes_file(KIND), "encoder shapes", EncoderShapes.from_json)
+    if saved is not None and saved != shapes:
+        raise ConfigError(
+            f"cannot resume {run.run_dir}: the data or teacher changed the encoder's shapes;"
+            " rerun with the original data and config, or start a new --out"
+        )
     run.write_json(run_layout.shapes_file(KIND), shapes.to_json())
     run.write_json(run_layout.FEATURES, {"path": str(cache.path), "key": cache.key, "teacher": cache.teacher})
 

@@ -40,7 +40,6 @@ from mindhier.data.subject_items import subject_items
 from mindhier.data.target_lookup import TargetLookup
 from mindhier.data.token_cache import build_token_cache
 from mindhier.errors import ConfigError
-from mindhier.fileio import read_json
 from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.runs import load_generator_init
@@ -144,7 +143,10 @@ def oracle_source(data_dir, frozen: FrozenStage1, train_items, val_items, world:
     cache = build_feature_cache(data_dir, teacher)
     level_dims = tuple(level.dim for level in cache.levels)
     if level_dims != tuple(frozen.encoder.shapes.level_dims):
-        raise ConfigError(f"the feature cache {cache.path} has levels {level_dims}, the encoder's teacher another")
+        raise ConfigError(
+            f"the feature cache {cache.path} has levels {level_dims}, the encoder's teacher another;"
+            " rebuild it: mindhier features --data DATA --overwrite with the encoder's --preset"
+        )
     unique = lambda items: np.unique(np.concatenate([x.images_N for x in items]))  # noqa: E731 - once per split
     return teacher_source(
         TargetLookup(cache),
@@ -168,12 +170,17 @@ def fit_generator(
     """The loop: a generator for `source`'s condition, trained on `tokens` of its items (the shared core)."""
     tc, gc, world = cfg.train_generator, cfg.generator, run.world
     if source.n_train < tc.batch_size:
-        raise ConfigError(f"{source.n_train} training items, fewer than train_generator.batch_size {tc.batch_size}")
+        raise ConfigError(
+            f"{source.n_train} training items, fewer than train_generator.batch_size {tc.batch_size};"
+            " lower train_generator.batch_size"
+        )
     shapes = generator_shapes(tokenizer, source)
-    if run.resume:
-        saved = GeneratorShapes.from_json(read_json(run.run_dir / run_layout.shapes_file(KIND), "generator shapes"))
-        if saved != shapes:
-            raise ConfigError(f"cannot resume {run.run_dir}: the encoder or tokenizer changed the generator's shapes")
+    saved = run.saved_json(run_layout.shapes_file(KIND), "generator shapes", GeneratorShapes.from_json)
+    if saved is not None and saved != shapes:
+        raise ConfigError(
+            f"cannot resume {run.run_dir}: the encoder or tokenizer changed the generator's shapes;"
+            " rerun with the original inputs, or start a new --out"
+        )
     run.write_json(run_layout.shapes_file(KIND), shapes.to_json())
     start = initial_weights(tc.init, KIND, cfg)
     torch.manual_seed(tc.seed)  # the same initial weights on every process

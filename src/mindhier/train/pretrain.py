@@ -87,7 +87,10 @@ class ArrayLookup:
         if (rows >= len(self.keys_N)).any() or not np.array_equal(
             self.keys_N[np.minimum(rows, len(self.keys_N) - 1)], keys_N
         ):
-            raise ConfigError("a pretraining image has no cached features or tokens (a bug in the chunk selection)")
+            raise ConfigError(
+                "a pretraining image has no cached features or tokens (a bug in the chunk selection);"
+                " report this as a bug"
+            )
         index = torch.from_numpy(rows)
         return [table[index].float() if table.is_floating_point() else table[index].long() for table in self.tables]
 
@@ -155,7 +158,7 @@ def pretrain_generator(
     tc = cfg.train_generator
     if tc.condition != "teacher":
         raise ConfigError(
-            "the generator prior is conditioned on the teacher's features: set train_generator.condition=teacher"
+            "the generator prior is conditioned on the teacher's features; set train_generator.condition=teacher"
         )
     run = TrainingSession.start(
         out, "generator", cfg, tc, ("teacher", "tokenizer", "generator", "train_generator"), **launch

@@ -34,7 +34,7 @@ import torch
 
 from mindhier import fault_points, run_layout
 from mindhier.errors import ConfigError, MindhierError
-from mindhier.fileio import read_json, sha256_file, write_json
+from mindhier.fileio import read_json, sha256_file, write_failure, write_json
 from mindhier.train.parallel import World, WrappedModel
 from mindhier.train.random_streams import rng_state, seed_process, set_rng_state
 
@@ -72,12 +72,17 @@ def write_resume_point(
     world.barrier()
     model_state, optim_state = get_state_dict(wrapped.module, optimizer)
     tensors = {"model": model_state, "optimizer": optim_state["state"]}
-    _dcp_save(tensors, staging / run_layout.RESUME_STATE_DIR, world)
-    torch.save(rng_state(), staging / run_layout.RESUME_RNG_DIR / run_layout.resume_rng_file(world.rank))
-    if world.is_main:
-        record = {**train_state, "step": step, "param_groups": optim_state["param_groups"]}
-        record["world"] = {"world_size": world.world_size, "strategy": wrapped.strategy}
-        torch.save(record, staging / run_layout.RESUME_TRAIN_STATE)
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    try:  # a full disk names the resume point (the half-written staging folder is removed on --resume)
+        _dcp_save(tensors, staging / run_layout.RESUME_STATE_DIR, world)
+        torch.save(rng_state(), staging / run_layout.RESUME_RNG_DIR / run_layout.resume_rng_file(world.rank))
+        if world.is_main:
+            record = {**train_state, "step": step, "param_groups": optim_state["param_groups"]}
+            record["world"] = {"world_size": world.world_size, "strategy": wrapped.strategy}
+            torch.save(record, staging / run_layout.RESUME_TRAIN_STATE)
+    except (OSError, RuntimeError, CheckpointException) as err:
+        raise write_failure(err, root / name) from err
     world.barrier()
     target = root / name
     if world.is_main:
@@ -142,8 +147,10 @@ def find_resume_point(run_dir: Path) -> ResumePoint | None:
     candidates = sorted((p for p in root.iterdir() if p.name.startswith(run_layout.RESUME_PREFIX)), reverse=True)
     for path in candidates:
         problem = _verify(path)
+        state = None
         if problem is None:
-            state = torch.load(path / run_layout.RESUME_TRAIN_STATE, map_location="cpu", weights_only=True)
+            state, problem = _read_contents(path)
+        if state is not None:
             return ResumePoint(path, int(state["step"]), state, notices)
         notices.append(f"skipped resume point {path.name}: {problem}")
     if notices:
@@ -164,6 +171,31 @@ def _verify(path: Path) -> str | None:
     except (KeyError, TypeError, ValueError, OSError, MindhierError) as err:
         return f"unreadable manifest ({err})"
     return None
+
+
+_UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, TypeError, OSError, MindhierError)
+
+
+def _read_contents(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(train state, None), or (None, the problem) when a file whose checksum matches still is not what a resume
+    point holds (a pickle with code, foreign metadata): read with the restricted loaders before anything is used,
+    so such a point is skipped like a damaged one."""
+    import torch.distributed.checkpoint.metadata as meta
+
+    try:
+        state = torch.load(path / run_layout.RESUME_TRAIN_STATE, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int) or "world" not in state:
+            return None, f"{run_layout.RESUME_TRAIN_STATE} is not a training state"
+        for rng_file in sorted((path / run_layout.RESUME_RNG_DIR).glob("*")):
+            torch.load(rng_file, map_location="cpu", weights_only=True)
+        metadata_file = path / run_layout.RESUME_STATE_DIR / ".metadata"
+        with open(metadata_file, "rb") as f:
+            metadata = _MetadataUnpickler(io.BytesIO(f.read())).load()
+        if not isinstance(metadata, meta.Metadata):
+            return None, "its checkpoint metadata is not DCP metadata"
+    except _UNREADABLE as err:
+        return None, f"refused content ({' '.join(str(err).split())[:120]})"
+    return state, None
 
 
 def load_resume_point(
@@ -221,7 +253,9 @@ def _safe_reader_class():
             with self.fs.create_stream(path, "rb") as f:
                 metadata = _MetadataUnpickler(io.BytesIO(f.read())).load()
             if not isinstance(metadata, meta.Metadata):
-                raise ConfigError(f"{path} is not a checkpoint metadata file")
+                raise ConfigError(
+                    f"{path} is not a checkpoint metadata file; remove the damaged resume point, then --resume again"
+                )
             if getattr(metadata, "storage_meta", None) is None:
                 metadata.storage_meta = meta.StorageMeta()
             metadata.storage_meta.load_id = self.load_id

@@ -21,6 +21,7 @@ summary. Only rank 0 writes files, except the per-process shards of a resume poi
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,9 +36,10 @@ from mindhier import fault_points, run_layout
 from mindhier.checkpoint import config_differences, save_state
 from mindhier.config import MindhierConfig, resolved_record, to_dict
 from mindhier.config.loop import LoopConfig
-from mindhier.errors import ConfigError
+from mindhier.errors import ConfigError, NonFiniteTrainingError
 from mindhier.fileio import read_json, remove_stale_temporaries, write_json
 from mindhier.progress import ProgressFn, report
+from mindhier.records import parse_record
 from mindhier.train.batches import micro_slices
 from mindhier.train.best_keeper import BestKeeper
 from mindhier.train.logbook import Logbook
@@ -113,7 +115,10 @@ class TrainingSession:
         if resuming:
             record = read_json(config_file, "run config")
             if record.get("kind", kind) != kind:
-                raise ConfigError(f"cannot resume {run_dir}: it is a {record['kind']} run, not a {kind} run")
+                raise ConfigError(
+                    f"cannot resume {run_dir}: it is a {record['kind']} run, not a {kind} run;"
+                    " choose another --out for this kind of run"
+                )
             saved, current = record.get("config", {}), to_dict(cfg)
             differences = config_differences(
                 {k: _without_runtime(saved.get(k)) for k in sections},
@@ -150,6 +155,12 @@ class TrainingSession:
                 f"cannot resume {self.run_dir}: its {' and '.join(changed)} weights differ from the ones it was "
                 "started with (inputs.json); pass the same inputs, or start a new --out"
             )
+
+    def saved_json(self, name: str, what: str, parse: Callable[[Any], Any] = lambda record: record) -> Any:
+        """On resume, a run file the earlier call wrote at its start, parsed (a malformed one is one line); None on a
+        fresh run, or when that call stopped before writing it (then `write_json` writes it now)."""
+        path = self.run_dir / name
+        return parse_record(path, what, parse) if self.resume and path.is_file() else None
 
     def write_json(self, name: str, obj: Any) -> None:
         """A run file written once at the start (shapes, inputs); rank 0 only. On resume it is written only when a
@@ -209,12 +220,15 @@ class TrainingSession:
     def set_total_steps(self, steps: int) -> None:
         """The number of steps, when the loop computes it (the diffusion baseline's FLOP-matched budget)."""
         if steps < 1:
-            raise ConfigError(f"a run needs at least one step, got {steps}")
+            raise ConfigError(f"a run needs at least one step, got {steps}; set steps to 1 or more")
         self.total_steps = steps
 
     def steps(self) -> range:
         if self.start_step > self.total_steps:
-            raise ConfigError(f"the run in {self.run_dir} is already past {self.total_steps} steps")
+            raise ConfigError(
+                f"the run in {self.run_dir} is already past {self.total_steps} steps;"
+                " raise the steps, or start a new --out"
+            )
         return range(self.start_step, self.total_steps)
 
     def micro_batches(self, rows: int) -> Iterator[tuple[slice, bool]]:
@@ -273,11 +287,22 @@ class TrainingSession:
         """The whole model as safetensors (a collective under FSDP; rank 0 writes)."""
         state = self.wrapped.full_state_dict()
         if self.world.is_main:
+            bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+            if bad is not None:
+                raise NonFiniteTrainingError(self._diverged(f"the weight {bad} holds NaN or inf at step {step}"))
             save_state(self.run_dir / name, state, {"step": str(step)})
+
+    def _diverged(self, what: str) -> str:
+        return (
+            f"{self.task}: {what}; likely betas far outside the z-scored range (mindhier data info DATA checks them) "
+            f"or a learning rate too high: fix the data or lower {self.loop.section}.lr, then start a new --out"
+        )
 
     def end_step(self, done: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Log the step (its losses averaged over processes), report progress, write a resume point when due."""
         losses, self._step_losses = self.world.mean(self._step_losses), {}
+        if not math.isfinite(losses.get("loss", 0.0)):  # the same mean on every process: all stop together
+            raise NonFiniteTrainingError(self._diverged(f"the loss became {losses['loss']} at step {done}"))
         record = {"step": done, **losses, **(extra or {})}
         report(self.progress, self.task, done, self.total_steps, {"loss": losses.get("loss", float("nan"))})
         log_every = max(1, self.total_steps // 200)

@@ -54,7 +54,10 @@ def switti_checkpoint(spec: str) -> Path:
     if Path(where).is_file():
         return Path(where)
     if Path(where).exists() or where.count("/") != 1:
-        raise ConfigError(f"init {spec!r}: {where} is neither a Switti checkpoint file nor a Hub repository id")
+        raise ConfigError(
+            f"init {spec!r}: {where} is neither a Switti checkpoint file nor a Hub repository id;"
+            " pass a Switti .safetensors file or a Hub id"
+        )
     return cached_hub_file(where, HUB_WEIGHTS_FILE, "the Switti checkpoint", "mindhier fetch weights switti")
 
 
@@ -91,7 +94,10 @@ def initial_weights(spec: str, kind: str, cfg) -> InitialWeights:
         run_layout.expect_kind(path, kind)
         path = path / run_layout.weights_file(kind)
     if not path.is_file():
-        raise ConfigError(f"init {spec!r} is neither `prior`, a {kind} run folder nor a weights file")
+        raise ConfigError(
+            f"init {spec!r} is neither `prior`, a {kind} run folder nor a weights file;"
+            " pass prior, a run folder of that kind or a .safetensors file"
+        )
     start = {"source": str(path), "sha256": sha256_file(path)}
     inputs = path.parent / run_layout.INPUTS
     if kind == "generator" and inputs.is_file():  # a generator run: the condition its weights were trained on

@@ -15,6 +15,7 @@ from mindhier.data import layout
 from mindhier.errors import DataError
 
 _BLOCK_ROWS = 1024  # contiguous block size for large reads and the finiteness scan
+MAX_ABS_BETA = 1000.0  # z-scoring a session of n trials bounds |z| by sqrt(n): about 27 for NSD's 750
 
 
 class BetasFile:
@@ -74,11 +75,12 @@ class BetasFile:
         return out if columns is None else out[:, columns]
 
     def check_finite(self, rows: np.ndarray) -> None:
-        """Raise `DataError` if any of these rows holds NaN or inf (scanned block by block)."""
+        """Raise `DataError` if any of these rows holds NaN or inf, or a value no z-scored beta can take (scanned
+        block by block): z-scoring n trials bounds |z| by √n, so |z| > MAX_ABS_BETA is a broken file."""
         wanted = np.zeros(self.n_trials, dtype=bool)
         wanted[np.asarray(rows, dtype=np.int64)] = True
         dset = self._dataset()
-        bad = []
+        bad, absurd = [], []
         for start in range(0, self.n_trials, _BLOCK_ROWS):
             stop = min(start + _BLOCK_ROWS, self.n_trials)
             if not wanted[start:stop].any():
@@ -86,10 +88,19 @@ class BetasFile:
             block = dset[start:stop]
             finite_rows = np.isfinite(block).all(axis=1)
             bad.extend((np.flatnonzero(~finite_rows & wanted[start:stop]) + start).tolist())
+            huge_rows = (np.abs(np.where(np.isfinite(block), block, 0.0)) > MAX_ABS_BETA).any(axis=1)
+            absurd.extend((np.flatnonzero(huge_rows & wanted[start:stop]) + start).tolist())
         if bad:
             raise DataError(
                 f"betas file {self.path} holds NaN or inf in {len(bad)} trials (first: row {bad[0]}); "
                 "re-export the betas, or drop those trials from the behav shards"
+            )
+        if absurd:
+            largest = float(np.abs(dset[absurd[0]]).max())
+            raise DataError(
+                f"betas file {self.path} holds values far outside a z-scored range in {len(absurd)} trials (first: "
+                f"row {absurd[0]}, |beta| {largest:.3g} > {MAX_ABS_BETA:g}); z-score each session's betas (as "
+                "MindEye2's files are) or re-export them"
             )
 
     def close(self) -> None:

@@ -101,7 +101,10 @@ class Split:
         items = self._items(items)
         counts = {len(self.rows_N[i]) for i in items}
         if len(counts) > 1:
-            raise DataError(f"items of split {self.name} have different repeat counts {sorted(counts)}")
+            raise DataError(
+                f"items of split {self.name} have different repeat counts {sorted(counts)};"
+                " give every item of a split the same number of repeats"
+            )
         flat = np.concatenate([self.rows_N[i] for i in items])
         betas = self.dataset.recording(self.subject).betas.read_rows(flat, self.columns)
         return betas.reshape(len(items), -1, betas.shape[-1])
@@ -154,7 +157,7 @@ class NSDDataset:
                     f"subject {absent[0]} has no betas in {self.root}; available subjects: {', '.join(map(str, found))}"
                 )
         self.subjects: tuple[int, ...] = tuple(subjects if subjects is not None else found)
-        self.images: ImageStore = find_image_store(self.root, self.manifest)
+        self.images: ImageStore = find_image_store(self.root, self.manifest, self.cfg.max_image_pixels)
         self._expected_voxels = expected_voxels or {}
         self._check_finite = check_finite
         self._check_images = check_images  # False: brain data only (reconstruction never reads the stimuli)
@@ -204,7 +207,10 @@ class NSDDataset:
             betas.check_finite(np.concatenate([t.row_T for _, t in tables]))
         roi_labels = tuple(entry["roi_labels"]) if entry and "roi_labels" in entry else None
         if roi_labels is not None and len(roi_labels) != betas.n_voxels:
-            raise DataError(f"subject {subject}: manifest has {len(roi_labels)} ROI labels for {betas.n_voxels} voxels")
+            raise DataError(
+                f"subject {subject}: manifest has {len(roi_labels)} ROI labels for {betas.n_voxels} voxels;"
+                " write one ROI label per voxel in the manifest"
+            )
         return SubjectRecording(subject, betas, train, test, test_old, roi_labels, int(leaked.sum()), sessions)
 
     def _in_sessions(self, subject: int, table: TrialTable, available: tuple[int, ...]) -> np.ndarray:
@@ -236,12 +242,15 @@ class NSDDataset:
                 "the shards and the betas file do not belong together"
             )
         if len(table.image_T) and table.image_T.min() < 0:
-            raise DataError(f"{where}: behav column 0 holds a negative image index {int(table.image_T.min())}")
+            raise DataError(
+                f"{where}: behav column 0 holds a negative image index {int(table.image_T.min())};"
+                " fix the behav arrays (indices start at 0)"
+            )
         n_images = (self.manifest or {}).get("n_images")
         if n_images is not None and table.image_T.max() >= n_images:
             raise DataError(
                 f"{where}: image index {int(table.image_T.max())} is out of range "
-                f"(the manifest lists {n_images} images)"
+                f"(the manifest lists {n_images} images); fix the behav arrays or the stimulus manifest"
             )
         if self._check_images:
             self.images.check_indices(table.image_T)
@@ -259,7 +268,9 @@ class NSDDataset:
         if name not in SPLIT_NAMES:
             raise DataError(f"unknown split {name!r}; valid splits: {', '.join(SPLIT_NAMES)}")
         if repetitions not in ("average", "separate"):
-            raise DataError(f"repetitions must be 'average' or 'separate', got {repetitions!r}")
+            raise DataError(
+                f"repetitions must be 'average' or 'separate', got {repetitions!r}; use average or separate"
+            )
         recording = self.recording(subject)
         columns = self._roi_columns(recording, rois)
         if name in ("train", "val"):
@@ -273,7 +284,8 @@ class NSDDataset:
         table = recording.test_trials if name == "test" else recording.test_old_trials
         if table is None:
             raise DataError(
-                f"subject {subject} has no test_old split: {layout.shard_dir(self.root, subject, 'test_old')} not found"
+                f"subject {subject} has no test_old split: {layout.shard_dir(self.root, subject, 'test_old')} not "
+                "found; use demo.split=test, or a dataset with test_old"
             )
         return self._grouped(subject, name, table, columns, repetitions, pad_to=self.cfg.test_repeats)
 

@@ -7,6 +7,7 @@ as one clear `DataError` line naming the image and the fix.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -14,7 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mindhier.data import layout
-from mindhier.data.image_decode import read_rgb
+from mindhier.data.image_decode import MAX_IMAGE_PIXELS, check_pixels, read_rgb
 from mindhier.errors import DataError
 from mindhier.records import contained_path
 
@@ -39,8 +40,8 @@ class PngImageStore:
 
     kind = "png"
 
-    def __init__(self, folder: Path) -> None:
-        self.location = folder
+    def __init__(self, folder: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+        self.location, self.max_pixels = folder, max_pixels
 
     def path(self, index: int) -> Path:
         return self.location / layout.image_png_name(int(index))
@@ -58,15 +59,18 @@ class PngImageStore:
         for index in np.unique(indices):
             path = self.path(index)
             try:
-                with Image.open(path) as image:
-                    image.verify()
-            except (OSError, UnidentifiedImageError, SyntaxError) as err:
+                with warnings.catch_warnings():  # PIL's bomb warning: our bound decides, with one line
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    with Image.open(path) as image:
+                        check_pixels(image.size, path, self.max_pixels)
+                        image.verify()
+            except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as err:
                 raise DataError(f"cannot read stimulus image {path} ({err}); replace the file") from err
 
     def load(self, indices: np.ndarray) -> np.ndarray:
         images = []
         for index in np.asarray(indices).reshape(-1):
-            images.append(read_rgb(self.path(index)))
+            images.append(read_rgb(self.path(index), max_pixels=self.max_pixels))
         sizes = {im.shape for im in images}
         if len(sizes) > 1:
             raise DataError(f"stimulus images in {self.location} have different sizes {sorted(sizes)}; resize them")
@@ -130,15 +134,15 @@ class Hdf5ImageStore:
         return np.ascontiguousarray(images[inverse].transpose(0, 2, 3, 1))
 
 
-def find_image_store(root: Path, manifest: dict | None) -> ImageStore:
+def find_image_store(root: Path, manifest: dict | None, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageStore:
     """The manifest's store if named, else `images/`, else a single `*images*.hdf5` array."""
     if manifest and manifest.get("image_store"):
         named = contained_path(root, manifest["image_store"], "the manifest's image_store")
         if not named.exists():
             raise DataError(f"the manifest names the image store {named}, which is missing; restore it")
-        return PngImageStore(named) if named.is_dir() else Hdf5ImageStore(named)
+        return PngImageStore(named, max_pixels) if named.is_dir() else Hdf5ImageStore(named)
     if (root / layout.IMAGE_DIR).is_dir():
-        return PngImageStore(root / layout.IMAGE_DIR)
+        return PngImageStore(root / layout.IMAGE_DIR, max_pixels)
     candidates = sorted(p for p in root.glob("*.hdf5") if "images" in p.name)
     if len(candidates) == 1:
         return Hdf5ImageStore(candidates[0])

@@ -105,7 +105,10 @@ def _behav_row(sample: dict, path: Path) -> np.ndarray:
         )
     needed = behav[: layout.BEHAV_ROW + 1].astype(np.float64)
     if not np.all(np.isfinite(needed)) or np.any(needed != np.round(needed)):
-        raise DataError(f"behav.npy of sample {key} in {path} has non-integer indices {needed.tolist()}")
+        raise DataError(
+            f"behav.npy of sample {key} in {path} has non-integer indices {needed.tolist()};"
+            " rewrite the shard with whole-number indices"
+        )
     session = behav[layout.BEHAV_SESSION]
     return np.array(
         [needed[layout.BEHAV_IMAGE], needed[layout.BEHAV_ROW], session if np.isfinite(session) else -1],

@@ -28,7 +28,9 @@ def make_source(spec: str) -> StimulusSource:
     if spec.startswith(FOLDER_PREFIX):
         path = spec[len(FOLDER_PREFIX) :]
         if not path:
-            raise ConfigError("stimulus source 'folder:' needs a path, as in folder:/data/my_images")
+            raise ConfigError(
+                "stimulus source 'folder:' needs a path, as in folder:/data/my_images; add the folder after the colon"
+            )
         return FolderSource(path)
     raise ConfigError(f"unknown stimulus source {spec!r}; valid: scenes, photos, folder:PATH")
 

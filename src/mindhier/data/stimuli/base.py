@@ -55,8 +55,8 @@ def check_request(split: str, count: int, size: int, seed: int) -> None:
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if count < 0:
-        raise ConfigError(f"image count must be >= 0, got {count}")
+        raise ConfigError(f"image count must be >= 0, got {count}; pass 0 or more")
     if size < 8:
-        raise ConfigError(f"image size must be >= 8 pixels, got {size}")
+        raise ConfigError(f"image size must be >= 8 pixels, got {size}; pass 8 or more")
     if seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {seed}")
+        raise ConfigError(f"seed must be >= 0, got {seed}; pass 0 or more")

@@ -67,7 +67,9 @@ def _caption_text(value: Any, where: str) -> str:
     if isinstance(value, list):
         value = value[0] if value else ""
     if not isinstance(value, str):
-        raise DataError(f"{where}: captions must be strings or lists of strings, got {type(value).__name__}")
+        raise DataError(
+            f"{where}: captions must be strings or lists of strings, got {type(value).__name__}; fix the captions file"
+        )
     return value.strip()
 
 
@@ -129,7 +131,7 @@ class FolderSource:
 
     def __init__(self, path: str | Path, test_fraction: float = 0.1) -> None:
         if not 0.0 <= test_fraction < 1.0:
-            raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction}")
+            raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction}; choose a fraction in [0, 1)")
         self.path = Path(path)
         self.test_fraction = test_fraction
         self.files = list_images(self.path)  # fail early, before any work starts

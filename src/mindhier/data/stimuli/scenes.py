@@ -376,7 +376,7 @@ class ScenesSource:
         if not 1 <= min_objects <= max_objects <= len(POSITIONS):
             raise ConfigError(
                 f"scenes need 1 <= min_objects <= max_objects <= {len(POSITIONS)}, "
-                f"got min_objects={min_objects}, max_objects={max_objects}"
+                f"got min_objects={min_objects}, max_objects={max_objects}; choose counts in that range"
             )
         self.min_objects = min_objects
         self.max_objects = max_objects
