@@ -25,7 +25,7 @@ SHIPPED_BUDGET_BYTES = 25 * 1024 * 1024
 
 def test_both_priors_ship_with_cards_that_match_their_weights():
     total = 0
-    for kind in priors.KINDS:
+    for kind in priors.SHIPPED:
         card = priors.card(kind)
         assert card["sha256"] == sha256_file(priors.weights_path(kind)), kind
         for field in ("command", "config", "seeds", "steps", "wall_seconds", "threads", "metrics", "machine"):
@@ -41,7 +41,7 @@ def test_both_priors_ship_with_cards_that_match_their_weights():
 def test_the_demo_starts_from_the_priors():
     cfg = demo()
     assert cfg.train_tokenizer.init == "prior" and cfg.train_generator.init == "prior"
-    for kind in priors.KINDS:
+    for kind in priors.SHIPPED:
         start = initial_weights("prior", kind, cfg)  # refuses a prior of another architecture
         assert start.record["sha256"] == priors.card(kind)["sha256"]
 
@@ -109,7 +109,7 @@ def test_the_generator_prior_predicts_tokens_from_the_teacher_features():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", priors.KINDS)
+@pytest.mark.parametrize("kind", priors.SHIPPED)
 def test_the_shipped_priors_reproduce_their_first_steps(kind):
     from mindhier.train.pretrain import verify_prior
 

@@ -2,6 +2,7 @@
 
 mindhier pretrain tokenizer --out RUN [--images 40000] [--val-images 512]     train on the pretraining stream
 mindhier pretrain generator --out RUN [--tokenizer prior|RUN] [--images …]    (after the tokenizer prior)
+mindhier pretrain diffusion --out RUN [--tokenizer prior|RUN] [--images …]    the baseline's prior, equal terms
 mindhier pretrain tokenizer --export RUN [--to DIR]                            write the prior + model card
 mindhier pretrain generator --evaluate RUN [--val-images 512]                 condition use per scale, the
                            [--direct-decoder] [--no-judge]                    oracle per routing (and what the
@@ -32,6 +33,10 @@ def add_pretrain_parser(commands) -> None:
     for kind, what in (
         ("tokenizer", "the multi-scale VQ tokenizer prior, on the pretraining stream"),
         ("generator", "the generator prior, conditioned on the teacher's features of the pretraining stream"),
+        (
+            "diffusion",
+            "the diffusion baseline's prior, on the same stream and condition with the generator prior's FLOPs",
+        ),
     ):
         p = pretrain.add_parser(kind, help=what)
         action = p.add_mutually_exclusive_group(required=True)
@@ -69,8 +74,10 @@ def add_pretrain_parser(commands) -> None:
             )
         p.add_argument("--images", type=positive_int, default=40_000, help="stream images to train on (default 40000)")
         p.add_argument("--val-images", type=positive_int, default=512, help="stream test-split images to validate on")
-        if kind == "generator":
-            p.add_argument("--tokenizer", default="prior", help="prior (default) or a tokenizer run: the token targets")
+        if kind != "tokenizer":
+            p.add_argument(
+                "--tokenizer", default="prior", help="prior (default) or a tokenizer run: the tokens or latents learnt"
+            )
         p.add_argument("--priors", type=Path, help="priors folder to export into or verify (default: the package's)")
         p.add_argument(
             "--steps", type=positive_int, help="with --verify: how many of the recorded first steps to rerun"
@@ -124,14 +131,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
         print(f"wrote {export_prior(kind, args.export, args.priors)} and its model card")
         return 0
-    from mindhier.train.pretrain import pretrain_generator, pretrain_tokenizer
+    from mindhier.train.pretrain import pretrain_diffusion, pretrain_generator, pretrain_tokenizer
 
     command = shlex.join(["mindhier", *sys.argv[1:]])
     options = {"command": command, "resume": args.resume}
     if kind == "tokenizer":
         run, rank = _train(args, pretrain_tokenizer, args.out, args.images, args.val_images, **options)
     else:
-        run, rank = _train(args, pretrain_generator, args.out, args.images, args.val_images, args.tokenizer, **options)
+        pretrain = pretrain_generator if kind == "generator" else pretrain_diffusion
+        run, rank = _train(args, pretrain, args.out, args.images, args.val_images, args.tokenizer, **options)
     if rank == 0:
         s = run.summary
         print(f"pretrained the {kind} prior: {s['steps']} steps in {s['seconds']:.1f} s; best val {s['best_val']}")

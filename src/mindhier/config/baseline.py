@@ -70,6 +70,7 @@ class DiffusionTrainConfig(LoopConfig):
     eval_every: int = 200  # steps between val noise-prediction losses (best kept)
     checkpoint_every: int = 200
     seed: int = 0
+    init: str = ""  # start weights: "" random, "prior" (the shipped diffusion prior), a diffusion run or weights file
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -27,9 +27,11 @@ class ConditionSource(Protocol):
     level_tokens: int
     pooled_width: int
     n_train: int
+    train_images_N: np.ndarray  # the stimulus of every training item, in pooled order
 
-    def batch(self, pooled_N: np.ndarray, keep_N: torch.Tensor) -> tuple[Condition, np.ndarray]:
-        """The condition of the items `pooled_N` (in their order) with dropout `keep_N`, and their stimuli."""
+    def batch(self, pooled_N: np.ndarray, keep_N: torch.Tensor) -> tuple[Condition, np.ndarray, np.ndarray]:
+        """The condition of the items `pooled_N` with dropout `keep_N`, their stimuli, and the order of the rows:
+        row j is item `pooled_N[order_N[j]]` (a brain batch groups its rows by subject)."""
         ...
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[Condition, np.ndarray]]: ...
@@ -65,9 +67,13 @@ class BrainSource:
     def n_train(self) -> int:
         return sum(len(items) for items in self.train)
 
-    def batch(self, pooled_N: np.ndarray, keep_N: torch.Tensor) -> tuple[Condition, np.ndarray]:
+    @property
+    def train_images_N(self) -> np.ndarray:
+        return np.concatenate([items.images_N for items in self.train])
+
+    def batch(self, pooled_N: np.ndarray, keep_N: torch.Tensor) -> tuple[Condition, np.ndarray, np.ndarray]:
         rows = pooled_batch(self.train, pooled_N)
-        return with_dropout(self.condition, rows, keep_N[rows.order_N]), rows.images_N
+        return with_dropout(self.condition, rows, keep_N[rows.order_N]), rows.images_N, np.asarray(rows.order_N)
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[Condition, np.ndarray]]:
         for items in self.val:
@@ -105,11 +111,11 @@ class TeacherSource:
     def n_train(self) -> int:
         return len(self.train_images_N)
 
-    def batch(self, pooled_N: np.ndarray, keep_N: torch.Tensor) -> tuple[Condition, np.ndarray]:
+    def batch(self, pooled_N: np.ndarray, keep_N: torch.Tensor) -> tuple[Condition, np.ndarray, np.ndarray]:
         images_N = self.train_images_N[pooled_N]
         keep = keep_N.to(self.condition.device, torch.float32)[:, None, None]
         levels = [level.to(self.condition.device) * keep for level in self.features.get(images_N)]
-        return self.condition(levels), images_N
+        return self.condition(levels), images_N, np.arange(len(pooled_N))
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[Condition, np.ndarray]]:
         for start in range(0, len(self.val_images_N), batch_size):

@@ -34,24 +34,25 @@ import torch.nn.functional as F
 from typing_extensions import Unpack
 
 from mindhier import run_layout
+from mindhier.checkpoint import load_state_strict
 from mindhier.config import DiffusionConfig, MindhierConfig, from_dict, to_dict
 from mindhier.data.image_tensors import resize_uint8, to_model_input
-from mindhier.data.subject_items import SubjectItems, pooled_batch, subject_items
+from mindhier.data.subject_items import subject_items
 from mindhier.errors import ConfigError, DataError
 from mindhier.fileio import read_json
-from mindhier.models.brain_condition import BrainCondition
 from mindhier.models.diffusion import DiffusionShapes, LatentDiT, match_parameters
 from mindhier.models.scale_ar import ScaleAR
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.sampling.ddim import NoiseSchedule
 from mindhier.train.batches import rank_batch, rank_rows
-from mindhier.train.condition_sources import BrainSource, ConditionSource, terminal_level, with_dropout
+from mindhier.train.condition_sources import BrainSource, ConditionSource, terminal_level
 from mindhier.train.flops import diffusion_step_flops, generator_step_flops
 from mindhier.train.frozen_stage1 import load_frozen
 from mindhier.train.generator import generator_shapes
 from mindhier.train.optim import adamw, warmup_schedule
 from mindhier.train.random_streams import integer_draws, keep_mask, normal_draws
 from mindhier.train.session import Launch, TrainingSession, TrainResult
+from mindhier.train.warm_start import initial_weights
 
 KIND = "diffusion"
 RUN_SECTIONS = ("data", "diffusion", "train_diffusion")
@@ -146,27 +147,23 @@ def plan_budget(cfg: MindhierConfig, shapes: DiffusionShapes, tokenizer: Tokeniz
 def val_loss(
     model: LatentDiT,
     schedule: NoiseSchedule,
-    condition: BrainCondition,
-    items: list[SubjectItems],
+    source: ConditionSource,
     latents: LatentLookup,
     device,
     batch_size: int = 128,
 ) -> float:
-    """Mean noise-prediction error on val items under fixed (noise, timestep) draws (conditional stream)."""
+    """Mean noise-prediction error on `source`'s val items under fixed (noise, timestep) draws (conditional)."""
     was_training = model.training
     model.eval()
     rng = torch.Generator().manual_seed(VAL_SEED)
     total, count = 0.0, 0
-    for subject_items_ in items:
-        for start in range(0, len(subject_items_), batch_size):
-            voxels = subject_items_.voxels_NV[start : start + batch_size].to(device)
-            z0 = model.normalize(latents.get(subject_items_.images_N[start : start + batch_size])[0].to(device))
-            noise = torch.randn(z0.shape, generator=rng).to(device)
-            t = torch.randint(0, schedule.timesteps, (len(z0),), generator=rng).to(device)
-            levels, pooled, _ = condition([(subject_items_.subject, voxels)])
-            eps = model(schedule.add_noise(z0, noise, t), t, terminal_level(levels, condition.level_dims), pooled)
-            total += float(F.mse_loss(eps.float(), noise, reduction="sum"))
-            count += noise.numel()
+    for (levels, pooled, _), images_N in source.val_batches(batch_size):
+        z0 = model.normalize(latents.get(images_N)[0].to(device))
+        noise = torch.randn(z0.shape, generator=rng).to(device)
+        t = torch.randint(0, schedule.timesteps, (len(z0),), generator=rng).to(device)
+        eps = model(schedule.add_noise(z0, noise, t), t, terminal_level(levels, source.level_dims), pooled)
+        total += float(F.mse_loss(eps.float(), noise, reduction="sum"))
+        count += noise.numel()
     model.train(was_training)
     return total / max(count, 1)
 
@@ -193,10 +190,26 @@ def train_diffusion(
         seen = np.concatenate([x.images_N for x in train_items + val_items])
         latents = tokenizer_latents(dataset, tokenizer, seen)
     source = BrainSource(condition, train_items, val_items)
+    inputs = frozen.inputs_record(run.run_dir, cfg.data.sessions)
+    run.check_inputs(inputs)
+    return fit_diffusion(run, cfg, source, latents, tokenizer, {**inputs, "routing": "static_terminal"})
+
+
+def fit_diffusion(
+    run: TrainingSession,
+    cfg: MindhierConfig,
+    source: ConditionSource,
+    latents: LatentLookup,
+    tokenizer: Tokenizer,
+    inputs: dict,
+) -> TrainResult:
+    """The loop: a latent DiT for `source`'s condition (its terminal level and pooled vector), denoising the
+    tokenizer `latents` of its items (the shared core of the brain baseline and the stream prior)."""
+    tc, world = cfg.train_diffusion, run.world
     n_train = source.n_train
     if n_train < tc.batch_size:
         raise ConfigError(
-            f"{n_train} training trials, fewer than train_diffusion.batch_size {tc.batch_size};"
+            f"{n_train} training items, fewer than train_diffusion.batch_size {tc.batch_size};"
             " lower train_diffusion.batch_size"
         )
     shapes = diffusion_shapes(tokenizer, source)
@@ -213,14 +226,14 @@ def train_diffusion(
         )
     run.write_json(run_layout.DIFFUSION_MODEL, to_dict(budget.model))
     run.write_json(run_layout.shapes_file(KIND), shapes.to_json())
-    inputs = frozen.inputs_record(run.run_dir, cfg.data.sessions)
-    run.check_inputs(inputs)
-    run.write_json(run_layout.INPUTS, {**inputs, "routing": "static_terminal", "budget": budget.record})
-
+    start = initial_weights(tc.init, KIND, cfg)
     torch.manual_seed(tc.seed)  # the same initial weights on every process
     model = LatentDiT(budget.model, shapes)
-    train_images = np.concatenate([x.images_N for x in train_items])
-    model.set_latent_statistics(latents.get(np.unique(train_images))[0])
+    if start.state is not None:  # a prior's weights carry the latent statistics it was trained with
+        load_state_strict(model, start.state, start.record["source"])
+    else:
+        model.set_latent_statistics(latents.get(np.unique(source.train_images_N))[0])
+    run.write_json(run_layout.INPUTS, {**inputs, **source.record(), "budget": budget.record, "init": start.record})
     wrapped = run.attach(
         model,
         list(model.blocks),
@@ -239,28 +252,25 @@ def train_diffusion(
         t_all = integer_draws(tc.seed, step, schedule.timesteps, tc.batch_size)[mine]
         wrapped.trained.train()
         for rows, last in run.micro_batches(len(indices)):
-            batch = pooled_batch(train_items, indices[rows])
-            share = len(batch) / len(indices)
-            levels, pooled, _ = with_dropout(condition, batch, keep[rows][batch.order_N])
-            z0 = wrapped.module.normalize(latents.get(batch.images_N)[0].to(world.device))
-            noise = noise_all[rows][batch.order_N].to(world.device)
-            t = t_all[rows][batch.order_N].to(world.device)
+            (levels, pooled, _), images_N, order_N = source.batch(indices[rows], keep[rows])
+            share = len(images_N) / len(indices)
+            z0 = wrapped.module.normalize(latents.get(images_N)[0].to(world.device))
+            noise = noise_all[rows][order_N].to(world.device)
+            t = t_all[rows][order_N].to(world.device)
             with run.accumulating(last):
                 with run.autocast():
-                    terminal = terminal_level(levels, condition.level_dims)
+                    terminal = terminal_level(levels, source.level_dims)
                     eps = wrapped.trained(schedule.add_noise(z0, noise, t), t, terminal, pooled)
                 loss = F.mse_loss(eps.float(), noise)
                 run.backward(loss, share)
         extra = run.optimizer_step()
         done = step + 1
         extra |= run.evaluate(
-            done,
-            lambda: {"val_loss": val_loss(wrapped.module, schedule, condition, val_items, latents, world.device)},
-            "val_loss",
+            done, lambda: {"val_loss": val_loss(wrapped.module, schedule, source, latents, world.device)}, "val_loss"
         )
         run.end_step(done, extra)
 
-    summary = run.finish({**budget.record, "subjects": list(frozen.subjects), "best_metric": "val_loss"})
+    summary = run.finish({**budget.record, **source.record(), "init": start.record, "best_metric": "val_loss"})
     return TrainResult(run.run_dir, summary, wrapped.module)
 
 

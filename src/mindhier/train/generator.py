@@ -215,7 +215,7 @@ def fit_generator(
             unwrap(wrapped.module).set_routing(tc.routings[pick])
         wrapped.trained.train()
         for rows, last in run.micro_batches(len(indices)):
-            (levels, pooled, _), images_N = source.batch(indices[rows], keep[rows])
+            (levels, pooled, _), images_N, _ = source.batch(indices[rows], keep[rows])
             share = len(images_N) / len(indices)
             target = [t.to(world.device) for t in tokens.get(images_N)]
             with torch.no_grad():

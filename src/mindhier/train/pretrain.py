@@ -44,6 +44,7 @@ from mindhier.runs import load_tokenizer
 from mindhier.teachers import build_teacher
 from mindhier.train.batches import global_batch
 from mindhier.train.condition_sources import teacher_source
+from mindhier.train.diffusion import fit_diffusion
 from mindhier.train.generator import fit_generator
 from mindhier.train.session import Launch, TrainingSession, TrainResult
 from mindhier.train.tokenizer import TokenizerImages, train_tokenizer
@@ -97,12 +98,13 @@ class ArrayLookup:
 
 @torch.no_grad()
 def stream_lookups(
-    keys_N: np.ndarray, teacher, tokenizer: Tokenizer, device, progress=None
+    keys_N: np.ndarray, teacher, tokenizer: Tokenizer, device, progress=None, latents: bool = False
 ) -> tuple[ArrayLookup, ArrayLookup]:
-    """Teacher features (fp16) and tokens of the stream images `keys_N` (computed chunk by chunk)."""
+    """Teacher features (fp16) and tokens of the stream images `keys_N` (computed chunk by chunk); with `latents`,
+    the tokenizer's continuous latent [N, C, h, w] (fp32) instead of the tokens (what the diffusion prior denoises)."""
     keys_N = np.unique(keys_N)
     features: list[list[torch.Tensor]] = [[] for _ in teacher.levels]
-    tokens: list[list[torch.Tensor]] = [[] for _ in tokenizer.cfg.scales]
+    tokens: list[list[torch.Tensor]] = [[] for _ in (range(1) if latents else tokenizer.cfg.scales)]
     for split, offset in (("train", 0), ("test", VAL_OFFSET)):
         indices = keys_N[(keys_N >= offset) & (keys_N < offset + VAL_OFFSET)] - offset
         for start in range(0, len(indices), TOKEN_CHUNK):  # a token chunk holds whole feature chunks
@@ -112,9 +114,12 @@ def stream_lookups(
                 part = torch.from_numpy(images[f_start : f_start + FEATURE_CHUNK]).permute(0, 3, 1, 2).float() / 255
                 for m, level in enumerate(teacher(part.to(device))):
                     features[m].append(level.to("cpu", torch.float16))
-            small = resize_uint8(images, tokenizer.cfg.image_px)
-            for k, t in enumerate(tokenizer.encode(to_model_input(small, device))):
-                tokens[k].append(t.to("cpu", torch.int32))
+            small = to_model_input(resize_uint8(images, tokenizer.cfg.image_px), device)
+            if latents:
+                tokens[0].append(tokenizer.latent(small).to("cpu", torch.float32))
+            else:
+                for k, t in enumerate(tokenizer.encode(small)):
+                    tokens[k].append(t.to("cpu", torch.int32))
             report(
                 progress, f"stream features and tokens ({split})", min(start + TOKEN_CHUNK, len(indices)), len(indices)
             )
@@ -181,6 +186,40 @@ def pretrain_generator(
     return fit_generator(run, cfg, source, tokens, tokenizer_model, inputs)
 
 
+def pretrain_diffusion(
+    cfg: MindhierConfig,
+    out: str | Path,
+    images: int,
+    val_images: int,
+    tokenizer: str | Path = "prior",
+    command: str = "",
+    **launch: Unpack[Launch],
+) -> TrainResult:
+    """The diffusion prior: the latent diffusion baseline on the same stream, conditioned on the teacher's terminal
+    level and pooled feature of each image (the generator prior's condition, in the same positions and grid), with
+    the FLOPs of the generator prior's pretraining (`train_diffusion.match_generator_steps`, or
+    `train_generator.steps`): both decoders start from a prior trained on equal terms."""
+    run = TrainingSession.start(
+        out, "diffusion", cfg, cfg.train_diffusion, ("teacher", "tokenizer", "diffusion", "train_diffusion"), **launch
+    )
+    device = run.world.device
+    tokenizer_model, tokenizer_record = stream_tokenizer(tokenizer, cfg, device)
+    teacher = build_teacher(cfg.teacher, device=device)
+    keys = np.concatenate([np.arange(images), VAL_OFFSET + np.arange(val_images)])
+    features, latents = stream_lookups(keys, teacher, tokenizer_model, device, run.progress, latents=True)
+    source = teacher_source(
+        features,
+        [level.dim for level in teacher.levels],
+        teacher.levels[0].tokens,
+        np.arange(images),
+        VAL_OFFSET + np.arange(val_images),
+        f"pretraining stream (scenes, seed {PRETRAIN_SEED})",
+        device,
+    )
+    inputs = {"tokenizer": tokenizer_record, "stream": _stream_record(images, val_images), "command": command}
+    return fit_diffusion(run, cfg, source, latents, tokenizer_model, inputs)
+
+
 def stream_tokenizer(spec: str | Path, cfg: MindhierConfig, device) -> tuple[Tokenizer, dict]:
     """The tokenizer whose tokens the generator prior learns: the shipped prior, or a tokenizer run."""
     if str(spec) == "prior":
@@ -217,8 +256,8 @@ def export_prior(kind: str, run_dir: str | Path, to: str | Path | None = None, m
     from safetensors.torch import load_file
 
     state = load_file(str(run_dir / run_layout.weights_file(kind)))
-    if kind == "generator":  # fp16 storage; the tokenizer stays fp32, its tokens must be exactly the trained ones
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    if kind != "tokenizer":  # fp16 storage; the tokenizer stays fp32, its tokens must be exactly the trained ones
+        state = {k: v.half() if v.is_floating_point() and k not in FP32_KEYS else v for k, v in state.items()}
     folder = Path(to) if to is not None else priors.FOLDER
     weights = folder / f"{kind}.safetensors"
     save_state(weights, state, {"format": "mindhier-prior", "kind": kind})
@@ -227,7 +266,7 @@ def export_prior(kind: str, run_dir: str | Path, to: str | Path | None = None, m
     card = {
         "kind": kind,
         "file": weights.name,
-        "dtype": "float16" if kind == "generator" else "float32",
+        "dtype": "float32" if kind == "tokenizer" else "float16",
         "sha256": sha256_file(weights),
         "parameters": summary["parameters"],
         "command": inputs.get("command", ""),
@@ -267,7 +306,10 @@ def _quality_records(run_dir: Path) -> dict[str, Any]:
 _CARD_SECTIONS = {
     "tokenizer": ("tokenizer", "train_tokenizer"),
     "generator": ("teacher", "tokenizer", "generator", "train_generator"),
+    # the generator sections too: the diffusion prior's size and FLOPs are matched to that generator's
+    "diffusion": ("teacher", "tokenizer", "generator", "train_generator", "diffusion", "train_diffusion"),
 }
+FP32_KEYS = ("latent_mean_C", "latent_std_C")  # the diffusion prior's latent statistics keep their precision
 
 
 def _log(run_dir: Path) -> list[dict]:
@@ -297,7 +339,7 @@ def verify_prior(kind: str, steps: int | None = None, card: dict | None = None, 
                 run = _verify_tokenizer(cfg, Path(tmp) / "run", stream, steps, progress)
             else:
                 tokenizer_source = card["inputs"]["tokenizer"]["source"]
-                run = _verify_generator(cfg, Path(tmp) / "run", stream, steps, tokenizer_source, progress)
+                run = _verify_decoder(kind, cfg, Path(tmp) / "run", stream, steps, tokenizer_source, progress)
             losses = [r["loss"] for r in _log(run.run_dir)][:steps]
     finally:
         torch.set_num_threads(threads)
@@ -333,21 +375,22 @@ def _verify_tokenizer(cfg: MindhierConfig, out: Path, stream: dict, steps: int, 
     return train_tokenizer(cfg, source, out, progress=progress)
 
 
-def _verify_generator(
-    cfg: MindhierConfig, out: Path, stream: dict, steps: int, tokenizer_source: str, progress
+def _verify_decoder(
+    kind: str, cfg: MindhierConfig, out: Path, stream: dict, steps: int, tokenizer_source: str, progress
 ) -> TrainResult:
-    """The generator's first steps, with features and tokens computed only for the chunks those steps see."""
-    tc = cfg.train_generator
+    """The generator's or diffusion prior's first steps, with features and tokens (latents) computed only for the
+    chunks those steps see."""
+    tc = getattr(cfg, f"train_{kind}")
     needed = np.unique(
         np.concatenate([global_batch(stream["images"], tc.batch_size, s, tc.seed) for s in range(steps)])
     )
     keys = chunked_indices(needed, TOKEN_CHUNK)
     keys = keys[keys < stream["images"]]
-    run = TrainingSession.start(out, "generator", cfg, tc, (), progress=progress)
+    run = TrainingSession.start(out, kind, cfg, tc, (), progress=progress)
     source_spec = tokenizer_source.removeprefix("prior:tokenizer") or "prior"
     tokenizer, record = stream_tokenizer(source_spec, cfg, run.world.device)
     teacher = build_teacher(cfg.teacher)
-    features, tokens = stream_lookups(keys, teacher, tokenizer, run.world.device)
+    features, targets = stream_lookups(keys, teacher, tokenizer, run.world.device, latents=kind == "diffusion")
     source = teacher_source(
         features,
         [lvl.dim for lvl in teacher.levels],
@@ -357,4 +400,5 @@ def _verify_generator(
         "verify",
         run.world.device,
     )
-    return fit_generator(run, cfg, source, tokens, tokenizer, {"tokenizer": record})
+    fit = fit_generator if kind == "generator" else fit_diffusion
+    return fit(run, cfg, source, targets, tokenizer, {"tokenizer": record})

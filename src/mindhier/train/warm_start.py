@@ -32,6 +32,7 @@ from mindhier.fileio import read_json, sha256_file
 ARCHITECTURE = {
     "tokenizer": ("tokenizer",),
     "generator": ("generator",),
+    "diffusion": ("diffusion",),
 }
 NOT_ARCHITECTURE = {"routing", "cfg_dropout"}  # the generator's routing mask is no parameter: any start fits
 
