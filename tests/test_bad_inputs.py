@@ -126,6 +126,11 @@ def _generator_started_on_other_inputs(w: World) -> Path:
     return run
 
 
+def _over_part_of(run: Path, data: Path) -> list:
+    """--overwrite on an existing folder inside an input: it would replace part of the input."""
+    return ["reconstruct", "--generator", run, "--data", data, "--out", run / "resume", "--overwrite"]
+
+
 def _symlink(link: Path, target: Path) -> Path:
     link.symlink_to(target)
     return link
@@ -507,9 +512,9 @@ CASES: list[tuple[str, Callable[[World], list], tuple[str, ...]]] = [
         ("is the input",),
     ),
     (
-        "reconstruct into its generator",
-        lambda w: _reconstruct(w, w.encoder, "--out", w.encoder / "r"),
-        ("lies inside",),
+        "reconstruct over part of its run",
+        lambda w: _over_part_of(w.copy("encoder"), w.data),
+        ("lies inside the input --generator",),
     ),
     ("reconstruct out holds its data", lambda w: _reconstruct(w, w.encoder, "--out", w.root), ("contains the input",)),
     ("reconstruct zero samples", lambda w: _reconstruct(w, w.root, "--samples", "0"), ("--samples", "at least 1")),

@@ -70,3 +70,19 @@ def test_scores_every_decoder_and_the_step_curve(bench):
     metrics = json.loads((run / "eval" / "diffusion" / "metrics.json").read_text())
     assert "diffusion" in metrics["protocol"]["decoder"] and metrics["protocol"]["n_images"] == record["test_images"]
     assert "diffusion" in (run / "report" / "index.html").read_text()
+
+
+def test_speed_at_matched_quality(bench):
+    _, record = bench
+    matched = record["matched_quality"]
+    assert matched["mode"] == "eager" and set(matched["metrics"]) >= {"pixcorr", "ssim"}
+    curve = record["quality_vs_ddim_steps"]
+    for metric, point in matched["metrics"].items():
+        target = record["scale_wise_point"][metric]["mean"]
+        scores = {int(s): q[metric]["mean"] for s, q in curve.items()}
+        reaching = sorted(s for s, v in scores.items() if v >= target)
+        assert point["reached"] == bool(reaching) and point["scale_wise"] == target
+        assert point["ddim_steps"] == (reaching[0] if reaching else max(scores, key=lambda s: (scores[s], -s)))
+        for batch, ratio in point["ratio"].items():
+            ms = point["ms_per_image"][batch]
+            assert ms["ddim"] > 0 and ratio == pytest.approx(ms["ddim"] / ms["scale_wise"], abs=0.01)

@@ -296,7 +296,7 @@ def test_an_existing_export_is_replaced_only_with_overwrite(recons, exported, tm
         torch.load(exported / "method_a_all_recons.pt", weights_only=True),
     )
     code, _, err = run(capsys, "export", "--recons", recons, "--out", recons / "inside", "--quiet")
-    assert code == 2 and "lies inside the input --recons" in err and not (recons / "inside").exists()
+    assert code == 2 and "overlaps" in err and not (recons / "inside").exists()
     code, _, err = run(capsys, "export", "--recons", recons, "--out", tmp_path / "x", "--name", "../up", "--quiet")
     assert code == 2 and "--name" in err and not (tmp_path / "x").exists()
 

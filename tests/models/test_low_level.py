@@ -54,3 +54,26 @@ def test_the_file_round_trips_and_a_corrupt_one_is_refused(tmp_path):
     path.write_bytes(b"\x00" * 40)
     with pytest.raises(ConfigError, match="cannot read the low-level decoder"):
         load_low_level(path)
+
+
+def test_trials_are_averaged_as_asked_for_any_prediction():
+    import pytest
+    import torch
+
+    from mindhier.errors import ConfigError
+    from mindhier.models.brain_condition import Condition, over_trials
+
+    voxels = torch.arange(24.0).reshape(2, 3, 4)  # [B, T, V]
+
+    def square(rows):  # a non-linear prediction: averaging before or after differs
+        return rows**2
+
+    assert torch.equal(over_trials(voxels, "voxels", square), voxels.mean(1) ** 2)
+    assert torch.equal(over_trials(voxels, "outputs", square), (voxels**2).mean(1))
+    assert torch.equal(over_trials(voxels[:, 0], "outputs", square), voxels[:, 0] ** 2)  # [B, V]: as it is
+    pair = over_trials(voxels, "outputs", lambda rows: Condition(rows, rows.sum(1), rows[:, :1]))
+    assert isinstance(pair, Condition) and torch.equal(pair.pooled_BP, voxels.sum(2).mean(1))
+    with pytest.raises(ConfigError, match="pass voxels in one of those shapes"):
+        over_trials(voxels[None], "outputs", square)
+    with pytest.raises(ConfigError, match="average must be one of"):
+        over_trials(voxels, "median", square)

@@ -314,6 +314,8 @@ def bench_decoders(
         }
         for d, s in pairs
     }
+    matched = _matched_quality(cfg, quality, curve_steps, timed, suffixes[-1], reconstructors, condition, voxels)
+    matched = matched(subject, usable, repeats, device, progress)
     generator_summary = read_json(run_dir / PIPELINE_GENERATORS / routing / run_layout.SUMMARY, "generator summary")
     diffusion_summary = read_json(run_dir / PIPELINE_DIFFUSION / run_layout.SUMMARY, "diffusion summary")
     return {
@@ -330,6 +332,7 @@ def bench_decoders(
         "quality": quality,
         "quality_vs_ddim_steps": {str(s): quality[f"ddim-{s}"] for s in curve_steps},
         "scale_wise_point": quality["scale-wise"],
+        "matched_quality": matched,
         "models": {
             "scale_wise": {
                 "routing": routing,
@@ -360,6 +363,39 @@ def bench_decoders(
     }
 
 
+def _matched_quality(cfg, quality, curve_steps, timed, suffix, reconstructors, condition, voxels):
+    """Speed at matched quality (`bench/matched_quality.py`): per metric, the fewest curve steps whose DDIM score
+    reaches the scale-wise one; those DDIM step counts are timed alongside the scale-wise sampler, in the fastest
+    mode, at every batch. Returns a function of the timing arguments (the record section)."""
+    from mindhier.bench.matched_quality import matched_steps, with_time_ratios
+
+    curve = {s: {m: v["mean"] for m, v in quality[f"ddim-{s}"].items()} for s in curve_steps}
+    scale_wise = {m: v["mean"] for m, v in quality["scale-wise"].items()}
+    matched = matched_steps(curve, scale_wise, QUALITY_METRICS)
+    reference = f"scale-wise{suffix}"
+    compiled = timed[reference].compiled
+    to_time = {reference: timed[reference]} | {
+        f"ddim-{k}{suffix}": Variant("ddim", dataclasses.replace(cfg.ddim, steps=k), compiled)
+        for k in sorted({point["ddim_steps"] for point in matched.values()})
+    }
+
+    def measure(subject, batches, repeats, device, progress) -> dict[str, Any]:
+        decoders = build_decoders(reconstructors, to_time)
+        speed = measure_speed(condition, decoders, voxels, subject, batches, repeats, device, progress)
+        ms = {
+            name: {b: v["seconds_per_image"] * 1e3 for b, v in per_batch.items()} for name, per_batch in speed.items()
+        }
+        ddim_ms = {int(name.split("-")[1].split(",")[0]): v for name, v in ms.items() if name != reference}
+        return {
+            "mode": "compiled" if compiled else "eager",
+            "rule": "per metric, the fewest DDIM steps of the curve whose mean score reaches the scale-wise decoder's; "
+            "if none does, the steps of the best DDIM score (reached: false); both decoders timed again together",
+            "metrics": with_time_ratios(matched, ddim_ms, ms[reference]),
+        }
+
+    return measure
+
+
 def summary_lines(record: dict[str, Any]) -> list[str]:
     """A few printable lines: milliseconds per image and quality of every variant, and the speed ratios."""
     lines = []
@@ -370,4 +406,8 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
         lines.append(f"{point['option']}: {timing}; {scores}")
     for name, per_batch in record["speed_ratio_diffusion_over_scale_wise"].items():
         lines.append(f"{name}: " + ", ".join(f"batch {b} ×{r}" for b, r in per_batch.items()))
+    for metric, point in record.get("matched_quality", {}).get("metrics", {}).items():
+        reached = "reaches" if point["reached"] else "never reaches (best DDIM point)"
+        ratios = ", ".join(f"batch {b} ×{r}" for b, r in point["ratio"].items())
+        lines.append(f"matched {metric}: DDIM-{point['ddim_steps']} {reached} the scale-wise score; {ratios}")
     return lines

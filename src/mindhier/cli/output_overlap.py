@@ -1,5 +1,6 @@
-"""An output never overlaps an input: `--out` that is, contains or lies inside a folder the command reads is refused
-before anything is written (with `--overwrite` such an output would replace the input)."""
+"""An output never overlaps an input: `--out` that is or contains a folder the command reads is refused before
+anything is written, and so is an existing `--out` inside an input when `--overwrite` would replace it (part of the
+input). A new output inside an input is allowed: nothing of the input is touched (`report RUN --out RUN/report`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 from mindhier.errors import ConfigError
 
 INPUT_OPTIONS = ("data", "dir", "run", "encoder", "generator", "tokenizer", "recons", "runs", "metrics")
-CACHE_COMMANDS = ("features", "tokenize")  # their --out is a cache, by design inside --data
 
 
 def _flag(name: str) -> str:
@@ -32,10 +32,9 @@ def refuse_overlapping_output(args: argparse.Namespace) -> None:
     if out is None:
         return
     target = Path(out).resolve()
+    replaces = bool(getattr(args, "overwrite", False)) and target.exists()
     for flag, source in input_paths(args):
-        inside = target.is_relative_to(source) and target != source
-        if inside and getattr(args, "command", "") in CACHE_COMMANDS and flag == "--data":
-            continue
+        inside = target.is_relative_to(source) and target != source and replaces
         if target == source or source.is_relative_to(target) or inside:
             relation = "is" if target == source else "contains" if source.is_relative_to(target) else "lies inside"
             raise ConfigError(

@@ -48,6 +48,26 @@ class Condition(NamedTuple):
     terminal_BQP: torch.Tensor
 
 
+def over_trials(voxels, average: str, predict):
+    """`predict` of [B, V] voxels, or of [B, T, V] trials averaged as `average` says: "voxels" predicts from the
+    trials' mean, "outputs" averages the predictions (a tensor, or each tensor of a named tuple) over trials."""
+    if average not in AVERAGING:
+        raise ConfigError(f"average must be one of {', '.join(AVERAGING)}, got {average!r}; use one of those")
+    if voxels.ndim == 3 and average == "voxels":
+        voxels = voxels.mean(dim=1)
+    if voxels.ndim == 2:
+        return predict(voxels)
+    if voxels.ndim != 3:
+        raise ConfigError(
+            f"voxels must be [B, V] or [B, T, V], got shape {tuple(voxels.shape)}; pass voxels in one of those shapes"
+        )
+    b, t, v = voxels.shape
+    out = predict(voxels.reshape(b * t, v))
+    if isinstance(out, torch.Tensor):
+        return out.reshape(b, t, *out.shape[1:]).mean(1)
+    return type(out)(*(x.reshape(b, t, *x.shape[1:]).mean(1) for x in out))
+
+
 def stack_levels(levels: Sequence[torch.Tensor]) -> torch.Tensor:
     """M tensors [B, Q, D_m] → one [B, M, Q, max D_m], each zero-padded on its last axis."""
     width = max(level.shape[-1] for level in levels)
@@ -96,23 +116,9 @@ class BrainCondition:
 
     @torch.no_grad()
     def of_voxels(self, voxels, subject: int, average: str = "voxels") -> Condition:
-        """The condition of one subject's [B, V] voxels, or of [B, T, V] trials."""
-        if average not in AVERAGING:
-            raise ConfigError(f"average must be one of {', '.join(AVERAGING)}, got {average!r}; use one of those")
+        """The condition of one subject's [B, V] voxels, or of [B, T, V] trials (`over_trials`)."""
         voxels = torch.as_tensor(np.asarray(voxels) if not isinstance(voxels, torch.Tensor) else voxels).float()
-        voxels = voxels.to(self.device)
-        if voxels.ndim == 3 and average == "voxels":
-            voxels = voxels.mean(dim=1)
-        if voxels.ndim == 3:  # average the encoder's outputs over trials
-            b, t, v = voxels.shape
-            out = self(((subject, voxels.reshape(b * t, v)),))
-            return Condition(*(x.reshape(b, t, *x.shape[1:]).mean(1) for x in out))
-        if voxels.ndim != 2:
-            raise ConfigError(
-                f"voxels must be [B, V] or [B, T, V], got shape {tuple(voxels.shape)};"
-                " pass voxels in one of those shapes"
-            )
-        return self(((subject, voxels),))
+        return over_trials(voxels.to(self.device), average, lambda rows: self(((subject, rows),)))
 
     def null(self, subject: int) -> Condition:
         """The unconditional stream: the encoder's output for all-zero voxels, [1, …]."""

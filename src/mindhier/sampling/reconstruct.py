@@ -36,7 +36,7 @@ from mindhier.data import layout
 from mindhier.data.image_tensors import resize_uint8, to_model_input, to_uint8, unit_to_uint8
 from mindhier.errors import ConfigError
 from mindhier.fileio import atomic_path, staged_directory, write_json
-from mindhier.models.brain_condition import BrainCondition, Condition, TeacherCondition
+from mindhier.models.brain_condition import BrainCondition, Condition, TeacherCondition, over_trials
 from mindhier.models.brain_encoder import BrainEncoder
 from mindhier.models.low_level import LowLevelDecoder
 from mindhier.models.tokenizer import Tokenizer
@@ -186,16 +186,7 @@ class Reconstructor:
                 f"{self.runs['encoder']} has none — retrain it with one, or set sampler.low_level_scales=0"
             )
         voxels = torch.as_tensor(np.asarray(voxels) if not isinstance(voxels, torch.Tensor) else voxels).float()
-        if voxels.ndim == 3 and average == "voxels":
-            voxels = voxels.mean(dim=1)
-        if voxels.ndim == 3:
-            b, t, v = voxels.shape
-            images = self.low_level.predict(voxels.reshape(b * t, v), subject).reshape(
-                b, t, 3, *([self.low_level.px] * 2)
-            )
-            images = images.mean(1)
-        else:
-            images = self.low_level.predict(voxels, subject)
+        images = over_trials(voxels, average, lambda rows: self.low_level.predict(rows, subject))
         side = self.tokenizer.cfg.image_px
         resized = torch.nn.functional.interpolate(images, size=(side, side), mode="bilinear", antialias=True)
         tokens = self.tokenizer.encode((resized.clamp(0, 1) * 2 - 1).to(self.device))
