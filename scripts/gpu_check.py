@@ -3,6 +3,7 @@
     PYTHONPATH=src python scripts/gpu_check.py sample      [--batches 1 8 32] [--modes eager compiled] [--out FILE]
     PYTHONPATH=src python scripts/gpu_check.py logits      [--out FILE]                       # bf16 vs fp32
     PYTHONPATH=src python scripts/gpu_check.py train-step  [--out FILE]                       # FSDP step, memory
+    PYTHONPATH=src python scripts/gpu_check.py ddim        [--ddim-steps 5 10 25 50 100] [--batches 1 32]
 
 * `sample` builds the `nsd-paper` generator (Switti-512 with MindHier's conditioning, 2.3 B parameters), the
   brain encoder and the VAR/Switti VQ-VAE on the GPU, and reconstructs 512 px images with the paper's sampler
@@ -18,6 +19,12 @@
 * `train-step` runs FSDP2 (`fully_shard` per block, bf16 mixed precision, activation checkpointing, as the
   nsd-paper preset trains) on a one-process group: forward, backward and an AdamW step of the generator at
   micro-batch 1 over all 2,240 tokens, with the peak GPU memory.
+
+* `ddim` builds the latent diffusion baseline at the size the `diffusion.matched` rule gives beside that
+  generator (within 5 % of its parameters) and times DDIM sampling (both guidance streams, the VQ decode) at each
+  step count and batch, eager and compiled, under the same bf16 autocast: with `mindhier bench decoders`'
+  matched step counts (the fewest DDIM steps reaching the scale-wise quality, measured on the embedded world) this
+  gives the matched-quality speed ratio at paper size against `sample`'s seconds per image.
 
 Imports only torch and the library (models, sampling, config, train.parallel). Without a CUDA GPU it exits
 with a message (status 2); `--allow-cpu --preset tiny` runs the same code on the CPU (the tests do).
@@ -38,9 +45,10 @@ import torch
 from mindhier.config import preset
 from mindhier.models.brain_condition import BrainCondition
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes
+from mindhier.models.diffusion import DiffusionShapes, LatentDiT, match_parameters
 from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
 from mindhier.models.tokenizer import Tokenizer
-from mindhier.sampling.decoders import ScaleWiseDecoder
+from mindhier.sampling.decoders import DiffusionDecoder, ScaleWiseDecoder
 from mindhier.sampling.flops import decoder_flops, scale_wise_sampling_flops
 
 # dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets; SXM parts)
@@ -229,7 +237,69 @@ def check_train_step(args, device, name) -> dict:
         dist.destroy_process_group()
 
 
-CHECKS = {"sample": check_sample, "logits": check_logits, "train-step": check_train_step}
+@torch.no_grad()
+def check_ddim(args, device, name) -> dict:
+    """DDIM sampling of the parameter-matched baseline at every step count and batch (random weights)."""
+    cfg, condition, model, tokenizer = build(args.preset, device)
+    queries, dim = teacher_shapes(args.preset)
+    shapes = DiffusionShapes(cfg.tokenizer.latent_channels, cfg.tokenizer.scales[-1], queries, dim, dim)
+    generator_parameters = sum(p.numel() for p in model.parameters())
+    del model
+    with torch.device("meta"):
+        backbone = match_parameters(cfg.diffusion, shapes, generator_parameters)
+    with torch.device(device):
+        dit = LatentDiT(backbone, shapes).eval()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    results = []
+    for mode in args.modes:
+        for steps in args.ddim_steps:
+            decoder = DiffusionDecoder(dit, tokenizer, dataclasses.replace(cfg.ddim, steps=steps), mode == "compiled")
+            for batch in args.batches:
+                voxels = torch.randn(batch, condition.encoder.shapes.voxels[1], device=device)
+                levels, pooled, _ = condition.of_voxels(voxels, 1)
+                null_levels, null_pooled, _ = condition.null(1)
+
+                def sample(decoder=decoder, levels=levels, pooled=pooled, null_levels=null_levels, null=null_pooled):
+                    generator = torch.Generator(device=device).manual_seed(0)
+                    synchronize(device)
+                    start = time.perf_counter()
+                    with autocast:
+                        decoder.sample(levels, pooled, null_levels, null, 1, generator)
+                    synchronize(device)
+                    return time.perf_counter() - start
+
+                try:
+                    first_call = sample()
+                    median = statistics.median(sample() for _ in range(args.repeats))
+                except torch.cuda.OutOfMemoryError:
+                    print(f"ddim-{steps} {mode} batch {batch}: out of memory; stopping")
+                    torch.cuda.empty_cache()
+                    break
+                row = {
+                    "mode": mode,
+                    "ddim_steps": steps,
+                    "batch": batch,
+                    "seconds_per_image": median / batch,
+                    "first_call_seconds": first_call,
+                    "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30
+                    if device.type == "cuda"
+                    else None,
+                }
+                results.append(row)
+                print(
+                    f"ddim-{steps} {mode} batch {batch}: {row['seconds_per_image']:.4f} s/image (denoiser + VQ decode)"
+                )
+    return {
+        "check": "ddim",
+        "parameters": sum(p.numel() for p in dit.parameters()),
+        "generator_parameters": generator_parameters,
+        "backbone": dataclasses.asdict(backbone),
+        "note": "encoder excluded (sample's stage_seconds has it; the same encoder serves both decoders)",
+        "results": results,
+    }
+
+
+CHECKS = {"sample": check_sample, "logits": check_logits, "train-step": check_train_step, "ddim": check_ddim}
 
 
 def main(argv=None) -> int:
@@ -243,6 +313,9 @@ def main(argv=None) -> int:
         choices=["eager", "compiled"],
         default=["eager", "compiled"],
         help="sample: eager and/or torch.compile (CUDA graphs on a GPU) sampling steps",
+    )
+    parser.add_argument(
+        "--ddim-steps", type=int, nargs="+", default=[5, 10, 25, 50, 100], help="ddim: the step counts to time"
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per batch after one warm-up (median)")
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense bf16 peak (default: from a table)")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of a task lent a device machine (≤ 12 minutes on one H100/H200-class GPU). From the repository
+# The GPU check of a task lent a device machine (≤ 14 minutes on one H100/H200-class GPU). From the repository
 # root there:  bash scripts/gpu_check.sh OUT_DIR
 #
 # 1. the tiny pipeline end to end on CUDA (`mindhier demo --preset tiny --device cuda`): needs the package's
@@ -8,7 +8,9 @@
 # 2. paper-size sampling in bf16, eager at batch 1 / 8 / 32 and compiled (CUDA graphs) at batch 1 / 32: s/image end
 #    to end (encoder, scales, VQ decode) and MFU (scripts/gpu_check.py sample);
 # 3. bf16-vs-fp32 logits of the paper-size generator (scripts/gpu_check.py logits);
-# 4. one FSDP training step of the paper-size generator with its peak memory (scripts/gpu_check.py train-step).
+# 4. one FSDP training step of the paper-size generator with its peak memory (scripts/gpu_check.py train-step);
+# 5. DDIM of the parameter-matched diffusion baseline at 10 and 50 steps, batch 1 / 32, eager: with the matched step
+#    counts of `mindhier bench decoders` this is the matched-quality speed ratio at paper size (gpu_check.py ddim).
 # Every step writes a JSON file and its console output under OUT_DIR; a failing step does not stop the others.
 set -u
 OUT=${1:-gpu-check}
@@ -33,3 +35,5 @@ step sample 200 python3 scripts/gpu_check.py sample --batches 1 8 32 --modes eag
 step sample-compiled 300 python3 scripts/gpu_check.py sample --batches 1 32 --modes compiled --out "$OUT/sample_compiled.json"
 step logits 60 python3 scripts/gpu_check.py logits --out "$OUT/logits.json"
 step train-step 90 python3 scripts/gpu_check.py train-step --out "$OUT/train_step.json"
+step ddim 120 python3 scripts/gpu_check.py ddim --ddim-steps 10 50 --batches 1 32 --modes eager --repeats 1 \
+  --out "$OUT/ddim.json"

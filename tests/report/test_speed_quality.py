@@ -215,3 +215,43 @@ def test_report_with_a_bad_bench_file_exits_with_one_line_and_writes_nothing(con
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and expected in lines[0]
     assert sorted(tmp_path.rglob("*")) == before  # no report folder, staging folder or lock left behind
+
+
+def test_speed_at_matched_quality_is_a_table_and_plotted_points():
+    record = _record()
+    record["quality_vs_ddim_steps"] = {
+        "10": {"pixcorr": {"mean": 0.13, "ci95": [0.1, 0.16]}, "ssim": {"mean": 0.2, "ci95": [0.1, 0.3]}},
+        "25": {"pixcorr": {"mean": 0.3, "ci95": [0.2, 0.4]}, "ssim": {"mean": 0.25, "ci95": [0.2, 0.3]}},
+    }
+    ms = {"1": {"ddim": 80.0, "scale_wise": 2.0}, "32": {"ddim": 5.0, "scale_wise": 0.5}}
+    record["matched_quality"] = {
+        "mode": "eager",
+        "metrics": {
+            "pixcorr": {
+                "scale_wise": 0.12,
+                "ddim_steps": 10,
+                "ddim_score": 0.13,
+                "reached": True,
+                "ms_per_image": ms,
+                "ratio": {"1": 40.0, "32": 10.0},
+            },
+            "ssim": {
+                "scale_wise": 0.3,
+                "ddim_steps": 25,
+                "ddim_score": 0.25,
+                "reached": False,
+                "ms_per_image": {b: {**v, "ddim": 2 * v["ddim"]} for b, v in ms.items()},
+                "ratio": {"1": 80.0, "32": 20.0},
+            },
+        },
+    }
+    section = speed_quality_section(record)
+    matched = re.search(r"<h3>Speed at matched quality</h3>\s*(<table>.*?</table>)", section, flags=re.S).group(1)
+    rows = [re.findall(r"<t[dh]>(.*?)</t[dh]>", row) for row in re.findall(r"<tr>(.*?)</tr>", matched)]
+    assert rows[1] == ["PixCorr", "0.120", "10", "0.130", "40.00", "10.00"]
+    assert rows[2][2] == "25 (never reaches; best point)"
+    plotted = {p["option"]: p for p in _plots(section)["PixCorr against ms/image at batch 1 (log scale)"]}
+    assert (
+        plotted["ddim-10, matched on pixcorr"]["ms"] == 80.0 and plotted["ddim-10, matched on pixcorr"]["value"] == 0.13
+    )
+    assert plotted["ddim-25, matched on ssim"]["ms"] == 160.0

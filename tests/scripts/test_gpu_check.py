@@ -85,3 +85,14 @@ def test_every_check_runs_on_the_cpu_with_the_tiny_preset(tmp_path):
     assert result.returncode == 0, result.stderr
     step = json.loads(out.read_text())
     assert step["strategy"] == "fsdp" and step["loss"] > 0
+
+
+def test_the_ddim_check_times_every_step_count_at_the_matched_size(tmp_path):
+    out = tmp_path / "ddim.json"
+    args = ["ddim", "--allow-cpu", "--preset", "tiny", "--ddim-steps", "2", "4", "--batches", "1", "3"]
+    result = run(str(SCRIPT), *args, "--repeats", "1", "--modes", "eager", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    record = json.loads(out.read_text())
+    assert [(r["ddim_steps"], r["batch"]) for r in record["results"]] == [(2, 1), (2, 3), (4, 1), (4, 3)]
+    assert all(r["seconds_per_image"] > 0 for r in record["results"])
+    assert abs(record["parameters"] / record["generator_parameters"] - 1) <= 0.05  # the matched size

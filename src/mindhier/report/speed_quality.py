@@ -85,12 +85,16 @@ def speed_quality_section(record: Mapping[str, Any]) -> str:
     points = [  # batch sizes as strings, as they are once the record has been through JSON
         {**p, "ms_per_image": {str(b): ms for b, ms in p["ms_per_image"].items()}} for p in record["speed_quality"]
     ]
+    points += matched_points(record)
     batches = sorted({b for p in points for b in p["ms_per_image"]}, key=int)
     parts = [
         "<h2>Decoder speed and quality</h2>",
         f"<p class=note>{html.escape(caption(record))}</p>",
         speed_quality_table(points, batches),
     ]
+    matched = _mapping(_mapping(record.get("matched_quality")).get("metrics"))
+    if matched:
+        parts += ["<h3>Speed at matched quality</h3>", matched_quality_table(matched, batches)]
     for batch in batches:
         plots = []
         for metric in PLOTTED_METRICS:
@@ -104,6 +108,50 @@ def speed_quality_section(record: Mapping[str, Any]) -> str:
         if plots:
             parts += [f"<h3>Quality against time per image, batch {html.escape(batch)}</h3>", "<div>", *plots, "</div>"]
     return "\n".join(parts)
+
+
+def matched_points(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The DDIM step counts that match the scale-wise decoder's quality (`matched_quality`), as plotted points: their
+    timing from the matched run, their scores from the step curve."""
+    section = _mapping(record.get("matched_quality"))
+    curve = _mapping(record.get("quality_vs_ddim_steps"))
+    by_steps: dict[int, dict[str, Any]] = {}
+    for metric, point in _mapping(section.get("metrics")).items():
+        steps = point["ddim_steps"]
+        entry = by_steps.setdefault(steps, {"metrics_matched": [], "ms": point["ms_per_image"]})
+        entry["metrics_matched"].append(metric)
+    points = []
+    for steps, entry in sorted(by_steps.items()):
+        scores = {m: v["mean"] for m, v in _mapping(curve.get(str(steps))).items() if isinstance(v, Mapping)}
+        points.append(
+            {
+                "option": f"ddim-{steps}, matched on {', '.join(entry['metrics_matched'])}",
+                "family": "ddim",
+                "compiled": section.get("mode") == "compiled",
+                "ms_per_image": {str(b): ms["ddim"] for b, ms in entry["ms"].items()},
+                "metrics": scores,
+            }
+        )
+    return points
+
+
+def matched_quality_table(matched: Mapping[str, Any], batches: Sequence[str]) -> str:
+    """Per metric: the scale-wise score, the fewest DDIM steps reaching it (or the best DDIM point), and the time
+    ratio DDIM / scale-wise per batch size."""
+    head = (
+        "<tr><th>metric</th><th>scale-wise</th><th>DDIM steps</th><th>DDIM score</th>"
+        + "".join(f"<th>DDIM / scale-wise, batch {html.escape(b)}</th>" for b in batches)
+        + "</tr>"
+    )
+    rows = []
+    for metric, point in matched.items():
+        steps = f"{point['ddim_steps']}" + ("" if point["reached"] else " (never reaches; best point)")
+        ratios = "".join(_number_cell(_mapping(point.get("ratio")).get(b), 2) for b in batches)
+        rows.append(
+            f"<tr><td>{html.escape(TABLE_METRICS.get(metric, metric))}</td>{_number_cell(point['scale_wise'], 3)}"
+            f"<td>{html.escape(steps)}</td>{_number_cell(point['ddim_score'], 3)}{ratios}</tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
 
 
 def caption(record: Mapping[str, Any]) -> str:
