@@ -10,6 +10,7 @@ from pathlib import Path
 from mindhier.errors import ConfigError
 
 INPUT_OPTIONS = ("data", "dir", "run", "encoder", "generator", "tokenizer", "recons", "runs", "metrics")
+CACHE_COMMANDS = ("features", "tokenize")  # their --out is a cache that lives inside --data by design
 
 
 def _flag(name: str) -> str:
@@ -35,6 +36,8 @@ def refuse_overlapping_output(args: argparse.Namespace) -> None:
     replaces = bool(getattr(args, "overwrite", False)) and target.exists()
     for flag, source in input_paths(args):
         inside = target.is_relative_to(source) and target != source and replaces
+        if inside and flag == "--data" and getattr(args, "command", "") in CACHE_COMMANDS:
+            continue
         if target == source or source.is_relative_to(target) or inside:
             relation = "is" if target == source else "contains" if source.is_relative_to(target) else "lies inside"
             raise ConfigError(
