@@ -93,6 +93,7 @@ DEMO_ROW_NAMES = {
     "fine_to_coarse": "fine-to-coarse, brain",
     "all_levels": "all levels, brain",
     "diffusion": "diffusion baseline, brain",
+    "diffusion_oracle": "diffusion baseline, teacher-feature oracle",
     "shuffled_brain": "shuffled brain (control)",
 }
 STAGE_GROUPS = (  # (label, stage-name prefixes) in pipeline order

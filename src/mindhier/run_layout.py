@@ -179,6 +179,7 @@ PIPELINE_STAGE_TIMES = "stage_times.json"
 PIPELINE_CONTROL = "shuffled_brain"  # brain inputs permuted across test images
 PIPELINE_CEILING = "tokenizer_ceiling"  # the true test images through the tokenizer
 PIPELINE_ORACLE = "teacher_oracle"  # a teacher-trained generator given the test images' teacher features
+PIPELINE_DIFFUSION_ORACLE = "diffusion_oracle"  # the same for the diffusion baseline (with --with-diffusion)
 PIPELINE_LOW_LEVEL = "low_level_start"  # the first routing's generator, its first scales from the low-level image
 PIPELINE_REPORT = "report"
 PIPELINE_DATA_INFO = "data_info.json"

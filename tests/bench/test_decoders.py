@@ -86,3 +86,12 @@ def test_speed_at_matched_quality(bench):
         for batch, ratio in point["ratio"].items():
             ms = point["ms_per_image"][batch]
             assert ms["ddim"] > 0 and ratio == pytest.approx(ms["ddim"] / ms["scale_wise"], abs=0.01)
+
+
+def test_the_baselines_oracle_row_stands_beside_the_generators(bench):
+    root, _ = bench
+    run = root / "run"
+    for row in ("teacher_oracle", "diffusion_oracle"):  # both decoders given the test images' teacher features
+        assert (run / "eval" / row / "metrics.json").is_file(), row
+    inputs = json.loads((run / "diffusion_oracle" / "inputs.json").read_text())
+    assert inputs["condition"] == "teacher"  # trained on the teacher's features, never the brain-trained baseline

@@ -105,3 +105,16 @@ def test_resume_continues_exactly(tiny_stage_runs, tmp_path):
         weights.append(model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert json.loads((resumed / "train_summary.json").read_text())["resumed_from"] == 20
+
+
+def test_the_oracle_baseline_learns_the_teachers_features_and_guides_against_their_null(tiny_stage_runs, tmp_path):
+    from mindhier.sampling.reconstruct import Reconstructor
+
+    cfg, result, encoder, tokenizer = tiny_stage_runs
+    tc = dataclasses.replace(cfg.train_diffusion, steps=3, eval_every=3, condition="teacher")
+    run = train_diffusion(dataclasses.replace(cfg, train_diffusion=tc), result.root, encoder, tokenizer, tmp_path / "o")
+    inputs = json.loads((run.run_dir / run_layout.INPUTS).read_text())
+    assert inputs["condition"] == "teacher" and run.summary["condition"] == "teacher"
+    assert run.summary["best_val"] is not None  # validated on the teacher's features of the val images
+    reconstructor = Reconstructor.from_runs(run.run_dir, device="cpu")
+    assert reconstructor.trained_on == "teacher"  # its unconditional stream: the teacher's zero features

@@ -71,6 +71,8 @@ class DiffusionTrainConfig(LoopConfig):
     checkpoint_every: int = 200
     seed: int = 0
     init: str = ""  # start weights: "" random, "prior" (the shipped diffusion prior), a diffusion run or weights file
+    # brain: the frozen encoder's condition; teacher: the teacher's features of the seen images (the oracle row)
+    condition: str = "brain"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -78,6 +80,10 @@ class DiffusionTrainConfig(LoopConfig):
         check_range("train_diffusion.match_generator_steps", self.match_generator_steps, 0, 10_000_000)
         check_range("train_diffusion.batch_size", self.batch_size, 1, 1_000_000)
         check_range("train_diffusion.lr", self.lr, 1e-8, 1.0)
+        if self.condition not in ("brain", "teacher"):
+            raise ConfigError(
+                f"train_diffusion.condition must be brain or teacher, got {self.condition!r}; use one of those"
+            )
         for name in ("eval_every", "checkpoint_every"):
             check_range(f"train_diffusion.{name}", getattr(self, name), 1, 10_000_000)
 

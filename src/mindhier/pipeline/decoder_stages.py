@@ -25,6 +25,7 @@ from mindhier.run_layout import (
     PIPELINE_CEILING,
     PIPELINE_CONTROL,
     PIPELINE_DIFFUSION,
+    PIPELINE_DIFFUSION_ORACLE,
     PIPELINE_GENERATORS,
     PIPELINE_LOW_LEVEL,
     PIPELINE_ORACLE,
@@ -193,6 +194,36 @@ def generator_stages(
                 DIFFUSION_RECON_SECTIONS,
             )
         )
+        if cfg.demo.oracle_row:  # its honest upper bound, as the generator's: trained on the teacher's features
+            oracle_baseline = dataclasses.replace(
+                baseline_cfg,
+                train_diffusion=dataclasses.replace(baseline_cfg.train_diffusion, condition="teacher"),
+            )
+            stages.cfg = oracle_baseline
+            stages.train(
+                f"{tag}diffusion oracle",
+                run_dir / PIPELINE_DIFFUSION_ORACLE,
+                DIFFUSION_SECTIONS,
+                lambda resume: train_diffusion(
+                    oracle_baseline,
+                    data_dir,
+                    encoder_dir,
+                    tokenizer_dir,
+                    run_dir / PIPELINE_DIFFUSION_ORACLE,
+                    subjects=(subject,),
+                    resume=resume,
+                    device=stages.device,
+                    progress=progress,
+                ),
+            )
+            rows.append(
+                (
+                    PIPELINE_DIFFUSION_ORACLE,
+                    oracle_baseline,
+                    lambda out: reconstruct(out, run_dir / PIPELINE_DIFFUSION_ORACLE, cfg.ddim, condition="teacher"),
+                    DIFFUSION_RECON_SECTIONS,
+                )
+            )
     if reference_rows:
         rows.append(
             (
@@ -227,7 +258,12 @@ def generator_stages(
             judge=judge,
             truth_features=truth_features,
         )
-        if name in routings or name in (PIPELINE_DIFFUSION, PIPELINE_ORACLE, PIPELINE_LOW_LEVEL):
+        if name in routings or name in (
+            PIPELINE_DIFFUSION,
+            PIPELINE_DIFFUSION_ORACLE,
+            PIPELINE_ORACLE,
+            PIPELINE_LOW_LEVEL,
+        ):
             metrics = format_metrics(read_json(eval_dir / METRICS_FILE, "metrics record"), brief=True)
             lines.append(f"{tag}{name}:\n" + metrics.split("\n", 1)[1])
     stages.cfg = cfg

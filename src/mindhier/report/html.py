@@ -42,6 +42,7 @@ from mindhier.run_layout import (
     PIPELINE_CEILING,
     PIPELINE_CONTROL,
     PIPELINE_DIFFUSION,
+    PIPELINE_DIFFUSION_ORACLE,
     PIPELINE_ENCODER,
     PIPELINE_EVAL,
     PIPELINE_GENERATORS,
@@ -67,7 +68,7 @@ def _methods(run: Path) -> list[str]:
     """Evaluated reconstruction sets: brain routings first, then oracle rows, the diffusion baseline, the control
     and the ceiling."""
     names = sorted(p.parent.name for p in (run / PIPELINE_EVAL).glob(f"*/{METRICS_FILE}"))
-    last = (PIPELINE_ORACLE, PIPELINE_DIFFUSION, PIPELINE_CONTROL, PIPELINE_CEILING)
+    last = (PIPELINE_ORACLE, PIPELINE_DIFFUSION, PIPELINE_DIFFUSION_ORACLE, PIPELINE_CONTROL, PIPELINE_CEILING)
     brain = [n for n in names if n not in last and not n.endswith(ORACLE_SUFFIX)]
     oracle = [n for n in names if n.endswith(ORACLE_SUFFIX)]
     return brain + oracle + [n for n in last if n in names]
@@ -183,7 +184,8 @@ def run_section(run: Path, out: Path, tag: str) -> tuple[str, dict[str, dict[str
         table,
     ]
     parts.append(expectations(records, methods))
-    routings = [m for m in methods if m not in (PIPELINE_CONTROL, PIPELINE_CEILING, PIPELINE_ORACLE)]
+    references = (PIPELINE_CONTROL, PIPELINE_CEILING, PIPELINE_ORACLE, PIPELINE_DIFFUSION_ORACLE)
+    routings = [m for m in methods if m not in references]
     if len(routings) > 1:
         parts += [
             f"<h3>Guidance modes, paired (against {html.escape(routings[0])})</h3>",
@@ -270,7 +272,8 @@ def expectations(records: dict[str, dict], methods: list[str]) -> str:
         entry = records.get(row, {}).get("metrics", {}).get(metric)
         return None if not entry or "mean" not in entry else entry["mean"]
 
-    brain = next((m for m in methods if m not in (PIPELINE_ORACLE, PIPELINE_CONTROL, PIPELINE_CEILING)), None)
+    references = (PIPELINE_ORACLE, PIPELINE_DIFFUSION_ORACLE, PIPELINE_CONTROL, PIPELINE_CEILING)
+    brain = next((m for m in methods if m not in references), None)
     if brain is None:
         return ""
     facts = []

@@ -48,7 +48,7 @@ from mindhier.train.batches import rank_batch, rank_rows
 from mindhier.train.condition_sources import BrainSource, ConditionSource, terminal_level
 from mindhier.train.flops import diffusion_step_flops, generator_step_flops
 from mindhier.train.frozen_stage1 import load_frozen
-from mindhier.train.generator import generator_shapes
+from mindhier.train.generator import generator_shapes, oracle_source
 from mindhier.train.optim import adamw, warmup_schedule
 from mindhier.train.random_streams import integer_draws, keep_mask, normal_draws
 from mindhier.train.session import Launch, TrainingSession, TrainResult
@@ -178,7 +178,9 @@ def train_diffusion(
     subjects: tuple[int, ...] | None = None,  # default: the encoder's first subject
     **launch: Unpack[Launch],
 ) -> TrainResult:
-    """Train (or resume) the latent diffusion baseline into the run folder `out` (size and steps matched)."""
+    """Train (or resume) the latent diffusion baseline into the run folder `out` (size and steps matched),
+    conditioned on the brain or, with `train_diffusion.condition=teacher`, on the teacher's features of the seen
+    images (the oracle)."""
     tc = cfg.train_diffusion
     run = TrainingSession.start(out, KIND, cfg, tc, RUN_SECTIONS, **launch)
     world = run.world
@@ -189,7 +191,10 @@ def train_diffusion(
         val_items = [subject_items(dataset, s, "val") for s in frozen.subjects]
         seen = np.concatenate([x.images_N for x in train_items + val_items])
         latents = tokenizer_latents(dataset, tokenizer, seen)
-    source = BrainSource(condition, train_items, val_items)
+    if tc.condition == "brain":
+        source: ConditionSource = BrainSource(condition, train_items, val_items)
+    else:  # the oracle: the teacher's features of the seen images, from the dataset's feature cache
+        source = oracle_source(data_dir, frozen, train_items, val_items, world)
     inputs = frozen.inputs_record(run.run_dir, cfg.data.sessions)
     run.check_inputs(inputs)
     return fit_diffusion(run, cfg, source, latents, tokenizer, {**inputs, "routing": "static_terminal"})
