@@ -275,6 +275,11 @@ def priors_table(cards: list[dict[str, Any]]) -> str:
                 f"held-out stream PixCorr {num(metrics['val_pixcorr'])}, SSIM {num(metrics['val_ssim'])}, "
                 f"codebook use {metrics['codebook_usage'] * 100:.0f} %"
             )
+        elif card["kind"] == "diffusion":
+            result = (
+                f"held-out stream val loss {num(metrics['best_val'])} (noise-prediction MSE, teacher-conditioned; "
+                f"{card['inputs']['budget']['steps_rule']})"
+            )
         else:
             result = f"held-out stream val loss {num(metrics['best_val'])} (teacher-conditioned)"
         batch = card["config"][f"train_{card['kind']}"]["batch_size"]

@@ -9,7 +9,7 @@ priors trained here, on the pretraining stream (`priors/stream.py`: scenes no da
                                               hierarchy of the image itself (fp16 storage, fp32 in use)
     diffusion.safetensors  + diffusion.json   the latent diffusion baseline, on the same stream and condition
                                               (its terminal level) with the generator prior's pretraining FLOPs
-                                              (fp16 storage but the fp32 latent statistics; when shipped)
+                                              (fp16 storage but the fp32 latent statistics)
 
 Each `.json` is the prior's model card: the exact command, the config sections it was trained with, seeds,
 steps, wall time and threads on the machine named, its metrics, the sha256 of the weights, and the losses of
@@ -28,7 +28,7 @@ from mindhier.errors import WeightsError
 from mindhier.fileio import read_json, sha256_file
 
 KINDS = ("tokenizer", "generator", "diffusion")  # what can be pretrained, exported and started from
-SHIPPED = ("tokenizer", "generator")  # what this version ships (the diffusion prior: issue 28, once trained)
+SHIPPED = ("tokenizer", "generator", "diffusion")  # what this version ships
 FOLDER = Path(__file__).resolve().parent
 
 
