@@ -35,12 +35,13 @@ from mindhier.fileio import atomic_path, read_json, write_json
 from mindhier.metrics.brain_correlation import brain_correlation, describe
 from mindhier.metrics.consistency import consistency
 from mindhier.metrics.per_scale import per_scale_quality, scale_resolutions, split_strips, summarize_per_scale
+from mindhier.metrics.recons_manifest import checked_manifest
 from mindhier.metrics.recons_tensor import check_index_order, read_recons_tensor
 from mindhier.metrics.statistics import N_RESAMPLES, bootstrap_ci, paired_difference
 from mindhier.metrics.suite import evaluate
 from mindhier.progress import ProgressFn, report
 from mindhier.provenance import provenance
-from mindhier.records import contained_path, dimension, parse_record
+from mindhier.records import contained_path, parse_record
 
 RECONS_MANIFEST = "manifest.json"
 METRICS_FILE = "metrics.json"
@@ -298,30 +299,6 @@ def _condition_use(recons_dir, is_tensor: bool) -> dict | None:
 
 PER_SCALE_PROXY = "lite2_early"  # the one proxy extractor of the per-scale identification (simulator-coupled)
 CONSISTENCY_PROXY = "lite2_late"
-
-
-def checked_manifest(manifest: Any, recons_dir: Path) -> dict[str, Any]:
-    """A reconstruction folder's manifest with the numbers and names we use checked like flags (a bad one raises
-    `ValueError` / `KeyError`, which `parse_record` turns into one line naming the file), and the folders it names
-    inside `recons_dir`, before any image is read."""
-    from mindhier.data.nsd import SPLIT_NAMES
-
-    if not isinstance(manifest, dict):
-        raise ValueError(f"a manifest is an object, found {type(manifest).__name__}")
-    if manifest.get("subject") is not None:
-        dimension(manifest["subject"], "subject", most=10_000)
-    if manifest.get("split", "test") not in SPLIT_NAMES:
-        raise ValueError(f"split should be one of {', '.join(SPLIT_NAMES)}, found {manifest['split']!r}")
-    if manifest.get("strips") is not None:
-        contained_path(recons_dir, manifest["strips"], "manifest.json strips folder")
-    for side in manifest.get("protocol", {}).get("scales") or ():
-        dimension(side, "a scale side", most=4096)
-    repeats = manifest.get("determinism")
-    if repeats and not (isinstance(repeats.get("dirs"), list) and all(isinstance(d, str) for d in repeats["dirs"])):
-        raise ValueError(f"determinism.dirs should be a list of folder names, found {repeats.get('dirs')!r}")
-    for folder in (repeats or {}).get("dirs", ()):
-        contained_path(recons_dir, folder, "manifest.json determinism folder")
-    return manifest
 
 
 def _proxy(extractors, name: str):

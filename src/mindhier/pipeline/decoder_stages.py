@@ -169,23 +169,27 @@ def generator_stages(
         )
     if with_diffusion:
         baseline_cfg = variant(routings[0])
-        stages.cfg = baseline_cfg
-        stages.train(
-            f"{tag}diffusion baseline",
-            run_dir / PIPELINE_DIFFUSION,
-            DIFFUSION_SECTIONS,
-            lambda resume: train_diffusion(
-                baseline_cfg,
-                data_dir,
-                encoder_dir,
-                tokenizer_dir,
-                run_dir / PIPELINE_DIFFUSION,
-                subjects=(subject,),
-                resume=resume,
-                device=stages.device,
-                progress=progress,
-            ),
-        )
+
+        def train_baseline(what: str, folder: str, baseline: MindhierConfig) -> None:
+            stages.cfg = baseline
+            stages.train(
+                f"{tag}{what}",
+                run_dir / folder,
+                DIFFUSION_SECTIONS,
+                lambda resume: train_diffusion(
+                    baseline,
+                    data_dir,
+                    encoder_dir,
+                    tokenizer_dir,
+                    run_dir / folder,
+                    subjects=(subject,),
+                    resume=resume,
+                    device=stages.device,
+                    progress=progress,
+                ),
+            )
+
+        train_baseline("diffusion baseline", PIPELINE_DIFFUSION, baseline_cfg)
         rows.append(
             (
                 PIPELINE_DIFFUSION,
@@ -199,23 +203,7 @@ def generator_stages(
                 baseline_cfg,
                 train_diffusion=dataclasses.replace(baseline_cfg.train_diffusion, condition="teacher"),
             )
-            stages.cfg = oracle_baseline
-            stages.train(
-                f"{tag}diffusion oracle",
-                run_dir / PIPELINE_DIFFUSION_ORACLE,
-                DIFFUSION_SECTIONS,
-                lambda resume: train_diffusion(
-                    oracle_baseline,
-                    data_dir,
-                    encoder_dir,
-                    tokenizer_dir,
-                    run_dir / PIPELINE_DIFFUSION_ORACLE,
-                    subjects=(subject,),
-                    resume=resume,
-                    device=stages.device,
-                    progress=progress,
-                ),
-            )
+            train_baseline("diffusion oracle", PIPELINE_DIFFUSION_ORACLE, oracle_baseline)
             rows.append(
                 (
                     PIPELINE_DIFFUSION_ORACLE,

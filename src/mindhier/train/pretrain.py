@@ -168,22 +168,8 @@ def pretrain_generator(
     run = TrainingSession.start(
         out, "generator", cfg, tc, ("teacher", "tokenizer", "generator", "train_generator"), **launch
     )
-    device = run.world.device
-    tokenizer_model, tokenizer_record = stream_tokenizer(tokenizer, cfg, device)
-    teacher = build_teacher(cfg.teacher, device=device)
-    keys = np.concatenate([np.arange(images), VAL_OFFSET + np.arange(val_images)])
-    features, tokens = stream_lookups(keys, teacher, tokenizer_model, device, run.progress)
-    source = teacher_source(
-        features,
-        [level.dim for level in teacher.levels],
-        teacher.levels[0].tokens,
-        np.arange(images),
-        VAL_OFFSET + np.arange(val_images),
-        f"pretraining stream (scenes, seed {PRETRAIN_SEED})",
-        device,
-    )
-    inputs = {"tokenizer": tokenizer_record, "stream": _stream_record(images, val_images), "command": command}
-    return fit_generator(run, cfg, source, tokens, tokenizer_model, inputs)
+    stream = _stream_inputs(run, cfg, images, val_images, tokenizer, command, latents=False)
+    return fit_generator(run, cfg, stream.source, stream.targets, stream.tokenizer, stream.inputs)
 
 
 def pretrain_diffusion(
@@ -202,11 +188,26 @@ def pretrain_diffusion(
     run = TrainingSession.start(
         out, "diffusion", cfg, cfg.train_diffusion, ("teacher", "tokenizer", "diffusion", "train_diffusion"), **launch
     )
+    stream = _stream_inputs(run, cfg, images, val_images, tokenizer, command, latents=True)
+    return fit_diffusion(run, cfg, stream.source, stream.targets, stream.tokenizer, stream.inputs)
+
+
+@dataclass
+class StreamInputs:
+    """What a decoder prior trains on: the teacher-feature source of the stream, its targets, the tokenizer."""
+
+    source: Any  # TeacherSource over the stream's train and test-split images
+    targets: ArrayLookup  # tokens per scale, or the tokenizer's continuous latent
+    tokenizer: Tokenizer
+    inputs: dict[str, Any]  # the run's inputs.json record
+
+
+def _stream_inputs(run: TrainingSession, cfg, images, val_images, tokenizer, command, latents: bool) -> StreamInputs:
     device = run.world.device
     tokenizer_model, tokenizer_record = stream_tokenizer(tokenizer, cfg, device)
     teacher = build_teacher(cfg.teacher, device=device)
     keys = np.concatenate([np.arange(images), VAL_OFFSET + np.arange(val_images)])
-    features, latents = stream_lookups(keys, teacher, tokenizer_model, device, run.progress, latents=True)
+    features, targets = stream_lookups(keys, teacher, tokenizer_model, device, run.progress, latents=latents)
     source = teacher_source(
         features,
         [level.dim for level in teacher.levels],
@@ -217,7 +218,7 @@ def pretrain_diffusion(
         device,
     )
     inputs = {"tokenizer": tokenizer_record, "stream": _stream_record(images, val_images), "command": command}
-    return fit_diffusion(run, cfg, source, latents, tokenizer_model, inputs)
+    return StreamInputs(source, targets, tokenizer_model, inputs)
 
 
 def stream_tokenizer(spec: str | Path, cfg: MindhierConfig, device) -> tuple[Tokenizer, dict]:
