@@ -8,10 +8,10 @@
 * `sample` builds the `nsd-paper` generator (Switti-512 with MindHier's conditioning, 2.3 B parameters), the
   brain encoder and the VAR/Switti VQ-VAE on the GPU, and reconstructs 512 px images with the paper's sampler
   (N = 1, CFG 6, top-k 400, top-p 0.95) in bf16 (sampler precision: blocks under bf16 autocast, fp32 logits)
-  at each batch size, eager and compiled (`torch.compile` of every per-scale step and of the VQ decode,
-  CUDA graphs; `mindhier.sampling.compiled`): seconds per image end to end and split into encoder, 10 scales
-  and VQ decode (the batch-1 number is the single-image latency), images per second, the first (compiling)
-  call's seconds, and model FLOP utilisation = analytic FLOPs
+  at each batch size, eager and compiled (`mindhier.sampling.single_pass`: the encoder, the 10 scales and the VQ
+  decode as one `torch.compile` graph, a CUDA graph): seconds per image end to end, eager also split into
+  encoder, 10 scales and VQ decode (the batch-1 number is the single-image latency), images per second, the
+  first (compiling) call's seconds, and model FLOP utilisation = analytic FLOPs
   (`mindhier.sampling.flops`: generator + VQ decoder) / time / the GPU's dense bf16 peak (a table of known
   GPUs, or --peak-tflops). Stops at the first batch that does not fit.
 * `logits` runs one teacher-forced forward of the generator in fp32 and under bf16 autocast on the same
@@ -50,6 +50,7 @@ from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.sampling.decoders import DiffusionDecoder, ScaleWiseDecoder
 from mindhier.sampling.flops import decoder_flops, scale_wise_sampling_flops
+from mindhier.sampling.single_pass import SinglePass
 
 # dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets; SXM parts)
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "4090": 165.2, "A10": 125.0}
@@ -83,18 +84,39 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclasses.dataclass
+class BrainDecoder:
+    """What a single pass reads of a `Reconstructor` (whose loading code pulls in more than this script may)."""
+
+    condition: BrainCondition
+    decoder: object
+
+    @property
+    def encoder(self):
+        return self.condition.encoder
+
+    @property
+    def device(self) -> torch.device:
+        return self.condition.device
+
+    def null(self, subject: int):
+        return self.condition.null(subject)
+
+
+def single_pass(condition, decoder) -> SinglePass:
+    """The whole path voxels → images (`mindhier.sampling.single_pass`): encoder, decoder and VQ decode, one
+    compiled graph for the scale-wise decoder in compiled mode."""
+    return SinglePass(BrainDecoder(condition, decoder), subject=1)
+
+
 @torch.no_grad()
-def reconstruct(condition, decoder: ScaleWiseDecoder, voxels_BV, generator, device):
-    """Encoder, 10 scales, VQ decode; returns the images and the seconds of each of the three stages."""
+def reconstruct(single: SinglePass, voxels_BV, device):
+    """Images and the seconds of the parts that run separately (encoder, scales, VQ decode; compiled: one)."""
+    generators = [torch.Generator(device=device).manual_seed(i) for i in range(len(voxels_BV))]
+    seconds: dict[str, float] = {}
     synchronize(device)
-    start = time.perf_counter()
-    levels, pooled, _ = condition.of_voxels(voxels_BV, 1)
-    null_levels, null_pooled, _ = condition.null(1)
-    synchronize(device)
-    encoded = time.perf_counter()
-    images, seconds = decoder.sample_timed(levels, pooled, null_levels, null_pooled, generator)
-    stages = {"encoder": encoded - start, **seconds}
-    return images, stages
+    images = single(voxels_BV, generators, seconds)
+    return images, seconds
 
 
 def check_sample(args, device, name) -> dict:
@@ -103,15 +125,14 @@ def check_sample(args, device, name) -> dict:
     peak = args.peak_tflops or peak_tflops(name)
     results = []
     for mode in args.modes:
-        decoder = ScaleWiseDecoder(model, tokenizer, sampler, compile=mode == "compiled")
+        single = single_pass(condition, ScaleWiseDecoder(model, tokenizer, sampler, compile=mode == "compiled"))
         for batch in args.batches:
             voxels = torch.randn(batch, condition.encoder.shapes.voxels[1], device=device)
-            generator = torch.Generator(device=device).manual_seed(0)
             try:
                 start = time.perf_counter()
-                reconstruct(condition, decoder, voxels, generator, device)  # warm-up (compiles)
+                reconstruct(single, voxels, device)  # warm-up (compiles)
                 first_call = time.perf_counter() - start
-                runs = [reconstruct(condition, decoder, voxels, generator, device) for _ in range(args.repeats)]
+                runs = [reconstruct(single, voxels, device) for _ in range(args.repeats)]
             except torch.cuda.OutOfMemoryError:
                 print(f"{mode} batch {batch}: out of memory; stopping")
                 torch.cuda.empty_cache()
@@ -249,22 +270,18 @@ def check_ddim(args, device, name) -> dict:
         backbone = match_parameters(cfg.diffusion, shapes, generator_parameters)
     with torch.device(device):
         dit = LatentDiT(backbone, shapes).eval()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    precision = "bf16" if device.type == "cuda" else "fp32"  # the sampler's precision in `sample`
     results = []
     for mode in args.modes:
         for steps in args.ddim_steps:
-            decoder = DiffusionDecoder(dit, tokenizer, dataclasses.replace(cfg.ddim, steps=steps), mode == "compiled")
+            ddim = dataclasses.replace(cfg.ddim, steps=steps, precision=precision)
+            single = single_pass(condition, DiffusionDecoder(dit, tokenizer, ddim, mode == "compiled"))
             for batch in args.batches:
                 voxels = torch.randn(batch, condition.encoder.shapes.voxels[1], device=device)
-                levels, pooled, _ = condition.of_voxels(voxels, 1)
-                null_levels, null_pooled, _ = condition.null(1)
 
-                def sample(decoder=decoder, levels=levels, pooled=pooled, null_levels=null_levels, null=null_pooled):
-                    generator = torch.Generator(device=device).manual_seed(0)
-                    synchronize(device)
+                def sample(single=single, voxels=voxels):
                     start = time.perf_counter()
-                    with autocast:
-                        decoder.sample(levels, pooled, null_levels, null, 1, generator)
+                    reconstruct(single, voxels, device)
                     synchronize(device)
                     return time.perf_counter() - start
 
@@ -287,14 +304,15 @@ def check_ddim(args, device, name) -> dict:
                 }
                 results.append(row)
                 print(
-                    f"ddim-{steps} {mode} batch {batch}: {row['seconds_per_image']:.4f} s/image (denoiser + VQ decode)"
+                    f"ddim-{steps} {mode} batch {batch}: {row['seconds_per_image']:.4f} s/image"
+                    " (encoder, denoiser, VQ decode)"
                 )
     return {
         "check": "ddim",
         "parameters": sum(p.numel() for p in dit.parameters()),
         "generator_parameters": generator_parameters,
         "backbone": dataclasses.asdict(backbone),
-        "note": "encoder excluded (sample's stage_seconds has it; the same encoder serves both decoders)",
+        "note": "the whole path, encoder included, as `sample`'s seconds per image",
         "results": results,
     }
 

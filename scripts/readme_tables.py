@@ -211,16 +211,49 @@ def decoders_table(record: dict[str, Any]) -> str:
         ["time per image, DDIM / scale-wise", *[f"batch {b}" for b in batches]],
         [[name, *[f"×{num(per_batch[b], 2)}" for b in batches]] for name, per_batch in numbers["ratios"].items()],
     )
-    curve = ", ".join(f"{steps} steps {num(v)}" for steps, v in numbers["ddim_steps_pixcorr"].items())
+    metric_names = {"pixcorr": "PixCorr", "ssim": "SSIM", "lite0_late.two_way": "Lite0-late 2-way (proxy)"}
+    metric_names["lite2_early.two_way"] = "Lite2-early 2-way (proxy)"
+    curve = table(
+        ["DDIM steps", *metric_names.values()],
+        [
+            [steps, *[num(scores.get(m)) for m in metric_names]]
+            for steps, scores in sorted(numbers["ddim_curve"].items(), key=lambda item: int(item[0]))
+        ],
+    )
+    matched_rows = []
+    for metric, point in numbers["matched_quality"].items():
+        steps = f"{point['ddim_steps']}" if point["reached"] else f"{point['ddim_steps']} (best; never reaches it)"
+        ratio_cells = [f"×{num(point['ratio'][b], 2)}" for b in batches]
+        matched_rows.append(
+            [metric_names.get(metric, metric), num(point["scale_wise"]), steps, num(point["ddim"]), *ratio_cells]
+        )
+    matched = table(
+        ["metric", "scale-wise", "fewest DDIM steps reaching it", "DDIM score there"]
+        + [f"time ratio, batch {b}" for b in batches],
+        matched_rows,
+    )
+    profile_rows = [
+        [
+            name,
+            num(profile["profiled_ms"], 2),
+            "; ".join(f"{op} {num(ms, 2)} ms ({share:.0%})" for op, ms, share in profile["top"][:4]),
+            f"{num(profile['floor_ms'], 2)} ({num(profile['gflop'], 3)} GFLOP at {profile['gemm_gflops']:.0f} GFLOP/s)",
+        ]
+        for name, profile in numbers["batch_one_profile"].items()
+    ]
+    profile = table(["batch 1", "profiled ms/pass", "largest self times", "arithmetic floor, ms"], profile_rows)
+    sw, df = numbers["scale_wise"], numbers["diffusion"]
     models = (
-        f"scale-wise generator {numbers['scale_wise']['parameters']:,} parameters, "
-        f"{numbers['scale_wise']['training_steps']} fine-tuning steps; diffusion baseline "
-        f"{numbers['diffusion']['parameters']:,} parameters, {numbers['diffusion']['steps']} steps"
+        f"scale-wise generator {sw['parameters']:,} parameters, start {sw.get('init', '?')}, "
+        f"{sw['training_steps']} fine-tuning steps; diffusion baseline {df['parameters']:,} parameters, start "
+        f"{df.get('init', '?')}, {df['steps']} steps ({df.get('steps_rule', '')})"
     )
     return (
         table(header, rows)
-        + f"\n\n{ratios}\n\n"
-        + f"Baseline PixCorr against DDIM steps: {curve}. Models: {models}.\n\n"
+        + f"\n\n{ratios}\n\nSpeed at matched quality ({numbers['matched_mode']}, both decoders timed together):\n\n"
+        + f"{matched}\n\nThe baseline's quality against DDIM steps:\n\n{curve}\n\n"
+        + "Where batch 1's time goes (compiled, torch.profiler; floor: counted FLOPs at this CPU's GEMM rate):\n\n"
+        + f"{profile}\n\nModels: {models}.\n\n"
         + provenance_line(record)
     )
 

@@ -152,7 +152,8 @@ DECODER_METRICS = ("pixcorr", "ssim", "lite0_late.two_way", "lite2_early.two_way
 
 def decoders_numbers(record: dict[str, Any]) -> dict[str, Any]:
     """`bench decoders`' figures: every timed variant's ms/image and quality, the speed ratios, the baseline's
-    quality against DDIM steps, and both models' sizes and training steps."""
+    quality against DDIM steps, speed at matched quality, where batch 1's time goes, and both models' sizes,
+    starts and training steps."""
     points = [
         {
             "option": point["option"],
@@ -162,7 +163,28 @@ def decoders_numbers(record: dict[str, Any]) -> dict[str, Any]:
         for point in record["speed_quality"]
     ]
     curve = {
-        steps: round(quality["pixcorr"]["mean"], DIGITS) for steps, quality in record["quality_vs_ddim_steps"].items()
+        steps: {m: round(quality[m]["mean"], DIGITS) for m in DECODER_METRICS if m in quality}
+        for steps, quality in record["quality_vs_ddim_steps"].items()
+    }
+    matched = {
+        metric: {
+            "ddim_steps": point["ddim_steps"],
+            "reached": point["reached"],
+            "ratio": point["ratio"],
+            "scale_wise": round(point["scale_wise"], DIGITS),
+            "ddim": round(point["ddim_score"], DIGITS),
+        }
+        for metric, point in record.get("matched_quality", {}).get("metrics", {}).items()
+    }
+    profiles = {
+        name: {
+            "profiled_ms": profile["profile"]["self_ms_per_call"],
+            "top": [[op["name"], op["self_ms_per_pass"], op["share"]] for op in profile["profile"]["operators"][:6]],
+            "floor_ms": profile["floor"]["floor_ms"],
+            "gflop": round(profile["floor"]["flops_per_pass"] / 1e9, 3),
+            "gemm_gflops": profile["floor"]["gemm_gflops"],
+        }
+        for name, profile in record.get("batch_one_profile", {}).items()
     }
     models = record["models"]
     return {
@@ -171,9 +193,16 @@ def decoders_numbers(record: dict[str, Any]) -> dict[str, Any]:
         "repeats": record["repeats"],
         "points": points,
         "ratios": record["speed_ratio_diffusion_over_scale_wise"],
-        "ddim_steps_pixcorr": curve,
-        "scale_wise": {k: models["scale_wise"][k] for k in ("parameters", "training_steps")},
-        "diffusion": {k: models["diffusion"][k] for k in ("parameters", "steps")},
+        "ddim_curve": curve,
+        "matched_quality": matched,
+        "matched_mode": record.get("matched_quality", {}).get("mode"),
+        "batch_one_profile": profiles,
+        "scale_wise": {
+            k: models["scale_wise"][k] for k in ("parameters", "training_steps", "init") if k in models["scale_wise"]
+        },
+        "diffusion": {
+            k: models["diffusion"][k] for k in ("parameters", "steps", "init", "steps_rule") if k in models["diffusion"]
+        },
     }
 
 

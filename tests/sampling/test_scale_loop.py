@@ -55,7 +55,7 @@ SAMPLERS = {
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
 def test_a_reused_loop_gives_what_a_fresh_one_gives(name):
-    """The static buffers are refilled for every batch: nothing of the previous batch leaks into the next."""
+    """A reused loop keeps nothing of the previous batch: its next batch draws what a fresh loop draws."""
     model, tokenizer, cfg = make_model(), make_tokenizer(), SAMPLERS[name]
     loop = ScaleLoop(model, tokenizer, cfg, rows=3)
     first = draw(model, tokenizer, cfg, *inputs(3, seed=2), loop=loop)
@@ -116,8 +116,8 @@ COMBINED = SamplerConfig(cfg_scale=2.0, cfg_off_from=4, top_k=20, prune_from=4, 
 
 @pytest.mark.parametrize(("context_positions", "context_maps"), [("none", "none"), ("rope", "none"), ("rope", "add")])
 def test_traced_loop_is_one_graph_with_the_eager_tokens(monkeypatch, context_positions, context_maps):
-    """Dynamo traces all scales (draws, f̂ updates) as one graph and the decode as another (`fullgraph`: a
-    break fails), drawing the eager tokens. TorchInductor's code is checked in the slow test below."""
+    """Dynamo traces the per-sample work, all scales (draws, f̂ updates) and the VQ decode as one graph
+    (`fullgraph`: a break fails), drawing the eager tokens. TorchInductor's code is checked in the slow test."""
     monkeypatch.setattr(compiled_module, "DEFAULT_BACKEND", "eager")
     torch._dynamo.reset()
     model = make_model(context_positions=context_positions, context_maps=context_maps)
@@ -125,7 +125,7 @@ def test_traced_loop_is_one_graph_with_the_eager_tokens(monkeypatch, context_pos
     eager = draw(model, tokenizer, cfg, *inputs(3))
     loop = ScaleLoop(model, tokenizer, cfg, rows=3, compile=True)
     traced = draw(model, tokenizer, cfg, *inputs(3), loop=loop)
-    assert loop.all_scales.compiled is not None  # no fallback happened
+    assert loop.fused_step.compiled is not None  # no fallback happened
     assert all(torch.equal(a, b) for a, b in zip(eager.tokens, traced.tokens, strict=True))
     torch.testing.assert_close(traced.images_R3HW, eager.images_R3HW, atol=1e-5, rtol=1e-5)
 
@@ -141,7 +141,7 @@ def test_inductor_compiled_sampler_draws_the_eager_tokens():
         eager = draw(model, tokenizer, cfg, levels, pooled, seed=seed)
         assert all(torch.equal(a, b) for a, b in zip(fast.tokens, eager.tokens, strict=True))
         torch.testing.assert_close(fast.images_R3HW, eager.images_R3HW, atol=1e-4, rtol=1e-4)
-    assert loop.all_scales.compiled is not None and loop.decode.compiled is not None  # no eager fallback
+    assert loop.fused_step.compiled is not None  # no eager fallback
 
 
 def test_a_failing_compiler_falls_back_to_eager_with_a_warning():

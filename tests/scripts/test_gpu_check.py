@@ -70,7 +70,7 @@ def test_every_check_runs_on_the_cpu_with_the_tiny_preset(tmp_path):
     for row in record["results"]:
         assert row["seconds_per_image"] > 0 and row["tflop_per_image"] > 0 and row["image_shape"] == [3, 16, 16]
         stages = row["stage_seconds"]
-        assert set(stages) == {"encoder", "scales", "vq_decode"} and min(stages.values()) > 0
+        assert set(stages) == {"encoder", "network", "vq_decode"} and min(stages.values()) > 0
         assert sum(stages.values()) == pytest.approx(row["seconds_per_image"] * row["batch"], rel=1e-6)
     assert record["sampler"]["precision"] == "bf16" and "sample eager batch 4:" in result.stdout
 

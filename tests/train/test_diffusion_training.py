@@ -118,3 +118,33 @@ def test_the_oracle_baseline_learns_the_teachers_features_and_guides_against_the
     assert run.summary["best_val"] is not None  # validated on the teacher's features of the val images
     reconstructor = Reconstructor.from_runs(run.run_dir, device="cpu")
     assert reconstructor.trained_on == "teacher"  # its unconditional stream: the teacher's zero features
+
+
+def test_with_a_generator_used_as_it_starts_the_baseline_keeps_its_start_weights(tiny_stage_runs, tmp_path):
+    """train_generator.steps=0 (the demo reads its prior as it is): the baseline trains no step either, keeps its
+    start's weights and guides against the start's unconditional stream; with no start it refuses."""
+    from mindhier.errors import ConfigError
+    from mindhier.sampling.reconstruct import Reconstructor
+
+    cfg, result, encoder, tokenizer = tiny_stage_runs
+    oracle_tc = dataclasses.replace(cfg.train_diffusion, steps=3, eval_every=3, condition="teacher")
+    start = train_diffusion(
+        dataclasses.replace(cfg, train_diffusion=oracle_tc), result.root, encoder, tokenizer, tmp_path / "start"
+    ).run_dir
+    as_is = dataclasses.replace(
+        cfg,
+        train_generator=dataclasses.replace(cfg.train_generator, steps=0, init="prior"),
+        train_diffusion=dataclasses.replace(cfg.train_diffusion, steps=0, init=str(start)),
+    )
+    run = train_diffusion(as_is, result.root, encoder, tokenizer, tmp_path / "as_is")
+    assert run.summary["steps"] == 0 and run.summary["steps_rule"].startswith("none")
+    kept, started = load_diffusion(run.run_dir).model.state_dict(), load_diffusion(start).model.state_dict()
+    assert all(torch.equal(kept[k], started[k]) for k in started)
+    inputs = json.loads((run.run_dir / run_layout.INPUTS).read_text())
+    assert inputs["condition"] == "brain" and inputs["null_condition"] == "teacher"
+    assert Reconstructor.from_runs(run.run_dir, device="cpu").trained_on == "teacher"
+
+    no_start = dataclasses.replace(as_is, train_diffusion=dataclasses.replace(as_is.train_diffusion, init=""))
+    with pytest.raises(ConfigError, match=r"train_diffusion\.init"):
+        train_diffusion(no_start, result.root, encoder, tokenizer, tmp_path / "no_start")
+    assert not (tmp_path / "no_start" / run_layout.weights_file("diffusion")).exists()

@@ -3,16 +3,20 @@
 On the trained models of a demo run (trained, or reused, through the demo's pipeline,
 `pipeline.demo_pipeline.run_demo(..., with_diffusion=True)`), in one process:
 
-* speed — seconds per image at batch 1 and batch 32 (the first test inputs, all in one batch) for: the
-  scale-wise sampler (N = 1, guidance on), the same with guidance off from the last two scales, and DDIM at
-  25 and 50 steps. Each variant is split into encoder, decoder network (generator / denoiser) and VQ decode
-  time, with its peak memory (CUDA: max allocated; CPU: the process's peak RSS, reset before each run
-  where Linux allows). Variants run alternately, `repeats` times after a warm-up; medians are reported;
+* speed — seconds per image at batch 1 and batch 32 (the first test inputs, all in one batch) of the whole
+  path from voxels to images (`sampling/single_pass.py`: encoder, decoder, VQ decode) for: the scale-wise
+  sampler (N = 1, guidance on), its speed options, and DDIM at 25 and 50 steps; eager and compiled (the
+  compiled scale-wise pass is one graph; DDIM's steps one graph replayed). Each variant's separately run parts
+  are timed (encoder, decoder network, VQ decode; the compiled scale-wise pass is one part), with its peak
+  memory (CUDA: max allocated; CPU: the process's peak RSS, reset before each run where Linux allows).
+  Variants run alternately, `repeats` times after a warm-up; medians are reported;
 * quality — every variant reconstructs the whole test set (single shot, per-image seeds, the demo's
   protocol) and is scored with PixCorr, SSIM, the scene judge and the offline proxy identification; and
   the baseline's quality-versus-steps curve (5 to 100 DDIM steps) beside the scale-wise point;
-* the speed ratios diffusion / scale-wise, the parameter counts and training FLOPs of both, and the
-  machine, threads and torch version.
+* the speed ratios diffusion / scale-wise, and speed at matched quality (`bench/matched_quality.py`);
+* at batch 1, in the fastest mode, where the milliseconds of the scale-wise pass and of DDIM-50 go (a profiler
+  table) and the arithmetic floor of this machine under them (`bench/profile_table.py`);
+* the parameter counts and training FLOPs of both, and the machine, threads and torch version.
 
 Shape letters (docs/glossary.md): B batch.
 """
@@ -33,6 +37,7 @@ from typing import Any
 import torch
 
 from mindhier import run_layout
+from mindhier.bench.profile_table import compute_floor, profile_table
 from mindhier.config import DdimConfig, MindhierConfig, SamplerConfig, to_dict
 from mindhier.fileio import read_json
 from mindhier.metrics.recons_eval import OFFLINE_HEADLINE_METRICS
@@ -44,9 +49,8 @@ from mindhier.run_layout import (
     PIPELINE_GENERATORS,
     PIPELINE_TOKENIZER,
 )
-from mindhier.sampling.ddim import sample_ddim
-from mindhier.sampling.decoders import ScaleWiseDecoder
 from mindhier.sampling.reconstruct import Reconstructor
+from mindhier.sampling.single_pass import SinglePass
 
 QUALITY_METRICS = OFFLINE_HEADLINE_METRICS
 CURVE_STEPS = (5, 10, 25, 50, 100)
@@ -117,82 +121,52 @@ def variants(cfg: MindhierConfig, n_scales: int, modes=("eager", "compiled")) ->
     return out
 
 
-def build_decoders(reconstructors: dict[str, Reconstructor], timed: dict[str, Variant]):
-    """One decoder per variant, kept for all its runs (its sampling loops and compiled steps are reused)."""
-    decoders = {}
+def build_decoders(reconstructors: dict[str, Reconstructor], timed: dict[str, Variant], subject: int):
+    """One single pass per variant (`sampling/single_pass.py`), kept for all its runs (its compiled graphs are
+    reused)."""
+    passes = {}
     for name, variant in timed.items():
-        base = reconstructors["diffusion" if variant.family == "ddim" else "scale-wise"].decoder
+        base = reconstructors["diffusion" if variant.family == "ddim" else "scale-wise"]
         field = "ddim" if variant.family == "ddim" else "sampler"
-        decoders[name] = dataclasses.replace(base, **{field: variant.sampler, "compile": variant.compiled})
-    return decoders
+        decoder = dataclasses.replace(base.decoder, **{field: variant.sampler, "compile": variant.compiled})
+        passes[name] = SinglePass(dataclasses.replace(base, decoder=decoder), subject)
+    return passes
 
 
 @torch.no_grad()
-def time_variant(condition, decoder, voxels_BV, subject: int, device) -> dict[str, float]:
-    """One timed run of a decoder on a batch: encoder, decoder network and VQ-decode seconds, and peak memory."""
-    generator = torch.Generator().manual_seed(0)
+def time_variant(single: SinglePass, voxels_BV, device) -> dict[str, float]:
+    """One timed run of a single pass on a batch: the total, the seconds of its separately run parts (encoder,
+    decoder network, VQ decode; a compiled scale-wise pass is one part) and the peak memory."""
+    generators = [torch.Generator().manual_seed(i) for i in range(len(voxels_BV))]
     _reset_peak_memory(device)
     _sync(device)
+    seconds: dict[str, float] = {}
     start = time.perf_counter()
-    levels, pooled, _ = condition.of_voxels(voxels_BV, subject)
-    null_levels, null_pooled, _ = condition.null(subject)
+    single(voxels_BV, generators, seconds)
     _sync(device)
-    encoded = time.perf_counter()
-    if isinstance(decoder, ScaleWiseDecoder):
-        _, seconds = decoder.sample_timed(levels, pooled, null_levels, null_pooled, generator)
-        network, vq_decode = seconds["scales"], seconds["vq_decode"]
-    else:
-        shapes = decoder.model.shapes
-        noise = torch.randn(
-            len(levels), shapes.latent_channels, shapes.latent_side, shapes.latent_side, generator=generator
-        ).to(levels.device)
-        z = sample_ddim(
-            decoder.model,
-            decoder.schedule,
-            levels[:, -1, :, : shapes.context_width],
-            pooled,
-            null_levels[:, -1, :, : shapes.context_width],
-            null_pooled,
-            decoder.ddim,
-            noise,
-            generator,
-            noise_fn=decoder.noise_fn(),
-        )
-        _sync(device)
-        denoised = time.perf_counter()
-        decoder.to_images(z)
-        _sync(device)
-        network, vq_decode = denoised - encoded, time.perf_counter() - denoised
-    _sync(device)
-    total = time.perf_counter() - start
-    return {
-        "total": total,
-        "encoder": encoded - start,
-        "network": network,
-        "vq_decode": vq_decode,
-        "peak_memory_mib": _peak_memory_mib(device),
-    }
+    return {"total": time.perf_counter() - start, **seconds, "peak_memory_mib": _peak_memory_mib(device)}
 
 
-def measure_speed(condition, decoders, voxels_NV, subject, batches, repeats, device, progress=None):
+def measure_speed(decoders, voxels_NV, batches, repeats, device, progress=None):
     results: dict[str, dict[str, Any]] = {name: {} for name in decoders}
     first_call: dict[str, dict[str, float]] = {name: {} for name in decoders}
     for batch in batches:
-        inputs = torch.as_tensor(voxels_NV[:batch]).float()
+        inputs = torch.as_tensor(voxels_NV[:batch]).float().to(device)
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in decoders}
-        for i, (name, decoder) in enumerate(decoders.items()):  # warm-up: compiles the compiled variants
-            first_call[name][str(batch)] = round(time_variant(condition, decoder, inputs, subject, device)["total"], 2)
+        for i, (name, single) in enumerate(decoders.items()):  # warm-up: compiles the compiled variants
+            first_call[name][str(batch)] = round(time_variant(single, inputs, device)["total"], 2)
             report(progress, f"warm up decoders (batch {batch})", i + 1, len(decoders))
         for r in range(repeats):  # alternate, so drifts in machine load hit every variant alike
-            for name, decoder in decoders.items():
-                runs[name].append(time_variant(condition, decoder, inputs, subject, device))
+            for name, single in decoders.items():
+                runs[name].append(time_variant(single, inputs, device))
             report(progress, f"time decoders (batch {batch})", r + 1, repeats)
         for name, measured in runs.items():
             median = {key: statistics.median(m[key] for m in measured) for key in measured[0]}
+            parts = [key for key in measured[0] if key not in ("total", "peak_memory_mib")]
             results[name][str(batch)] = {
                 "seconds_per_image": round(median["total"] / len(inputs), 6),
                 "images_per_second": round(len(inputs) / median["total"], 3),
-                "stage_seconds": {k: round(median[k], 6) for k in ("encoder", "network", "vq_decode")},
+                "stage_seconds": {k: round(median[k], 6) for k in parts},
                 "peak_memory_mib": round(max(m["peak_memory_mib"] for m in measured), 1),
                 "first_call_seconds": first_call[name][str(batch)],
                 "batch": len(inputs),
@@ -276,10 +250,17 @@ def bench_decoders(
     n_scales = len(reconstructors["scale-wise"].tokenizer.cfg.scales)
     timed = variants(cfg, n_scales, modes)
     usable = tuple(sorted({min(b, len(voxels)) for b in batches}))  # a batch never exceeds the test set
-    condition = reconstructors["scale-wise"].condition
-    decoders = build_decoders(reconstructors, timed)
-    speed = measure_speed(condition, decoders, voxels, subject, usable, repeats, device, progress)
+    decoders = build_decoders(reconstructors, timed, subject)
+    speed = measure_speed(decoders, voxels, usable, repeats, device, progress)
 
+    suffix = ", compiled" if modes[-1] == "compiled" else ""
+    profiles = {  # where batch 1's milliseconds go, in the fastest mode, and this machine's floor under them
+        name: {
+            "profile": profile_table(decoders[name], torch.as_tensor(voxels[:1]).float().to(device)),
+            "floor": compute_floor(decoders[name], torch.as_tensor(voxels[:1]).float().to(device)),
+        }
+        for name in (f"scale-wise{suffix}", f"ddim-50{suffix}")
+    }
     judge = get_judge(Path(judge_cache), progress=progress) if judge_cache is not None else None
     extractors = build_extractors(["lite0_early", "lite0_late", "lite2_early", "lite2_late"], device=device)
     setting_names: dict[str, str] = {}  # quality key → the first (shortest) variant name with that setting
@@ -314,7 +295,7 @@ def bench_decoders(
         }
         for d, s in pairs
     }
-    matched = _matched_quality(cfg, quality, curve_steps, timed, suffixes[-1], reconstructors, condition, voxels)
+    matched = _matched_quality(cfg, quality, curve_steps, timed, suffixes[-1], reconstructors, voxels)
     matched = matched(subject, usable, repeats, device, progress)
     generator_summary = read_json(run_dir / PIPELINE_GENERATORS / routing / run_layout.SUMMARY, "generator summary")
     diffusion_summary = read_json(run_dir / PIPELINE_DIFFUSION / run_layout.SUMMARY, "diffusion summary")
@@ -333,11 +314,13 @@ def bench_decoders(
         "quality_vs_ddim_steps": {str(s): quality[f"ddim-{s}"] for s in curve_steps},
         "scale_wise_point": quality["scale-wise"],
         "matched_quality": matched,
+        "batch_one_profile": profiles,
         "models": {
             "scale_wise": {
                 "routing": routing,
                 "parameters": generator_summary["parameters"],
                 "training_steps": generator_summary["steps"],
+                "init": generator_summary.get("init", {}).get("source", "random"),
                 "sampler": to_dict(timed[f"scale-wise{suffixes[0]}"].sampler),
             },
             "diffusion": {
@@ -351,9 +334,10 @@ def bench_decoders(
                     "training_flops",
                     "generator_training_flops",
                     "flops_counted",
+                    "steps_rule",
                 )
             }
-            | {"ddim": to_dict(cfg.ddim)},
+            | {"init": diffusion_summary.get("init", {}).get("source", "random"), "ddim": to_dict(cfg.ddim)},
         },
         "test_images": len(voxels),
         "repeats": repeats,
@@ -363,7 +347,7 @@ def bench_decoders(
     }
 
 
-def _matched_quality(cfg, quality, curve_steps, timed, suffix, reconstructors, condition, voxels):
+def _matched_quality(cfg, quality, curve_steps, timed, suffix, reconstructors, voxels):
     """Speed at matched quality (`bench/matched_quality.py`): per metric, the fewest curve steps whose DDIM score
     reaches the scale-wise one; those DDIM step counts are timed alongside the scale-wise sampler, in the fastest
     mode, at every batch. Returns a function of the timing arguments (the record section)."""
@@ -380,8 +364,8 @@ def _matched_quality(cfg, quality, curve_steps, timed, suffix, reconstructors, c
     }
 
     def measure(subject, batches, repeats, device, progress) -> dict[str, Any]:
-        decoders = build_decoders(reconstructors, to_time)
-        speed = measure_speed(condition, decoders, voxels, subject, batches, repeats, device, progress)
+        decoders = build_decoders(reconstructors, to_time, subject)
+        speed = measure_speed(decoders, voxels, batches, repeats, device, progress)
         ms = {
             name: {b: v["seconds_per_image"] * 1e3 for b, v in per_batch.items()} for name, per_batch in speed.items()
         }
@@ -406,6 +390,14 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
         lines.append(f"{point['option']}: {timing}; {scores}")
     for name, per_batch in record["speed_ratio_diffusion_over_scale_wise"].items():
         lines.append(f"{name}: " + ", ".join(f"batch {b} ×{r}" for b, r in per_batch.items()))
+    for name, profile in record.get("batch_one_profile", {}).items():
+        top = ", ".join(f"{op['name']} {op['self_ms_per_pass']:.2f} ms" for op in profile["profile"]["operators"][:4])
+        floor = profile["floor"]
+        lines.append(
+            f"{name}, batch 1: {profile['profile']['self_ms_per_call']:.2f} ms profiled ({top}); "
+            f"arithmetic floor {floor['floor_ms']:.2f} ms ({floor['flops_per_pass'] / 1e9:.2f} GFLOP "
+            f"at {floor['gemm_gflops']:.0f} GFLOP/s)"
+        )
     for metric, point in record.get("matched_quality", {}).get("metrics", {}).items():
         reached = "reaches" if point["reached"] else "never reaches (best DDIM point)"
         ratios = ", ".join(f"batch {b} ×{r}" for b, r in point["ratio"].items())

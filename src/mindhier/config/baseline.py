@@ -58,10 +58,10 @@ class DiffusionTrainConfig(LoopConfig):
 
     section: ClassVar[str] = "train_diffusion"
 
-    steps: int = 0  # 0: as many steps as match the scale-wise generator's training FLOPs (train_generator)
-    # the generator steps matched when steps=0 (0: train_generator.steps); the demo reads the generator prior as it
-    # is and gives the baseline the budget of a 150-step generator fine-tune
-    match_generator_steps: int = 0
+    # 0: as many steps as match the scale-wise generator's training FLOPs — none when the generator trains none
+    # (train_generator.steps=0: both decoders' start weights as they are, which needs init)
+    steps: int = 0
+    match_generator_steps: int = 0  # the generator steps matched when steps=0 (0: train_generator.steps)
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -96,8 +96,11 @@ class DdimConfig:
     cfg_scale: float = 2.0  # ε = (1 + w)·ε_cond − w·ε_uncond (Ho & Salimans 2022), w constant over steps
     eta: float = 0.0  # 0: deterministic DDIM; 1: DDPM-like ancestral noise
     seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16: the denoiser under bf16 autocast, as `sampler.precision` for the generator
 
     def __post_init__(self) -> None:
         check_range("ddim.steps", self.steps, 1, 100_000)
         check_range("ddim.cfg_scale", self.cfg_scale, 0.0, 100.0)
         check_range("ddim.eta", self.eta, 0.0, 1.0)
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"ddim.precision must be fp32 or bf16, got {self.precision!r}; use fp32 or bf16")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from mindhier.config.baseline import DiffusionConfig, DiffusionTrainConfig
+from mindhier.config.baseline import DdimConfig, DiffusionConfig, DiffusionTrainConfig
 from mindhier.config.encoder import AlignmentConfig, BrainEncoderConfig, EncoderTrainConfig
 from mindhier.config.generation import (
     ROUTING_MODES,
@@ -207,6 +207,7 @@ def nsd_paper() -> MindhierConfig:
             activation_checkpointing=True,
         ),
         sampler=SamplerConfig(cfg_scale=6.0, top_k=400, top_p=0.95, samples=1, seed=59, precision="bf16"),
+        ddim=DdimConfig(precision="bf16"),  # the same precision as the generator's sampler
         # the baseline at DiT-XL's depth and heads, width matched to the generator's parameters; FLOP-matched steps
         diffusion=DiffusionConfig(depth=28, width=1152, heads=16),
         train_diffusion=DiffusionTrainConfig(

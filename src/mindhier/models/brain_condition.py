@@ -101,6 +101,10 @@ class BrainCondition:
     def __call__(self, groups: Sequence[tuple[int, torch.Tensor]]) -> Condition:
         """The condition of (subject, voxels [n_s, V_s]) groups, rows in group order."""
         self.encoder.eval()
+        return self.compute(groups)
+
+    def compute(self, groups: Sequence[tuple[int, torch.Tensor]]) -> Condition:
+        """`__call__` without switching the encoder to eval mode or gradients off (what a compiled graph traces)."""
         groups = list(groups)
         out = self.encoder(groups)
         levels_BMQD = stack_levels(aligned_levels(out, self.supervision))

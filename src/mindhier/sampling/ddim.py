@@ -118,12 +118,37 @@ def sample_ddim(
     strips); `noise_fn` replaces `guided_noise` (with the model bound: a compiled copy of it).
     """
     model.eval()
-    batch = noise_BChw.shape[0]
+    null = (null_terminal_1QY, null_pooled_1P)
+    terminal, pooled, context_kv = guided_condition(model, terminal_BQY, pooled_BP, *null, cfg)
+    return denoise(model, schedule, terminal, pooled, context_kv, cfg, noise_BChw, generator, step_callback, noise_fn)
+
+
+def guided_condition(model, terminal_BQY, pooled_BP, null_terminal_1QY, null_pooled_1P, cfg: DdimConfig):
+    """The condition of every step: both streams in one batch (conditional rows first) when guided, and the
+    context's keys/values, projected once."""
+    batch = terminal_BQY.shape[0]
     terminal, pooled = terminal_BQY, pooled_BP
     if cfg.cfg_scale > 0:
         terminal = torch.cat([terminal, null_terminal_1QY.expand(batch, -1, -1).to(terminal)])
         pooled = torch.cat([pooled, null_pooled_1P.expand(batch, -1).to(pooled)])
-    context_kv = model.context_kv(terminal)
+    return terminal, pooled, model.context_kv(terminal)
+
+
+def denoise(
+    model,
+    schedule: NoiseSchedule,
+    terminal_2BQY: torch.Tensor,
+    pooled_2BP: torch.Tensor,
+    context_kv,
+    cfg: DdimConfig,
+    noise_BChw: torch.Tensor,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    step_callback: Callable[[int, torch.Tensor], None] | None = None,
+    noise_fn: Callable[..., torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The DDIM steps from `noise` under a `guided_condition`: the normalised clean latent [B, C, h, w]."""
+    batch = noise_BChw.shape[0]
+    terminal, pooled = terminal_2BQY, pooled_2BP
     noise_fn = noise_fn or (lambda *args: guided_noise(model, *args))
     visited = ddim_timesteps(schedule.timesteps, cfg.steps)
     z = noise_BChw

@@ -28,6 +28,7 @@ from mindhier.models.tokenizer import Tokenizer
 from mindhier.sampling.compiled import CompiledStep
 from mindhier.sampling.ddim import NoiseSchedule, guided_noise, sample_ddim
 from mindhier.sampling.draws import as_list, normal_rows
+from mindhier.sampling.precision import network_autocast
 from mindhier.sampling.scale_ar import ScaleLoop, sample
 
 
@@ -99,8 +100,8 @@ class ScaleWiseDecoder:
         return DecodedImages(out.images_R3HW, out.strips)
 
     def sample_timed(self, levels_BMQY, pooled_BP, null_levels_1MQY, null_pooled_1P, generator):
-        """`sampler.samples` per input (the benchmarks' path): the images and the seconds of all scales and of the
-        VQ decode, `{"scales": …, "vq_decode": …}`."""
+        """`sampler.samples` per input (the GPU check's path): the images and the seconds of all scales and of the
+        VQ decode, `{"scales": …, "vq_decode": …}`, or of both as one compiled graph, `{"scales_and_vq_decode": …}`."""
         seconds: dict[str, float] = {}
         out = sample(
             self.model,
@@ -140,7 +141,14 @@ class DiffusionDecoder:
 
     def noise_fn(self) -> CompiledStep:
         """The guided denoiser call (both streams in one batch) of every DDIM step."""
-        return self._compiled("noise", lambda *args: guided_noise(self.model, *args))
+        device = next(self.model.parameters()).device
+
+        def noise(*args) -> torch.Tensor:
+            with network_autocast(device, self.ddim.precision):
+                eps = guided_noise(self.model, *args)
+            return eps.float()
+
+        return self._compiled("noise", noise)
 
     @property
     def schedule(self) -> NoiseSchedule:

@@ -22,9 +22,9 @@ With `precision = bf16` the blocks run under bf16 autocast while the logits, fil
 From `prune_from` on, the blocks see only the `prune_keep` fraction of pivotal tokens and the others are
 restored from the previous scale (FastVAR, `models/token_pruning.py`); every token is still drawn.
 
-`ScaleLoop` runs this with static buffers and one fixed-shape step per scale, compiled on request
-(`sampling/compiled.py`): the lean path for one image at a time. `sample` builds an eager one per call
-unless given one to reuse.
+`ScaleLoop` runs this as one function of fixed shapes — the per-sample work, every scale and the VQ decode —
+compiled on request into one graph (`sampling/compiled.py`): the lean path for one image at a time. `sample`
+builds an eager one per call unless given one to reuse.
 
 Shape letters (docs/glossary.md): B brain inputs, S samples each, R = B·S rows, l tokens of a scale,
 Z codebook size, C latent channels, M levels, Q tokens per level, Y level width, P pooled width.
@@ -32,7 +32,6 @@ Z codebook size, C latent channels, M levels, Q tokens per level, Y level width,
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from mindhier.models.token_pruning import kept_count
 from mindhier.models.tokenizer import Tokenizer
 from mindhier.sampling.compiled import CompiledStep
 from mindhier.sampling.draws import as_list, exponential_rows, race
+from mindhier.sampling.precision import network_autocast
 
 
 @dataclass
@@ -83,18 +83,16 @@ def filter_logits(logits_NZ: torch.Tensor, top_k: int, top_p: float, temperature
 class ScaleLoop:
     """The lean sampling loop of one generator and tokenizer for `rows` samples under one sampler config.
 
-    Built once and reused for every batch of that size (a decoder keeps one per batch size):
-
-    * static buffers, allocated once and refilled in place for each batch (`load`): the condition, every
-      block's AdaLN modulations and context keys/values, the head's modulation — both guidance streams fused
-      in one batch (conditional rows first); on CUDA their addresses are marked static, so CUDA graphs read
-      them without copies;
-    * the random numbers of every scale drawn first (`draws.exponential_rows`, from each input's generator in
-      scale order), so the K scales — blocks on the routed context, head, guidance, filtering, the draw (an
-      exponential race: `torch.multinomial`'s own algorithm, the same tokens) and the f̂ update — are one
-      function with static shapes: with `compile`, one `torch.compile` graph (`sampling/compiled.py`; a CUDA
-      graph on a GPU) instead of hundreds of operator calls per scale; the VQ decode is a second one;
-    * diagnostics (strips, logits, forced tokens, per-scale times) run the same steps scale by scale, eagerly.
+    Built once and reused for every batch of that size (a decoder keeps one per batch size). The random
+    numbers of every scale are drawn first (`draws.exponential_rows`, from each input's generator in scale
+    order), so the rest — the per-sample work (`ScaleAR.prepare`: AdaLN modulations, the context's keys/values,
+    both guidance streams fused in one batch, conditional rows first), the K scales (blocks on the routed
+    context, head, guidance, filtering, the draw — an exponential race, `torch.multinomial`'s own algorithm, the
+    same tokens — and the f̂ update) and the VQ decode — is one function of fixed shapes, `fused`: with
+    `compile`, one `torch.compile` graph (`sampling/compiled.py`; on a GPU a CUDA graph) instead of hundreds of
+    operator calls per scale. Uncompiled, the same three parts run one after the other (timed separately on
+    request). Diagnostics (strips, logits, forced or start tokens, per-scale times) run the same steps scale by
+    scale, eagerly (`run_by_scale`).
     """
 
     def __init__(
@@ -110,48 +108,36 @@ class ScaleLoop:
         self.model, self.tokenizer, self.cfg, self.rows = model.eval(), tokenizer.eval(), cfg, rows
         self.device = next(model.parameters()).device
         self.guided = cfg.cfg_scale > 0 and cfg.cfg_off_from != 1
-        self.precision = _autocast(self.device, cfg.precision)
-        self.state: StepState | None = None
+        self.precision = network_autocast(self.device, cfg.precision)
         self.compiled = compile
-        self.all_scales = CompiledStep(self._all_scales, self.device.type, compile, backend)
-        self.decode = CompiledStep(self._decode, self.device.type, compile, backend)
+        self.fused_step = CompiledStep(self.fused, self.device.type, compile, backend)
 
     def streams_at(self, k: int) -> int:
         if not self.guided or (self.cfg.cfg_off_from and k + 1 >= self.cfg.cfg_off_from):
             return 1
         return 2
 
-    def load(self, levels_RMQY, pooled_RP, null_levels_1MQY, null_pooled_1P) -> None:
-        """The per-sample work of a new batch (rows already repeated per sample) into the static buffers."""
+    def prepare(self, levels_RMQY, pooled_RP, null_levels_1MQY, null_pooled_1P) -> StepState:
+        """The per-sample work of a batch (rows already repeated per sample), both guidance streams when guided."""
         if self.guided:
             rows = len(levels_RMQY)
             levels_RMQY = torch.cat([levels_RMQY, null_levels_1MQY.expand(rows, -1, -1, -1).to(levels_RMQY)])
             pooled_RP = torch.cat([pooled_RP, null_pooled_1P.expand(rows, -1).to(pooled_RP)])
         with self.precision:
-            fresh = self.model.prepare(levels_RMQY, pooled_RP)
-        if self.state is None:
-            self.state = fresh
-            if self.compiled and self.device.type == "cuda":
-                for tensor in _state_tensors(fresh):
-                    torch._dynamo.mark_static_address(tensor)
-            return
-        for buffer, value in zip(_state_tensors(self.state), _state_tensors(fresh), strict=True):
-            buffer.copy_(value)
-        self.state.past_kv = [None] * len(self.state.past_kv)
-        self.state.hidden_BlD = None
+            return self.model.prepare(levels_RMQY, pooled_RP)
 
-    def scale_probabilities(self, k: int, next_input_RlC: torch.Tensor | None):
-        """Scale k's guided logits [R, l, Z] and filtered probabilities [R·l, Z]."""
+    def scale_probabilities(self, state: StepState, k: int, next_input_RlC: torch.Tensor | None):
+        """Scale k's guided logits [R, l, Z] and filtered probabilities [R·l, Z]; `state` gains its keys/values."""
         streams = self.streams_at(k)
-        state = self.state if streams == 2 or not self.guided else self.state.keep(self.rows)
+        view = state if streams == 2 or not self.guided else state.keep(self.rows)
         x_in = None if next_input_RlC is None else next_input_RlC.repeat(streams, 1, 1)
         side = self.model.shapes.scales[k]
         pruned = self.cfg.prune_from and k + 1 >= self.cfg.prune_from
         kept = kept_count(side * side, self.cfg.prune_keep) if pruned else 0
         with self.precision:
-            logits = self.model.step(state, k, x_in, kept).float()
-        if state is not self.state:  # the step updated the views' cache: keep it (the first rows are the same)
-            self.state.hidden_BlD, self.state.past_kv = state.hidden_BlD, state.past_kv
+            logits = self.model.step(view, k, x_in, kept).float()
+        if view is not state:  # the step updated the views' cache: keep it (the first rows are the same)
+            state.hidden_BlD, state.past_kv = view.hidden_BlD, view.past_kv
         if streams == 2:
             t = guidance_weight(k, len(self.model.shapes.scales), self.cfg)
             logits = (1 + t) * logits[: self.rows] - t * logits[self.rows :]
@@ -166,18 +152,25 @@ class ScaleLoop:
         last = k + 1 == len(self.model.shapes.scales)
         return f_hat, None if last else rearrange(next_map, "r c h w -> r (h w) c")
 
-    def _all_scales(self, exponentials: list[torch.Tensor]):
-        """Every scale in one function: the drawn tokens (per scale [R, l]) and the final f̂."""
+    def all_scales(self, state: StepState, exponentials: list[torch.Tensor]):
+        """Every scale: the drawn tokens (per scale [R, l]) and the final f̂."""
         f_hat, next_input, tokens = None, None, []
         for k in range(len(self.model.shapes.scales)):
-            _, probs = self.scale_probabilities(k, next_input)
+            _, probs = self.scale_probabilities(state, k, next_input)
             idx_Rl = rearrange(race(probs, exponentials[k]), "(r l) -> r l", r=self.rows)
             tokens.append(idx_Rl)
             f_hat, next_input = self.advance(k, f_hat, idx_Rl)
         return tokens, f_hat
 
-    def _decode(self, f_hat):
+    def decode(self, f_hat):
         return (self.tokenizer.decode_latent(f_hat) + 1) / 2
+
+    def fused(self, levels_RMQY, pooled_RP, null_levels_1MQY, null_pooled_1P, exponentials):
+        """Condition → tokens per scale and images [R, 3, H, W]: prepare, every scale and the VQ decode in one
+        function (what `compile` makes one graph)."""
+        state = self.prepare(levels_RMQY, pooled_RP, null_levels_1MQY, null_pooled_1P)
+        tokens, f_hat = self.all_scales(state, exponentials)
+        return tokens, self.decode(f_hat)
 
     def draws(self, generators: list[torch.Generator]) -> list[torch.Tensor]:
         """The exponentials of every scale, [R·l, Z] each, drawn in scale order from each input's generator."""
@@ -186,6 +179,7 @@ class ScaleLoop:
 
     def run(
         self,
+        condition: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
         generators,
         strips=False,
         forced_tokens=None,
@@ -194,26 +188,44 @@ class ScaleLoop:
         stage_seconds: dict[str, float] | None = None,
         start_tokens=None,
     ):
-        """Sample from the loaded batch; see `sample`."""
+        """Sample from `condition` = (levels, pooled, null levels, null pooled), rows repeated per sample; see
+        `sample`. `stage_seconds` receives "scales" and "vq_decode" (uncompiled), or "scales_and_vq_decode" (the
+        compiled graph, one call)."""
         if strips or forced_tokens is not None or record_logits or scale_seconds is not None or start_tokens:
-            return self.run_by_scale(generators, strips, forced_tokens, record_logits, scale_seconds, start_tokens)
-        if self.compiled and self.device.type == "cuda":
-            torch.compiler.cudagraph_mark_step_begin()
+            state = self.prepare(*condition)
+            diagnostics = (strips, forced_tokens, record_logits, scale_seconds, start_tokens)
+            return self.run_by_scale(state, generators, *diagnostics)
+        exponentials = self.draws(generators)
         clock = time.perf_counter()
-        tokens, f_hat = self.all_scales(self.draws(generators))
-        tokens, f_hat = [t.clone() for t in tokens], f_hat.clone()  # a CUDA graph's outputs live until its replay
+        if self.compiled:
+            if self.device.type == "cuda":
+                torch.compiler.cudagraph_mark_step_begin()
+            tokens, images = self.fused_step(*condition, exponentials)
+            tokens, images = [t.clone() for t in tokens], images.clone()  # a CUDA graph's outputs live until its replay
+            if stage_seconds is not None:
+                _synchronize(self.device)
+                stage_seconds["scales_and_vq_decode"] = time.perf_counter() - clock
+            return SampleOutput(images, tokens, None, None)
+        tokens, f_hat = self.all_scales(self.prepare(*condition), exponentials)
         if stage_seconds is not None:
             _synchronize(self.device)
             stage_seconds["scales"] = time.perf_counter() - clock
             clock = time.perf_counter()
-        images = self.decode(f_hat).clone()
+        images = self.decode(f_hat)
         if stage_seconds is not None:
             _synchronize(self.device)
             stage_seconds["vq_decode"] = time.perf_counter() - clock
         return SampleOutput(images, tokens, None, None)
 
     def run_by_scale(
-        self, generators, strips=False, forced_tokens=None, record_logits=False, scale_seconds=None, start_tokens=None
+        self,
+        state: StepState,
+        generators,
+        strips=False,
+        forced_tokens=None,
+        record_logits=False,
+        scale_seconds=None,
+        start_tokens=None,
     ):
         """The same steps one scale at a time, eagerly, with the diagnostics asked for; `start_tokens` (per leading
         scale [R, l_k]) are taken instead of drawn, and every later scale draws what it would have drawn anyway."""
@@ -227,7 +239,7 @@ class ScaleLoop:
         f_hat, next_input, tokens, strip_images, all_logits = None, None, [], [], []
         clock = time.perf_counter()
         for k in range(len(self.model.shapes.scales)):
-            logits, probs = self.scale_probabilities(k, next_input)
+            logits, probs = self.scale_probabilities(state, k, next_input)
             if record_logits:
                 all_logits.append(logits)
             if forced_tokens is not None:
@@ -242,9 +254,9 @@ class ScaleLoop:
                 _synchronize(self.device)
                 scale_seconds.append(time.perf_counter() - clock)
             if strips:
-                strip_images.append(self._decode(f_hat))
+                strip_images.append(self.decode(f_hat))
             clock = time.perf_counter()
-        images = self._decode(f_hat)
+        images = self.decode(f_hat)
         if scale_seconds is not None:
             _synchronize(self.device)
             scale_seconds.append(time.perf_counter() - clock)
@@ -293,27 +305,11 @@ def sample(
         loop = ScaleLoop(model, tokenizer, cfg, len(levels))
     elif loop.rows != len(levels) or loop.cfg != cfg or loop.model is not model:
         raise ValueError(f"this ScaleLoop samples {loop.rows} rows of another config or model; build one for these")
-    loop.load(levels, pooled, null_levels_1MQY, null_pooled_1P)
+    condition = (levels, pooled, null_levels_1MQY.to(levels.device), null_pooled_1P.to(levels.device))
     starts = [t.repeat_interleave(n, dim=0) for t in start_tokens or []]
-    return loop.run(generators, strips, forced_tokens, record_logits, scale_seconds, stage_seconds, starts)
-
-
-def _state_tensors(state: StepState) -> list[torch.Tensor]:
-    return [
-        state.cond_BD,
-        *state.modulations,
-        *(t for kv in state.context_kv for t in kv),
-        *state.head_modulation,
-        *([] if state.maps_BLD is None else [state.maps_BLD]),
-    ]
+    return loop.run(condition, generators, strips, forced_tokens, record_logits, scale_seconds, stage_seconds, starts)
 
 
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()

@@ -119,7 +119,20 @@ def plan_budget(cfg: MindhierConfig, shapes: DiffusionShapes, tokenizer: Tokeniz
     gen_flops = generator_step_flops(cfg.generator, gen_shapes, tg.batch_size)
     step_flops = diffusion_step_flops(model, shapes, td.batch_size)
     gen_steps = td.match_generator_steps or tg.steps
-    steps = td.steps or max(1, round(gen_steps * gen_flops / step_flops))
+    if td.steps:
+        steps, rule = td.steps, "given (train_diffusion.steps)"
+    elif gen_steps:
+        steps = max(1, round(gen_steps * gen_flops / step_flops))
+        where = "train_diffusion.match_generator_steps" if td.match_generator_steps else "train_generator.steps"
+        rule = f"FLOP-matched to {gen_steps} generator steps ({where})"
+    elif td.init:  # the generator is used as it starts (train_generator.steps=0): so is the baseline
+        steps, rule = 0, "none: the start weights as they are, as the generator's (train_generator.steps=0)"
+    else:
+        raise ConfigError(
+            "train_diffusion.steps=0 matches the generator's steps, and train_generator.steps=0 trains none: the "
+            "baseline would keep random weights; set train_diffusion.init (e.g. prior), train_diffusion.steps or "
+            "train_diffusion.match_generator_steps"
+        )
     return Budget(
         model,
         steps,
@@ -134,10 +147,7 @@ def plan_budget(cfg: MindhierConfig, shapes: DiffusionShapes, tokenizer: Tokeniz
             "generator_flops_per_step": gen_flops,
             "training_flops": steps * step_flops,
             "generator_training_flops": gen_steps * gen_flops,
-            "steps_rule": "given (train_diffusion.steps)"
-            if td.steps
-            else f"FLOP-matched to {gen_steps} generator steps"
-            + (" (train_diffusion.match_generator_steps)" if td.match_generator_steps else " (train_generator.steps)"),
+            "steps_rule": rule,
             "flops_counted": "torch.utils.flop_counter on the meta device: matmuls, convs, attention; fwd + bwd",
         },
     )
@@ -238,7 +248,14 @@ def fit_diffusion(
         load_state_strict(model, start.state, start.record["source"])
     else:
         model.set_latent_statistics(latents.get(np.unique(source.train_images_N))[0])
-    run.write_json(run_layout.INPUTS, {**inputs, **source.record(), "budget": budget.record, "init": start.record})
+    # the unconditional stream sampling guides against: the one these weights learnt — the start's, when no step
+    # trains them (the prior as it is reads the brain, but its null is the teacher's)
+    trained_on = source.record()
+    null_condition = (start.record.get("condition") if budget.steps == 0 else None) or trained_on["condition"]
+    run.write_json(
+        run_layout.INPUTS,
+        {**inputs, **trained_on, "null_condition": null_condition, "budget": budget.record, "init": start.record},
+    )
     wrapped = run.attach(
         model,
         list(model.blocks),

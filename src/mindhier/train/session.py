@@ -218,9 +218,10 @@ class TrainingSession:
     # ----------------------------------------------------------------------------------------------- steps
 
     def set_total_steps(self, steps: int) -> None:
-        """The number of steps, when the loop computes it (the diffusion baseline's FLOP-matched budget)."""
-        if steps < 1:
-            raise ConfigError(f"a run needs at least one step, got {steps}; set steps to 1 or more")
+        """The number of steps, when the loop computes it (the diffusion baseline's FLOP-matched budget); 0 keeps
+        the start weights as they are."""
+        if steps < 0:
+            raise ConfigError(f"a run's step count must be 0 or more, got {steps}; set steps to 0 or more")
         self.total_steps = steps
 
     def steps(self) -> range:

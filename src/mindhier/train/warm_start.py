@@ -89,6 +89,8 @@ def initial_weights(spec: str, kind: str, cfg) -> InitialWeights:
         start = {"source": f"prior:{kind}", "sha256": record["sha256"]}
         if kind == "generator":  # the condition its weights were trained on (their unconditional stream's)
             start["condition"] = saved.get("train_generator", {}).get("condition", "brain")
+        elif kind == "diffusion":  # trained on the stream's teacher features, recorded in its card's inputs
+            start["condition"] = record["inputs"].get("condition", "teacher")
         return InitialWeights(priors.state(kind), start)
     path = Path(spec)
     if path.is_dir():
@@ -101,7 +103,7 @@ def initial_weights(spec: str, kind: str, cfg) -> InitialWeights:
         )
     start = {"source": str(path), "sha256": sha256_file(path)}
     inputs = path.parent / run_layout.INPUTS
-    if kind == "generator" and inputs.is_file():  # a generator run: the condition its weights were trained on
-        recorded = read_json(inputs, "generator inputs")
+    if kind in ("generator", "diffusion") and inputs.is_file():  # a decoder run: the condition its weights learnt
+        recorded = read_json(inputs, f"{kind} inputs")
         start["condition"] = recorded.get("null_condition", recorded.get("condition", "brain"))
     return InitialWeights(read_state_dict(path, f"{kind} start weights"), start)
