@@ -52,3 +52,14 @@ def test_a_single_pass_gives_the_reconstructors_images_eager_and_traced_as_one_g
         assert "encoder_scales_and_vq_decode" in seconds
     got = unit_to_uint8(traced)
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1 and (got == expected).mean() > 0.99
+
+
+def test_a_single_pass_refuses_the_low_level_start(decoder_runs):
+    from mindhier.errors import ConfigError
+
+    runs, _ = decoder_runs
+    pipeline = mindhier.load(runs["scale-wise"])
+    sampler = dataclasses.replace(pipeline.decoder.sampler, low_level_scales=2)
+    pipeline.decoder = dataclasses.replace(pipeline.decoder, sampler=sampler)
+    with pytest.raises(ConfigError, match="low_level_scales=0"):
+        SinglePass(pipeline, subject=1)

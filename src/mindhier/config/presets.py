@@ -64,6 +64,10 @@ def tiny() -> MindhierConfig:
     )
 
 
+# the sampler of the studies measured before the demo's guidance was swept on the validation split (guidance 3)
+STUDY_SAMPLER = SamplerConfig(cfg_scale=3.0)
+
+
 def demo() -> MindhierConfig:
     """The embedded default: one simulated subject on procedural scenes, sized for 2 CPU cores.
 
@@ -73,7 +77,12 @@ def demo() -> MindhierConfig:
     the teacher-trained prior. On the validation split this beat fine-tuning it on the brain for 150 steps on
     PixCorr and colour (0.299 and 0.289 against 0.236 and 0.277), not on category F1 (0.128 against 0.184;
     results/brain_row_probe.json, docs/method.md §5.2); `--set train_generator.steps=150` fine-tunes as the paper
-    does (the routing study, `demo-long`, fine-tunes)."""
+    does (the routing study, `demo-long`, fine-tunes).
+
+    The diffusion baseline (`--with-diffusion`) gets the same choice: its prior as it is, or fine-tuned on the
+    brain with the FLOPs of 150 generator steps; and both decoders' guidance is swept on the validation split
+    (results/decoder_val_probe.json, one rule for both: the best mean of PixCorr, SSIM, colour and category F1):
+    the generator prior as it is with guidance 6 (the paper's), the diffusion prior fine-tuned with guidance 8."""
     base = MindhierConfig(preset="demo")
     return dataclasses.replace(
         base,
@@ -84,7 +93,9 @@ def demo() -> MindhierConfig:
         demo=dataclasses.replace(base.demo, low_level_scales=4),
         generator=dataclasses.replace(base.generator, **EMBEDDED_CONTEXT),
         train_tokenizer=dataclasses.replace(base.train_tokenizer, steps=0, init="prior"),
-        train_diffusion=dataclasses.replace(base.train_diffusion, match_generator_steps=150),
+        train_diffusion=dataclasses.replace(base.train_diffusion, init="prior", match_generator_steps=150),
+        sampler=dataclasses.replace(base.sampler, cfg_scale=6.0),
+        ddim=dataclasses.replace(base.ddim, cfg_scale=8.0),
         train_generator=dataclasses.replace(
             base.train_generator,
             steps=0,
@@ -106,6 +117,8 @@ def pretrain() -> MindhierConfig:
     return dataclasses.replace(
         base,
         preset="pretrain",
+        sampler=STUDY_SAMPLER,  # the priors' quality records (their cards) were sampled with it
+        train_diffusion=dataclasses.replace(base.train_diffusion, init=""),  # `pretrain diffusion` starts from random
         train_tokenizer=dataclasses.replace(
             base.train_tokenizer,
             steps=2000,
@@ -241,6 +254,7 @@ def demo_long() -> MindhierConfig:
     return dataclasses.replace(
         base,
         preset="demo-long",
+        sampler=STUDY_SAMPLER,  # as results/routing_study.json was measured
         # every arm is fine-tuned (the paper's recipe), so it learns the scale of the brain's predictions itself:
         # no calibration (the study as measured before the demo read the prior as it is)
         alignment=dataclasses.replace(base.alignment, calibration="none"),
@@ -267,6 +281,7 @@ def adapt() -> MindhierConfig:
     return dataclasses.replace(
         base,
         preset="adapt",
+        sampler=STUDY_SAMPLER,  # as results/adaptation_study.json was measured
         simulator=dataclasses.replace(base.simulator, subjects=(1, 2, 3, 4, 5)),
         demo=dataclasses.replace(base.demo, consistency_samples=0),
     )

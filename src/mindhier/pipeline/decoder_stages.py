@@ -199,9 +199,14 @@ def generator_stages(
             )
         )
         if cfg.demo.oracle_row:  # its honest upper bound, as the generator's: trained on the teacher's features
+            # (from a start: fine-tuned on the seen images' features with the FLOPs of the generator oracle's
+            # demo.oracle_steps, as that oracle is)
+            td, tg = baseline_cfg.train_diffusion, baseline_cfg.train_generator
+            if td.init and not td.steps:  # the generator oracle's budget: demo.oracle_steps (0: as it starts)
+                tg = dataclasses.replace(tg, steps=cfg.demo.oracle_steps)
+                td = dataclasses.replace(td, match_generator_steps=0)
             oracle_baseline = dataclasses.replace(
-                baseline_cfg,
-                train_diffusion=dataclasses.replace(baseline_cfg.train_diffusion, condition="teacher"),
+                baseline_cfg, train_generator=tg, train_diffusion=dataclasses.replace(td, condition="teacher")
             )
             train_baseline("diffusion oracle", PIPELINE_DIFFUSION_ORACLE, oracle_baseline)
             rows.append(

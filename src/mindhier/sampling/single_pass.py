@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mindhier.errors import ConfigError
 from mindhier.sampling.compiled import CompiledStep
 from mindhier.sampling.ddim import denoise, guided_condition
 from mindhier.sampling.decoders import DiffusionDecoder, ScaleWiseDecoder
@@ -45,6 +46,11 @@ class SinglePass:
         self.scale_wise = isinstance(decoder, ScaleWiseDecoder)
         if not self.scale_wise and not isinstance(decoder, DiffusionDecoder):
             raise TypeError(f"no single pass for a {type(decoder).__name__}")
+        if self.scale_wise and decoder.sampler.low_level_scales:
+            raise ConfigError(
+                f"a single pass samples every scale; sampler.low_level_scales={decoder.sampler.low_level_scales} needs "
+                "Reconstructor.reconstruct — set sampler.low_level_scales=0 for a single pass"
+            )
         self.compile = decoder.compile
         self.reconstructor.encoder.eval()
 
