@@ -180,6 +180,13 @@ def sampler_table(record: dict[str, Any]) -> str:
     return table(header, rows) + "\n\n" + provenance_line(record)
 
 
+def operator_name(name: str) -> str:
+    """A profiler entry, readable: a compiled graph's call (named by its hash) becomes what it is."""
+    if name.startswith("## Call CompiledFxGraph"):
+        return "compiled graph (fused kernels)"
+    return name
+
+
 def decoders_table(record: dict[str, Any]) -> str:
     numbers = record["numbers"]
     rows = []
@@ -213,6 +220,12 @@ def decoders_table(record: dict[str, Any]) -> str:
     )
     metric_names = {"pixcorr": "PixCorr", "ssim": "SSIM", "lite0_late.two_way": "Lite0-late 2-way (proxy)"}
     metric_names["lite2_early.two_way"] = "Lite2-early 2-way (proxy)"
+    all_names = metric_names | {
+        "lite0_early.two_way": "Lite0-early 2-way (proxy)",
+        "lite2_late.two_way": "Lite2-late 2-way (proxy)",
+        "judge.category_f1": "judge category F1",
+        "judge.colour_f1": "judge colour F1",
+    }
     curve = table(
         ["DDIM steps", *metric_names.values()],
         [
@@ -225,7 +238,7 @@ def decoders_table(record: dict[str, Any]) -> str:
         steps = f"{point['ddim_steps']}" if point["reached"] else f"{point['ddim_steps']} (best; never reaches it)"
         ratio_cells = [f"×{num(point['ratio'][b], 2)}" for b in batches]
         matched_rows.append(
-            [metric_names.get(metric, metric), num(point["scale_wise"]), steps, num(point["ddim"]), *ratio_cells]
+            [all_names.get(metric, metric), num(point["scale_wise"]), steps, num(point["ddim"]), *ratio_cells]
         )
     matched = table(
         ["metric", "scale-wise", "fewest DDIM steps reaching it", "DDIM score there"]
@@ -236,7 +249,7 @@ def decoders_table(record: dict[str, Any]) -> str:
         [
             name,
             num(profile["profiled_ms"], 2),
-            "; ".join(f"{op} {num(ms, 2)} ms ({share:.0%})" for op, ms, share in profile["top"][:4]),
+            "; ".join(f"{operator_name(op)} {num(ms, 2)} ms ({share:.0%})" for op, ms, share in profile["top"][:4]),
             f"{num(profile['floor_ms'], 2)} ({num(profile['gflop'], 3)} GFLOP at {profile['gemm_gflops']:.0f} GFLOP/s)",
         ]
         for name, profile in numbers["batch_one_profile"].items()
