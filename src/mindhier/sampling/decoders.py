@@ -99,24 +99,6 @@ class ScaleWiseDecoder:
         )
         return DecodedImages(out.images_R3HW, out.strips)
 
-    def sample_timed(self, levels_BMQY, pooled_BP, null_levels_1MQY, null_pooled_1P, generator):
-        """`sampler.samples` per input (the GPU check's path): the images and the seconds of all scales and of the
-        VQ decode, `{"scales": …, "vq_decode": …}`, or of both as one compiled graph, `{"scales_and_vq_decode": …}`."""
-        seconds: dict[str, float] = {}
-        out = sample(
-            self.model,
-            self.tokenizer,
-            levels_BMQY,
-            pooled_BP,
-            null_levels_1MQY,
-            null_pooled_1P,
-            self.sampler,
-            generator,
-            loop=self.loop(len(levels_BMQY) * self.sampler.samples, self.sampler),
-            stage_seconds=seconds,
-        )
-        return out.images_R3HW, seconds
-
     def protocol(self) -> dict[str, Any]:
         return {
             "decoder": "scale-wise autoregressive generator",

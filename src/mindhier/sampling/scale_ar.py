@@ -90,9 +90,8 @@ class ScaleLoop:
     context, head, guidance, filtering, the draw — an exponential race, `torch.multinomial`'s own algorithm, the
     same tokens — and the f̂ update) and the VQ decode — is one function of fixed shapes, `fused`: with
     `compile`, one `torch.compile` graph (`sampling/compiled.py`; on a GPU a CUDA graph) instead of hundreds of
-    operator calls per scale. Uncompiled, the same three parts run one after the other (timed separately on
-    request). Diagnostics (strips, logits, forced or start tokens, per-scale times) run the same steps scale by
-    scale, eagerly (`run_by_scale`).
+    operator calls per scale (uncompiled, the same function runs eagerly). Diagnostics (strips, logits, forced or
+    start tokens, per-scale times) run the same steps scale by scale, eagerly (`run_by_scale`).
     """
 
     def __init__(
@@ -185,36 +184,22 @@ class ScaleLoop:
         forced_tokens=None,
         record_logits=False,
         scale_seconds=None,
-        stage_seconds: dict[str, float] | None = None,
         start_tokens=None,
     ):
         """Sample from `condition` = (levels, pooled, null levels, null pooled), rows repeated per sample; see
-        `sample`. `stage_seconds` receives "scales" and "vq_decode" (uncompiled), or "scales_and_vq_decode" (the
-        compiled graph, one call)."""
+        `sample`."""
         if strips or forced_tokens is not None or record_logits or scale_seconds is not None or start_tokens:
             state = self.prepare(*condition)
             diagnostics = (strips, forced_tokens, record_logits, scale_seconds, start_tokens)
             return self.run_by_scale(state, generators, *diagnostics)
         exponentials = self.draws(generators)
-        clock = time.perf_counter()
         if self.compiled:
             if self.device.type == "cuda":
                 torch.compiler.cudagraph_mark_step_begin()
             tokens, images = self.fused_step(*condition, exponentials)
-            tokens, images = [t.clone() for t in tokens], images.clone()  # a CUDA graph's outputs live until its replay
-            if stage_seconds is not None:
-                _synchronize(self.device)
-                stage_seconds["scales_and_vq_decode"] = time.perf_counter() - clock
-            return SampleOutput(images, tokens, None, None)
-        tokens, f_hat = self.all_scales(self.prepare(*condition), exponentials)
-        if stage_seconds is not None:
-            _synchronize(self.device)
-            stage_seconds["scales"] = time.perf_counter() - clock
-            clock = time.perf_counter()
-        images = self.decode(f_hat)
-        if stage_seconds is not None:
-            _synchronize(self.device)
-            stage_seconds["vq_decode"] = time.perf_counter() - clock
+            # a CUDA graph's outputs live until its next replay
+            return SampleOutput(images.clone(), [t.clone() for t in tokens], None, None)
+        tokens, images = self.fused(*condition, exponentials)
         return SampleOutput(images, tokens, None, None)
 
     def run_by_scale(
@@ -286,15 +271,14 @@ def sample(
     record_logits: bool = False,
     scale_seconds: list[float] | None = None,
     loop: ScaleLoop | None = None,
-    stage_seconds: dict[str, float] | None = None,
     start_tokens: list[torch.Tensor] | None = None,
 ) -> SampleOutput:
     """S = `cfg.samples` images per brain input. `generator`: one for all draws, or one per brain input.
     `forced_tokens` replaces the draws (for tests); `scale_seconds`, when given, receives the wall time of
-    every scale (then the final decode), `stage_seconds` that of all scales and of the decode. `loop`: a
-    `ScaleLoop` built for these rows and this config, to reuse its buffers and compiled steps (a fresh eager
-    one otherwise). `start_tokens`: the first scales' tokens per brain input ([B, l_k] each, e.g. of the encoder's
-    low-level image), taken instead of drawn; the later scales are sampled as ever."""
+    every scale (then the final decode). `loop`: a `ScaleLoop` built for these rows and this config, to reuse
+    its compiled graph (a fresh eager one otherwise). `start_tokens`: the first scales' tokens per brain input
+    ([B, l_k] each, e.g. of the encoder's low-level image), taken instead of drawn; the later scales are sampled
+    as ever."""
     n = cfg.samples
     levels = levels_BMQY.repeat_interleave(n, dim=0)
     pooled = pooled_BP.repeat_interleave(n, dim=0)
@@ -307,7 +291,7 @@ def sample(
         raise ValueError(f"this ScaleLoop samples {loop.rows} rows of another config or model; build one for these")
     condition = (levels, pooled, null_levels_1MQY.to(levels.device), null_pooled_1P.to(levels.device))
     starts = [t.repeat_interleave(n, dim=0) for t in start_tokens or []]
-    return loop.run(condition, generators, strips, forced_tokens, record_logits, scale_seconds, stage_seconds, starts)
+    return loop.run(condition, generators, strips, forced_tokens, record_logits, scale_seconds, starts)
 
 
 def _synchronize(device: torch.device) -> None:
