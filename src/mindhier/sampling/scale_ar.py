@@ -192,14 +192,11 @@ class ScaleLoop:
             state = self.prepare(*condition)
             diagnostics = (strips, forced_tokens, record_logits, scale_seconds, start_tokens)
             return self.run_by_scale(state, generators, *diagnostics)
-        exponentials = self.draws(generators)
-        if self.compiled:
-            if self.device.type == "cuda":
-                torch.compiler.cudagraph_mark_step_begin()
-            tokens, images = self.fused_step(*condition, exponentials)
-            # a CUDA graph's outputs live until its next replay
-            return SampleOutput(images.clone(), [t.clone() for t in tokens], None, None)
-        tokens, images = self.fused(*condition, exponentials)
+        if self.compiled and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
+        tokens, images = self.fused_step(*condition, self.draws(generators))  # uncompiled: `fused` itself
+        if self.compiled:  # a CUDA graph's outputs live until its next replay
+            tokens, images = [t.clone() for t in tokens], images.clone()
         return SampleOutput(images, tokens, None, None)
 
     def run_by_scale(
