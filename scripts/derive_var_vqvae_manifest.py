@@ -104,7 +104,7 @@ def main() -> None:
         count += n
     manifest = {
         "source": "FoundationVision/VAR models/{vqvae,basic_vae,quant}.py; checkpoints vae_ch160v4096z32.pth (VAR) and "
-        "yresearch/VQVAE-Switti vqvae.safetensors (Switti)",
+        "yresearch/VQVAE-Switti model.safetensors (Switti)",
         "config": {
             "vocab": VOCAB,
             "latent_channels": Z,

@@ -1,9 +1,9 @@
 """Render the README's measured tables from the result files they come from, or check that they agree.
 
-    python scripts/readme_tables.py           # rewrite every generated block of README.md from its file
+    python scripts/readme_tables.py           # rewrite every generated block of README.md and docs/reproduce-nsd.md
     python scripts/readme_tables.py --check   # exit 1 (naming the block) when a block differs from its file
 
-A generated block is delimited in README.md by
+A generated block is delimited in those documents by
 
     <!-- results: FILE VIEW -->
     ...
@@ -26,6 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCUMENTS = (README, ROOT / "docs" / "reproduce-nsd.md")  # every document with generated blocks
 BLOCK = re.compile(r"(<!-- results: (\S+) (\S+) -->\n)(.*?)(<!-- end results -->)", flags=re.S)
 
 
@@ -407,13 +408,80 @@ def plan_table(record: dict[str, Any]) -> str:
     for stage in numbers["stages"]:
         rows.append([f"{stage['name']} ({stage['parameters']})", *[stage["fits"][s] for s in strategies]])
     header = [f"stage ({numbers['gpus']} × {numbers['gpu_memory_gib']:g} GiB)", *strategies]
-    hours = "; ".join(f"{s['name']} {s['expected_hours']:.1f} h" for s in numbers["stages"])
+    hours = "; ".join(
+        f"{s['name']} {s['expected_hours']:.1f} h ({s['bound']}-bound)"
+        if "bound" in s
+        else f"{s['name']} {s['expected_hours']:.1f} h"
+        for s in numbers["stages"]
+    )
+    reading = f" or reading at {numbers['read_gbps']:g} GB/s, whichever binds" if numbers.get("read_gbps") else ""
     return (
         table(header, rows)
         + f"\n\nExpected hours at {numbers['gpus']} × {numbers['gpu_tflops']:g} TFLOP/s and "
-        + f"{numbers['mfu'] * 100:g} % MFU (an estimate from counted FLOPs, never a measurement): {hours}.\n\n"
+        + f"{numbers['mfu'] * 100:g} % MFU{reading} (an estimate from counted FLOPs and bytes, never a measurement): "
+        + f"{hours}.\n\n"
         + provenance_line(record)
     )
+
+
+def plan_stages(record: dict[str, Any]) -> str:
+    """docs/reproduce-nsd.md: each training stage as the preset trains it — memory, hours, what binds, RAM."""
+    numbers = record["numbers"]
+    rows = []
+    for stage in numbers["stages"]:
+        chosen = stage["trained_with"]
+        peak = f"{chosen['peak_gib']:g} GiB" if chosen["peak_gib"] is not None else "does not fit"
+        strategy = chosen["strategy"].upper().replace("FSDP", "FSDP2") + (
+            ", checkpointing" if chosen["checkpointing"] else ""
+        )
+        rows.append(
+            [
+                f"train {stage['name']} ({stage['parameters']})",
+                strategy,
+                f"{chosen['global_batch']} ({chosen['micro_batch']} per GPU)",
+                f"{stage['steps']:,}",
+                peak,
+                f"{stage['compute_hours']:.2f}"
+                + (f" (teacher {stage['teacher_pflop']:g} PFLOP)" if stage["teacher_pflop"] else ""),
+                f"{stage['read_tb']:g} TB, {stage['read_hours']:.2f} h",
+                f"{max(stage['compute_hours'], stage['read_hours']):.2f}, {stage['bound']}",
+                f"{stage['epoch_gb']:g} GB",
+            ]
+        )
+    header = [
+        f"step ({numbers['gpus']} × {numbers['gpu_memory_gib']:g} GiB)",
+        "strategy",
+        "global batch",
+        "steps",
+        "peak memory per GPU",
+        "compute hours",
+        f"read at {numbers['read_gbps']:g} GB/s",
+        "hours, bound by",
+        "RAM for one epoch's reads",
+    ]
+    t = numbers["teacher"]
+    mode = "on the fly, in every encoder step" if t["on_the_fly"] else "from the feature cache"
+    return (
+        table(header, rows)
+        + f"\n\nTeacher {t['name']} ({mode}): {t['parameters']} parameters run, {t['gflop_per_image']:g} GFLOP per "
+        + f"image; a cache would hold {t['cache_mb_per_image']:g} MB per image, a stimulus is {t['image_mb']:g} MB.\n\n"
+        + provenance_line(record)
+    )
+
+
+def plan_disk(record: dict[str, Any]) -> str:
+    """docs/reproduce-nsd.md: the disk each step of the recipe takes."""
+    numbers = record["numbers"]
+    rows = [[d["step"], d["per"], f"{d['gb']:g}", d["what"]] for d in numbers["disk"]]
+    rows.append(
+        [
+            "total",
+            f"{numbers['subjects']} subjects, both test splits",
+            f"{numbers['disk_total_gb']:g}",
+            "optional rows left out",
+        ]
+    )
+    return table(["step", "per", "GB", "what"], rows) + "\n\n" + provenance_line(record)
 
 
 VIEWS: dict[str, Callable[[Any], str]] = {
@@ -425,6 +493,8 @@ VIEWS: dict[str, Callable[[Any], str]] = {
     "adaptation-table": adaptation_table,
     "priors-table": priors_table,
     "plan-table": plan_table,
+    "plan-stages": plan_stages,
+    "plan-disk": plan_disk,
     "prior-ablation-table": prior_ablation_table,
 }
 
@@ -467,16 +537,24 @@ def differing_blocks(text: str, root: Path = ROOT) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a block differs")
-    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument(
+        "--readme", type=Path, help="one document to render or check (default: README.md and docs/reproduce-nsd.md)"
+    )
     args = parser.parse_args(argv)
-    text = args.readme.read_text()
-    if args.check:
-        differing = differing_blocks(text, args.readme.parent)
-        for block in differing:
-            print(f"README block {block} differs from its result file; run python scripts/readme_tables.py")
-        return 1 if differing else 0
-    args.readme.write_text(render_readme(text, args.readme.parent))
-    return 0
+    documents = [args.readme] if args.readme else list(DOCUMENTS)
+    status = 0
+    for document in documents:
+        root = args.readme.parent if args.readme else ROOT
+        text = document.read_text()
+        if args.check:
+            for block in differing_blocks(text, root):
+                print(
+                    f"{document.name} block {block} differs from its result file; run python scripts/readme_tables.py"
+                )
+                status = 1
+        else:
+            document.write_text(render_readme(text, root))
+    return status
 
 
 if __name__ == "__main__":

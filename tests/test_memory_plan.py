@@ -87,7 +87,9 @@ def test_paper_parameter_bytes_follow_the_meta_built_models(paper_plan):
     encoder = paper_plan.stage("encoder")
     assert encoder.parameters == ENCODER_PARAMETERS
     assert encoder.frozen_parameters == 0 and encoder.frozen_models == ()
-    assert paper_plan.row("encoder", "ddp", False).frozen_bytes == 0
+    # nsd-paper runs the teacher in the step: its fp32 weights and autocast's bf16 copies
+    assert encoder.teacher_parameters == paper_plan.teacher.parameters > 0
+    assert paper_plan.row("encoder", "ddp", False).frozen_bytes == (4 + 2) * encoder.teacher_parameters
     diffusion = paper_plan.stage("diffusion")
     # diffusion.matched: sized to the generator within 5 %, as train/diffusion.py does
     assert abs(diffusion.parameters - count) / count <= 0.05
@@ -312,6 +314,72 @@ def test_expected_hours_follow_the_counted_flops(paper_plan):
     # the diffusion baseline is matched to the generator's training FLOPs, so it takes the same time
     assert times["diffusion"].training_flops == times["generator"].training_flops and times["diffusion"].steps > 0
     text = format_plan(paper_plan)
-    assert "expected time (an estimate, not a measurement" in text and f"{times['generator'].hours:>8.1f}" in text
+    assert "expected time (an estimate, not a measurement" in text and f"{times['generator'].hours:>6.2f}" in text
     with pytest.raises(ConfigError, match="--mfu in"):
         plan_memory(preset("tiny"), gpus=1, gpu_memory_gib=80, mfu=1.5)
+
+
+def with_cache(cfg, cache: bool):
+    return dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, cache=cache))
+
+
+def test_the_teacher_on_the_fly_costs_flops_and_memory_and_saves_disk_and_reads(paper_plan):
+    cached = plan_memory(with_cache(preset("nsd-paper"), True), gpus=8, gpu_memory_gib=80)
+    assert paper_plan.teacher_on_the_fly and not cached.teacher_on_the_fly
+    teacher = paper_plan.teacher
+    # CLIP ViT-L/14 to layer 24 (303 M) and its text tower (123 M); ≈ 2 FLOPs per matmul parameter per token
+    assert 420e6 < teacher.parameters < 435e6
+    assert 150e9 < teacher.forward_flops_per_image < 200e9
+    assert teacher.feature_bytes_per_image == 2 * (4 * 257 * 768 + 77 * 768)  # four levels + captions, float16
+    on, off = paper_plan.stage("encoder"), cached.stage("encoder")
+    assert on.training_flops_per_sample - off.training_flops_per_sample == teacher.forward_flops_per_image
+    times_on, times_off = paper_plan.times[0], cached.times[0]
+    assert times_on.teacher_flops == 17_578 * 512 * teacher.forward_flops_per_image and times_off.teacher_flops == 0
+    # reads per sample: betas + the stimulus (on the fly) or the cached targets
+    betas = 4 * 15724
+    assert on.read_bytes_per_sample == betas + teacher.image_bytes
+    assert off.read_bytes_per_sample == betas + teacher.feature_bytes_per_image
+    assert times_off.read_hours > 4 * times_on.read_hours and times_off.bound == "reading"
+    for strategy in ("ddp", "fsdp"):
+        row_on, row_off = paper_plan.row("encoder", strategy, True), cached.row("encoder", strategy, True)
+        assert row_on.frozen_bytes - row_off.frozen_bytes == 6 * teacher.parameters
+        assert row_on.activation_bytes_per_sample - row_off.activation_bytes_per_sample == (
+            teacher.activation_bytes_per_image
+        )
+        assert row_on.micro_batch <= row_off.micro_batch
+    disk_on = {row.step: row for row in paper_plan.disk}
+    disk_off = {row.step: row for row in cached.disk}
+    assert disk_on["features"].bytes == 0
+    assert disk_off["features"].bytes == 37_000 * teacher.feature_bytes_per_image  # ≈ 63 GB for four subjects
+    assert 60e9 < disk_off["features"].bytes < 65e9
+    assert disk_on["train generator"].bytes == (2 * 4 + 2 * 12) * GENERATOR_PARAMETERS
+    record = plan_record(paper_plan)
+    assert record["disk_total_bytes"] < plan_record(cached)["disk_total_bytes"]
+    assert json.loads(json.dumps(record))["teacher"]["parameters"] == teacher.parameters
+    text = format_plan(paper_plan)
+    assert "teacher clip ViT-L-14, on the fly" in text and "disk per step of the recipe" in text
+
+
+def test_the_planned_cache_bytes_per_image_are_what_a_cache_holds(tiny_dataset, tmp_path):
+    from safetensors import safe_open
+
+    from mindhier.data.feature_cache import build_feature_cache
+    from mindhier.memory_plan.teacher_cost import teacher_cost
+    from mindhier.teachers import build_teacher
+
+    cfg, result = tiny_dataset
+    for teacher_cfg in (cfg.teacher, preset("demo").teacher):
+        cache = build_feature_cache(result.root, build_teacher(teacher_cfg), out=tmp_path / str(teacher_cfg.grid))
+        stored = 0
+        for shard in cache.meta["shards"]:
+            with safe_open(str(cache.path / shard["file"]), framework="pt") as handle:
+                stored += sum(_bytes(handle, key) for key in handle.keys() if key.startswith("level"))  # noqa: SIM118
+        assert stored / cache.n_images == teacher_cost(teacher_cfg).feature_bytes_per_image
+        on_disk = sum((cache.path / shard["file"]).stat().st_size for shard in cache.meta["shards"])
+        per_image = teacher_cost(teacher_cfg).feature_bytes_per_image
+        assert per_image <= on_disk / cache.n_images <= per_image + 8 + 4096 / cache.n_images  # + index, header
+
+
+def _bytes(handle, key) -> int:
+    tensor = handle.get_tensor(key)
+    return tensor.numel() * tensor.element_size()

@@ -36,6 +36,8 @@ SMOKE_SETTINGS = {
     "RUNS": "runs/nsd",
     "WEIGHTS": "switti",  # the stand-ins this test provides; the metric networks stay absent (reported so)
     "NSD_FLAGS": f'"--sessions {TINY_SESSIONS}"',
+    "MINDHIER_REPO": str(Path(__file__).resolve().parents[1]),
+    "GPU_CHECK_FLAGS": '"--allow-cpu --modes eager --batches 1 --repeats 1"',  # no GPU here: the same code on the CPU
 }
 
 

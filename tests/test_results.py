@@ -42,6 +42,17 @@ def test_every_readme_block_is_what_its_file_renders(tables):
     assert tables.differing_blocks(text) == []
 
 
+def test_the_recipe_cost_tables_are_what_the_plan_records_render(tables):
+    text = (ROOT / "docs" / "reproduce-nsd.md").read_text()
+    blocks = _blocks(tables, text)
+    assert {(name, view) for name, view, _ in blocks} == {
+        (f"results/{plan}.json", view) for plan in ("plan", "plan_cached") for view in ("plan-stages", "plan-disk")
+    }
+    assert all(body.strip() for _, _, body in blocks)
+    assert tables.differing_blocks(text) == []
+    assert tables.main(["--check"]) == 0  # both documents
+
+
 def _copy(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     shutil.copytree(ROOT / "results", tmp_path / "results")

@@ -54,6 +54,11 @@ def soft_clip_loss(pred_BF: torch.Tensor, target_BF: torch.Tensor, temperature: 
     return (forward + backward) / 2
 
 
+def supervised_levels(supervision: str, depth: int) -> tuple[int, ...]:
+    """The 0-based levels whose heads the Stage-1 loss aligns: every level when cascaded, else the terminal one."""
+    return tuple(range(depth)) if supervision == "cascaded" else (depth - 1,)
+
+
 def stage1_loss(
     out: EncoderOutput,
     targets: list[torch.Tensor],
@@ -62,8 +67,7 @@ def stage1_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The total loss and its named terms (floats, for logging)."""
     terms: dict[str, torch.Tensor] = {}
-    supervised = range(len(targets)) if cfg.supervision == "cascaded" else [len(targets) - 1]
-    for m in supervised:
+    for m in supervised_levels(cfg.supervision, len(targets)):
         terms[f"align_level{m + 1}"] = cfg.mse_weight * alignment_loss(out.heads[m], targets[m])
     terms["align_terminal"] = cfg.mse_weight * alignment_loss(out.terminal_BQD, targets[-1])
     terms["softclip"] = cfg.softclip_weight * soft_clip_loss(

@@ -16,12 +16,17 @@ SWITTI_REPO = "yresearch/Switti"  # Switti-512: SwittiHF(depth=30), PyTorchModel
 SWITTI_VQVAE_REPO = "yresearch/VQVAE-Switti"  # the VQ-VAE Switti was trained with (VAR's architecture)
 VAR_REPO = "FoundationVision/var"  # VAR's VQ-VAE, a plain state dict in a .pth
 HUB_WEIGHTS_FILE = "model.safetensors"  # what PyTorchModelHubMixin.save_pretrained writes
+# Switti's VQ-VAE file: Switti loads it with `VQVAEHF.from_pretrained("yresearch/VQVAE-Switti")` (PyTorchModelHubMixin,
+# which reads model.safetensors; yandex-research/switti models/pipeline.py), and the repository holds config.json and
+# model.safetensors (436 MB, commit 0dcfe37 "Push model using huggingface_hub"). The one name every part uses:
+# fetch, `--tokenizer switti-vqvae`, and the key manifest `models/manifests/var_vqvae_512.json`.
+SWITTI_VQVAE_FILE = HUB_WEIGHTS_FILE
 VAR_VQVAE_FILE = "vae_ch160v4096z32.pth"
 
 # tokenizers other commands accept by name in place of a path (`--tokenizer var-vqvae`): name → (repo, file)
 NAMED_TOKENIZERS = {
     "var-vqvae": (VAR_REPO, VAR_VQVAE_FILE),
-    "switti-vqvae": (SWITTI_VQVAE_REPO, HUB_WEIGHTS_FILE),
+    "switti-vqvae": (SWITTI_VQVAE_REPO, SWITTI_VQVAE_FILE),
 }
 
 

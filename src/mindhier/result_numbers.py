@@ -241,14 +241,60 @@ def plan_numbers(record: dict[str, Any]) -> dict[str, Any]:
                 "expected_hours": hours.get(stage["name"]),
             }
         )
+    times = {t["stage"]: t for t in record["times"]}
+    chosen = {stage: (strategy, checkpointing) for stage, strategy, checkpointing in record.get("chosen", [])}
+    for stage in stages:
+        time = times[stage["name"]]
+        stage["steps"] = time["steps"]
+        stage["compute_hours"] = round(time["compute_hours"], 2)
+        stage["read_hours"] = round(time["read_hours"], 2)
+        stage["bound"] = time["bound"]
+        stage["read_tb"] = round(time["read_bytes"] / 1e12, 2)
+        stage["epoch_gb"] = round(time["working_set_bytes"] / 1e9, 2)
+        stage["teacher_pflop"] = round(time["teacher_flops"] / 1e15, 1)
+        if stage["name"] in chosen:
+            strategy, checkpointing = chosen[stage["name"]]
+            row = next(
+                r
+                for r in record["rows"]
+                if r["stage"] == stage["name"] and r["strategy"] == strategy and r["checkpointing"] == checkpointing
+            )
+            summary = next(s for s in record["stages"] if s["name"] == stage["name"])
+            per_gpu = -(-summary["global_batch"] // record["gpus"])
+            micro = min(per_gpu, row["micro_batch"])
+            stage["trained_with"] = {
+                "strategy": strategy,
+                "checkpointing": checkpointing,
+                "global_batch": summary["global_batch"],
+                "micro_batch": micro,
+                "peak_gib": round((row["fixed_bytes"] + micro * row["activation_bytes_per_sample"]) / (1 << 30), 1)
+                if row["fits"]
+                else None,
+            }
+    teacher = record.get("teacher") or {}
     return {
         "preset": record["preset"],
         "gpus": record["gpus"],
         "gpu_memory_gib": round(record["gpu_memory_bytes"] / (1 << 30), 1),
         "gpu_tflops": record["gpu_tflops"],
         "mfu": record["mfu"],
+        "read_gbps": record.get("read_gbps"),
         "strategies": [label for _, _, label in PLAN_STRATEGIES],
         "stages": stages,
+        "teacher": {
+            "name": teacher.get("name"),
+            "on_the_fly": record.get("teacher_on_the_fly"),
+            "parameters": _size(teacher["parameters"]) if teacher else None,
+            "gflop_per_image": round(teacher["forward_flops_per_image"] / 1e9, 1) if teacher else None,
+            "cache_mb_per_image": round(teacher["feature_bytes_per_image"] / 1e6, 2) if teacher else None,
+            "image_mb": round(teacher["image_bytes"] / 1e6, 2) if teacher else None,
+        },
+        "subjects": record.get("subjects"),
+        "disk": [
+            {"step": d["step"], "per": d["per"], "gb": round(d["bytes"] / 1e9, 2), "what": d["what"]}
+            for d in record.get("disk", [])
+        ],
+        "disk_total_gb": round(record.get("disk_total_bytes", 0) / 1e9, 1),
     }
 
 

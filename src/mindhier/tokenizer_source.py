@@ -5,7 +5,7 @@ Everywhere a tokenizer run is accepted (`tokenize --run`, `train generator|diffu
 
     RUN_FOLDER        a `mindhier train tokenizer` run: its own config and best weights
     FILE              a VQ-VAE state dict (`.safetensors`, or a `.pth` read with `weights_only=True`) in VAR's key
-                      layout — VAR's `vae_ch160v4096z32.pth`, Switti's `model.safetensors` — loaded strictly into
+                      layout — VAR's `vae_ch160v4096z32.pth`, VQVAE-Switti's `model.safetensors` — loaded strictly into
                       the tokenizer section of the command's config (the `nsd-paper` preset is VAR's architecture)
     var-vqvae         VAR's VQ-VAE, read from the Hugging Face cache (`mindhier fetch weights var-vqvae`)
     switti-vqvae      Switti's VQ-VAE, likewise (`mindhier fetch weights switti`)

@@ -105,6 +105,8 @@ def test_export_writes_the_split_in_order_with_the_png_values(exported, recons, 
     assert (record["height"], record["width"]) == (height, width)
     assert record["stimulus_indices"] == [int(i) for i in indices]
     assert record["tensor_sha256"] == sha256_file(exported / "method_a_all_recons.pt")
+    assert record["sha256"] == {name: sha256_file(exported / name) for name in record["sha256"]}
+    assert set(record["sha256"]) == {p.name for p in exported.iterdir()} - {"export_manifest.json", "png"}
     assert record["source"] == str(recons.resolve())
 
 
@@ -286,7 +288,14 @@ def test_an_existing_export_is_replaced_only_with_overwrite(recons, exported, tm
     code, _, err = run(capsys, "export", "--recons", recons, "--out", out, "--name", "other", "--overwrite", "--quiet")
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == [
+        "README_mindeye2.md",
         "export_manifest.json",
+        "mindeye2_placeholders.json",
+        "other_all_backbones.pt",
+        "other_all_blurryrecons.pt",
+        "other_all_clipvoxels.pt",
+        "other_all_predcaptions.pt",
+        "other_all_prior_out.pt",
         "other_all_recons.pt",
         "other_image_indices.npy",
         "png",

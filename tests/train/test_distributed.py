@@ -102,6 +102,32 @@ def test_encoder_two_processes_match_one(tiny_dataset, tmp_path):
     _compare_one_and_two("encoder", "encoder", cfg, {"data": str(result.root), "subjects": (1, 2)}, tmp_path)
 
 
+def test_encoder_with_the_teacher_on_the_fly_on_two_processes_matches_the_cached_run(tiny_dataset, tmp_path):
+    # teacher.cache=false: each process runs the teacher on its share of every batch inside the step
+    cfg, result = tiny_dataset
+    cached = _short(cfg, "train_encoder", steps=20, eval_every=10, checkpoint_every=10)
+    online = _short(cached, "teacher", cache=False)
+    args = {"data": str(result.root), "subjects": (1, 2)}
+    one = _train("encoder", cached, args, tmp_path / "cached")
+    ranks = _two_processes("encoder", online, args, tmp_path / "two", tmp_path)
+    assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
+    _assert_close(ranks[0], dict(one.model.state_dict()))
+    curve_one, curve_two = _losses(tmp_path / "cached"), _losses(tmp_path / "two")
+    assert curve_one.keys() == curve_two.keys()
+    for step in curve_one:
+        assert curve_two[step] == pytest.approx(curve_one[step], rel=RTOL, abs=ATOL), step
+    assert json.loads((tmp_path / "two" / run_layout.FEATURES).read_text())["on_the_fly"]
+
+
+@pytest.mark.parametrize("supervision", ["terminal_only", "single"])
+def test_encoder_with_unsupervised_heads_trains_on_two_processes(tiny_dataset, tmp_path, supervision):
+    # the heads the loss does not supervise get no gradient; DDP must not wait for one (the recipe's ablation)
+    cfg, result = tiny_dataset
+    cfg = _short(cfg, "train_encoder", steps=6, eval_every=3, checkpoint_every=3)
+    cfg = _short(cfg, "alignment", supervision=supervision)
+    _compare_one_and_two("encoder", "encoder", cfg, {"data": str(result.root), "subjects": (1, 2)}, tmp_path)
+
+
 def test_adaptation_two_processes_match_one(tiny_dataset, tmp_path):
     from mindhier.train.encoder import train_encoder
 

@@ -168,7 +168,7 @@ def cmd_eval_table(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         refuse_existing(args.out, args.overwrite, "table file")
-    table = subject_table(args.metrics)
+    table = subject_table(args.metrics, reference=not args.no_reference)
     text = format_table(table)
     print(text)
     if args.out is not None:

@@ -1,4 +1,4 @@
-"""`mindhier export`: a reconstruction folder as MindEye2's `*_all_recons.pt` tensor and NSD-named PNGs.
+"""`mindhier export`: a reconstruction folder as the files MindEye2's evaluation notebook loads and NSD-named PNGs.
 
 mindhier export --recons FOLDER --out DIR [--name NAME] [--overwrite]
 
@@ -18,10 +18,14 @@ def add_export_parser(commands: argparse._SubParsersAction) -> argparse.Argument
     """Add `export` to the `mindhier` subcommands (`commands`: the parser's `add_subparsers()` object)."""
     p = commands.add_parser(
         "export",
-        help="a reconstruction folder as MindEye2's *_all_recons.pt tensor and NSD-named PNGs (for other evaluators)",
+        help="a reconstruction folder as the files MindEye2's final_evaluations.ipynb loads, and NSD-named PNGs",
         description="Writes NAME_all_recons.pt (float32 [N, 3, H, W] in [0, 1], rows in ascending stimulus index, "
-        "every value the PNG's uint8 / 255), NAME_image_indices.npy (0-based index of each row), png/nsdNNNNN.png "
-        "(NNNNN: NSD's 1-based 73k ID) and export_manifest.json.",
+        "every value the PNG's uint8 / 255); the other files MindEye2's final_evaluations.ipynb loads for model "
+        "NAME (NAME_all_blurryrecons.pt: a copy of the reconstructions; NAME_all_clipvoxels.pt, "
+        "NAME_all_backbones.pt, NAME_all_prior_out.pt: NaN; NAME_all_predcaptions.pt: empty strings), with "
+        "mindeye2_placeholders.json and README_mindeye2.md naming the notebook cells to skip; "
+        "NAME_image_indices.npy (0-based index of each row), png/nsdNNNNN.png (NNNNN: NSD's 1-based 73k ID) and "
+        "export_manifest.json. For the notebook, the folder goes at MindEyeV2/src/evals/NAME/.",
     )
     p.add_argument(
         "--recons", type=Path, required=True, help="reconstruction folder (image_XXXXXX.png + manifest.json)"
@@ -45,6 +49,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(
         f"{record['n_images']} images of subject {record['subject']}, split {record['split']}, "
         f"{record['height']}×{record['width']} px: {args.out / record['tensor_file']}"
+    )
+    mindeye2 = record["mindeye2"]
+    print(
+        f"for MindEye2's final_evaluations.ipynb: place it at MindEyeV2/src/{mindeye2['folder']}, pass "
+        f"--all_recons_path={mindeye2['all_recons_path']}, skip cells {', '.join(mindeye2['skip_cells'])} "
+        "(README_mindeye2.md)"
     )
     print(f"wrote {args.out}")
     return 0

@@ -365,6 +365,9 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("metrics", type=Path, nargs="+", help="one metrics.json per subject (same split and protocol)")
     p.add_argument("--out", type=Path, help="also write the table (.md) and its data (.json beside it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing table file")
+    p.add_argument(
+        "--no-reference", action="store_true", help="leave out the published rows of the same split (ref. rows)"
+    )
     p.set_defaults(func=cmd_eval_table)
 
     p = evaluate.add_parser("encoder", help="retrieval, identification and alignment per level on held-out data")

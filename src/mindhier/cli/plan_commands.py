@@ -1,4 +1,5 @@
-"""The `plan` subcommand: per-GPU training memory of every stage under DDP and FSDP (`mindhier.memory_plan`)."""
+"""The `plan` subcommand: per-GPU training memory of every stage under DDP and FSDP, expected hours, the teacher's
+cost and the disk of every step (`mindhier.memory_plan`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ DEFAULT_VOXELS = 15724  # NSD subject 1; kept equal to memory_plan.DEFAULT_VOXEL
 # kept equal to memory_plan.plan's (a test checks): importing it here would load torch for every command
 DEFAULT_GPU_TFLOPS = 989.0  # H100 / H200 SXM, dense bf16
 DEFAULT_MFU = 0.35
+DEFAULT_READ_GBPS = 2.0
 
 
 def add_plan_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -55,6 +57,20 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
         default=DEFAULT_MFU,
         help=f"model-FLOPs utilisation assumed for the expected hours (default {DEFAULT_MFU:g})",
     )
+    p.add_argument(
+        "--read-gbps",
+        type=positive_float(10_000, "GB/s of reading"),
+        default=DEFAULT_READ_GBPS,
+        metavar="R",
+        help=f"GB/s one node reads training data at, for the expected hours (default {DEFAULT_READ_GBPS:g}: a local "
+        "NVMe; network storage is often slower)",
+    )
+    p.add_argument(
+        "--subjects",
+        type=bounded_int(1, 8, "NSD subjects"),
+        default=4,
+        help="NSD subjects the recipe trains, for the disk table (default 4: subjects 1, 2, 5, 7)",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the plan as JSON")
     p.add_argument(
         "--record",
@@ -76,7 +92,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     recorder = ResultRecorder(args, "plan")
     cfg = resolve_config(args)
-    plan = plan_memory(cfg, args.gpus, args.gpu_memory, voxels=args.voxels, gpu_tflops=args.gpu_tflops, mfu=args.mfu)
+    plan = plan_memory(
+        cfg,
+        args.gpus,
+        args.gpu_memory,
+        voxels=args.voxels,
+        gpu_tflops=args.gpu_tflops,
+        mfu=args.mfu,
+        read_gbps=args.read_gbps,
+        subjects=args.subjects,
+    )
     print(format_plan(plan))
     if args.json:
         write_json(args.json, plan_record(plan))

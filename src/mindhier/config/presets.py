@@ -168,7 +168,9 @@ def nsd_paper() -> MindhierConfig:
     """
     return MindhierConfig(
         preset="nsd-paper",
-        teacher=TeacherConfig(name="clip", layers=(12, 16, 20, 24), clip_model="ViT-L-14", text=True),
+        # the teacher runs inside the training step, as MindEye2 and the authors run it: a cache of its four levels
+        # would hold 1.6 MB per image (≈ 60 GB for four subjects) and bind every step on reading it
+        teacher=TeacherConfig(name="clip", layers=(12, 16, 20, 24), clip_model="ViT-L-14", text=True, cache=False),
         encoder=BrainEncoderConfig(
             hidden_dims=(4096, 2048),
             latent_tokens=100,

@@ -26,6 +26,10 @@ class TeacherConfig:
     clip_model: str = "ViT-L-14"  # open_clip architecture name
     clip_weights: str = "openai"  # open_clip pretrained tag (resolved in the local cache) or a local weights file
     text: bool = False  # also compute caption features with CLIP's text tower (clip only)
+    # true: the targets are computed once into the feature cache (disk: levels × tokens × dims × 2 B per image) and
+    # read in every step; false: the teacher runs inside the training step on the training device (bf16 on a GPU,
+    # no gradients) and only the images are read — the same targets (data/teacher_targets.py)
+    cache: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in TEACHER_NAMES:

@@ -39,5 +39,21 @@ class TargetLookup:
         rows_t = torch.from_numpy(rows)
         return [table[rows_t].float() for table in self._tables]
 
+    def step_targets(self, images_N: np.ndarray) -> list[torch.Tensor]:
+        """`get` (the cache's values are read on the CPU; the step moves them to its device)."""
+        return self.get(images_N)
+
     def get_text(self, images_N: np.ndarray) -> torch.Tensor | None:
         return self.cache.get_text(images_N) if self.cache.has_text else None
+
+    @property
+    def has_text(self) -> bool:
+        return self.cache.has_text
+
+    @property
+    def text_shape(self) -> tuple[int, int] | None:
+        return self.cache.text_shape
+
+    def record(self) -> dict:
+        """The run's `features.json`: which cache gave the targets."""
+        return {"path": str(self.cache.path), "key": self.cache.key, "teacher": self.cache.teacher}

@@ -87,7 +87,8 @@ def _find_or_download(file: RemoteFile, caches: Caches, allow_download: bool) ->
         import torch.hub
 
         target.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(file.url, str(target), hash_prefix=file.sha256_prefix, progress=True)
+        expected = file.sha256 or file.sha256_prefix  # torch.hub drops a download whose sha256 does not start so
+        torch.hub.download_url_to_file(file.url, str(target), hash_prefix=expected, progress=True)
         return target
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -129,7 +130,7 @@ def verify(file: RemoteFile, cached: Path) -> FetchedFile:
     sha = sha256_file(cached)
     problem = None
     if file.sha256 is not None and sha != file.sha256:
-        problem = f"sha256 {sha[:12]}… but {file.name} is pinned to {file.sha256[:12]}…"
+        problem = f"sha256 {sha} but {file.name} is pinned to {file.sha256}"
     elif file.sha256_prefix is not None and not sha.startswith(file.sha256_prefix):
         problem = f"sha256 {sha[:12]}… but its published name says it starts with {file.sha256_prefix}"
     elif file.origin == "hub":

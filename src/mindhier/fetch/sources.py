@@ -9,20 +9,29 @@ Two origins:
 * `url`: a file at a fixed URL (torchvision's and SwAV's metric networks), downloaded with torch.hub's
   `download_url_to_file` into `<torch hub dir>/checkpoints`, the folder torchvision loads from. torch.hub's
   convention puts the first hex digits of the file's sha256 in its name (`alexnet-owt-7be5be79.pth`); that
-  prefix is checked.
+  prefix is checked. A file without one (SwAV's) is checked against the full digest recorded for it in
+  `metrics.metric_networks` (`PinnedNetwork.sha256`) — where one is recorded: none is published for SwAV
+  (`SWAV_SHA256`), so until it is, its digest is only written to the fetch manifest.
 
 Pins: `revision` is a branch or commit of the repository. The published repositories are read at `main`
 (what MindEye2, Switti and open_clip themselves download); the exact commit and every file's sha256 are
 recorded in the fetch manifest, and `mindhier fetch … --revision COMMIT` pins a later fetch to a recorded
-commit. Files of a URL are pinned by their hash prefix. (No commit hashes can be read on a machine without
-the Hub; a release that knows them should write them here.)
+commit. Files of a URL are pinned by their hash prefix or recorded digest. (No commit hashes can be read on a
+machine without the Hub; a release that knows them should write them here.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mindhier.published_weights import HUB_WEIGHTS_FILE, SWITTI_REPO, SWITTI_VQVAE_REPO, VAR_REPO, VAR_VQVAE_FILE
+from mindhier.published_weights import (
+    HUB_WEIGHTS_FILE,
+    SWITTI_REPO,
+    SWITTI_VQVAE_FILE,
+    SWITTI_VQVAE_REPO,
+    VAR_REPO,
+    VAR_VQVAE_FILE,
+)
 
 HUB_ENDPOINT = "https://huggingface.co"
 
@@ -139,6 +148,7 @@ def _torchvision_files() -> list[RemoteFile]:
             origin="url",
             path=f"checkpoints/{spec.filename}",
             url=spec.url,
+            sha256=spec.sha256,
             sha256_prefix=spec.published_sha256,
         )
         for spec in PINNED.values()
@@ -162,7 +172,7 @@ def weight_files(groups: list[str], revision: str = "main") -> list[RemoteFile]:
             files.append(_clip_file(revision))
         elif group == "switti":
             files.append(hub_weights("Switti-512 generator", SWITTI_REPO, HUB_WEIGHTS_FILE, revision))
-            files.append(hub_weights("Switti's VQ-VAE", SWITTI_VQVAE_REPO, HUB_WEIGHTS_FILE, revision))
+            files.append(hub_weights("Switti's VQ-VAE", SWITTI_VQVAE_REPO, SWITTI_VQVAE_FILE, revision))
         elif group == "var-vqvae":
             files.append(hub_weights("VAR's VQ-VAE", VAR_REPO, VAR_VQVAE_FILE, revision))
         else:

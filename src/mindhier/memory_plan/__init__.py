@@ -9,6 +9,9 @@ its parameters are counted, and a forward pass on meta tensors measures the acti
   checkpointing;
 * `plan.py` — the byte arithmetic per strategy (parameters, gradients, optimizer states, transients, frozen
   models), the plan rows and the micro-batch that fits;
+* `teacher_cost.py` — the teacher's parameters, forward FLOPs, inference memory and bytes per image (cached or
+  on the fly);
+* `disk.py` — the disk each step of the NSD recipe takes;
 * `output.py` — the printed table and the JSON record.
 """
 
@@ -18,6 +21,7 @@ from mindhier.memory_plan.activations import (
     model_activations,
     stage_activations,
 )
+from mindhier.memory_plan.disk import DiskRow, disk_rows, total_disk_bytes
 from mindhier.memory_plan.output import format_plan, plan_record
 from mindhier.memory_plan.plan import (
     ADAMW_STATES,
@@ -44,6 +48,7 @@ from mindhier.memory_plan.stages import (
     stage_specs,
     teacher_shapes,
 )
+from mindhier.memory_plan.teacher_cost import TeacherCost, teacher_cost
 
 __all__ = [
     "ADAMW_STATES",
@@ -55,13 +60,16 @@ __all__ = [
     "RESERVE_FRACTION",
     "STRATEGIES",
     "ActivationProfile",
+    "DiskRow",
     "MemoryPlan",
     "PlanRow",
     "StageSpec",
     "StageSummary",
+    "TeacherCost",
     "TeacherShapes",
     "block_modules",
     "count_parameters",
+    "disk_rows",
     "format_plan",
     "fsdp_shard_elements",
     "measure_activations",
@@ -72,5 +80,7 @@ __all__ = [
     "stage_rows",
     "stage_specs",
     "summarize_stage",
+    "teacher_cost",
     "teacher_shapes",
+    "total_disk_bytes",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from mindhier.memory_plan.disk import total_disk_bytes
 from mindhier.memory_plan.plan import GIB, RESERVE_FRACTION, MemoryPlan
 
 
@@ -44,23 +45,62 @@ def format_plan(plan: MemoryPlan) -> str:
             f" {row.activation_bytes_per_sample / scale:>10.3f} {row.fixed_bytes / scale:>8.2f} {micro:>12} {accum:>5}"
         )
     lines += ["", "assumptions:"] + [f"- {line}" for line in plan.assumptions]
+    if plan.teacher is not None:
+        lines += ["", _teacher_line(plan)]
     if plan.times:
         lines += [
             "",
             f"expected time (an estimate, not a measurement: counted training FLOPs ÷ ({plan.gpus} GPU(s) × "
-            f"{plan.gpu_tflops:g} TFLOP/s × MFU {plan.mfu:g})):",
-            f"{'stage':<10} {'steps':>8} {'global batch':>12} {'training PFLOP':>15} {'hours':>8}",
+            f"{plan.gpu_tflops:g} TFLOP/s × MFU {plan.mfu:g}), or bytes read ÷ {plan.read_gbps:g} GB/s, whichever "
+            "is larger):",
+            f"{'stage':<10} {'steps':>8} {'global batch':>12} {'training PFLOP':>15} {'teacher PFLOP':>14} "
+            f"{'compute h':>9} {'read TB':>8} {'read h':>7} {'hours':>6} {'bound':>8} {'epoch GB':>9}",
         ]
         for stage, time in zip(plan.stages, plan.times, strict=True):
             lines.append(
                 f"{time.stage:<10} {time.steps:>8} {stage.global_batch:>12} {time.training_flops / 1e15:>15.1f} "
-                f"{time.hours:>8.1f}"
+                f"{time.teacher_flops / 1e15:>14.1f} {time.compute_hours:>9.2f} {time.read_bytes / 1e12:>8.2f} "
+                f"{time.read_hours:>7.2f} {time.hours:>6.2f} {time.bound:>8} {time.working_set_bytes / 1e9:>9.2f}"
             )
-        lines.append(
+        lines += [
             "- training FLOPs per sample = 3 × the forward's matmul, convolution and attention FLOPs (torch's flop "
-            "counter on the meta device); frozen models, elementwise ops and the optimiser not counted; diffusion "
-            "steps 0 = matched to the generator's FLOPs"
-        )
+            "counter on the meta device) + the teacher's forward when it runs in the step; elementwise ops and the "
+            "optimiser not counted; diffusion steps 0 = matched to the generator's FLOPs",
+            "- read: betas, cached targets or stimuli, tokens of every sample of every step; epoch GB = the distinct "
+            "bytes one subject's epoch reads: a node whose RAM holds them serves later epochs from the page cache, "
+            "and then reading binds only the first epoch",
+        ]
+    if plan.disk:
+        lines += ["", _disk_table(plan)]
+    return "\n".join(lines)
+
+
+def _teacher_line(plan: MemoryPlan) -> str:
+    t = plan.teacher
+    mode = (
+        "on the fly (teacher.cache=false): it runs in every encoder step"
+        if plan.teacher_on_the_fly
+        else "cached (teacher.cache=true): its features are read in every encoder step"
+    )
+    return (
+        f"teacher {t.name}, {mode}; {t.parameters:,} parameters run, {t.forward_flops_per_image / 1e9:.1f} GFLOP "
+        f"forward per image, inference peak ≈ {t.activation_bytes_per_image / 2**20:.1f} MiB per image (estimate); "
+        f"its cache would hold {t.feature_bytes_per_image / 1e6:.2f} MB per image, a stimulus is "
+        f"{t.image_bytes / 1e6:.2f} MB"
+    )
+
+
+def _disk_table(plan: MemoryPlan) -> str:
+    lines = [
+        f"disk per step of the recipe (an estimate from shapes; {plan.subjects} subject(s)):",
+        f"{'step':<26} {'per':<22} {'GB':>8}  what",
+    ]
+    for row in plan.disk:
+        lines.append(f"{row.step:<26} {row.per:<22} {row.bytes / 1e9:>8.2f}  {row.what}")
+    total = total_disk_bytes(plan.disk, plan.subjects)
+    lines.append(
+        f"{'total':<26} {f'{plan.subjects} subject(s), 2 splits':<22} {total / 1e9:>8.2f}  optional rows left out"
+    )
     return "\n".join(lines)
 
 
@@ -75,4 +115,7 @@ def plan_record(plan: MemoryPlan) -> dict:
         data["fixed_bytes"] = row.fixed_bytes
         data["fits"] = row.fits
     record["assumptions"] = list(plan.assumptions)
+    for time, data in zip(plan.times, record["times"], strict=True):
+        data["bound"] = time.bound
+    record["disk_total_bytes"] = total_disk_bytes(plan.disk, plan.subjects)
     return record

@@ -17,7 +17,13 @@ Per GPU, for P trainable parameters on N GPUs (bf16 autocast, AdamW with two fp3
                     B_max: the largest block (its bf16 parameters, twice: the block computing and the one prefetched)
                     U_max = max(R, B_max): the largest unit's unsharded fp32 gradients before the reduce-scatter
     frozen models     4 B per parameter, replicated (the generator and diffusion stages hold the Stage-1 encoder and
-                      the tokenizer; Stage 1 holds nothing: the teacher's features are cached on disk)
+                      the tokenizer; Stage 1 holds the teacher only with `teacher.cache=false`, then 4 + 2 B per
+                      parameter: its weights and autocast's bf16 copies, plus its inference peak per sample)
+    targets           Stage 1 holds the teacher's targets of every sample in fp32, cached or not
+
+Hours are the larger of two estimates: the training FLOPs (the teacher's forward included when it runs in the
+step) at the assumed MFU, and the bytes the step reads (betas, cached targets or stimuli, tokens) at the node's
+assumed read rate; which one binds is printed. Disk per step of the recipe: `disk.py`.
 
 On one GPU the trainers run the plain module whatever the strategy (`train/parallel.wrap_model`), so both rows
 are DDP's without the buckets.
@@ -43,10 +49,28 @@ from torch import nn
 from mindhier.config import MindhierConfig
 from mindhier.errors import ConfigError
 from mindhier.memory_plan.activations import ActivationProfile, model_activations
-from mindhier.memory_plan.stages import DEFAULT_VOXELS, StageSpec, block_modules, count_parameters, stage_specs
+from mindhier.memory_plan.disk import (
+    NSD_STIMULI_PER_SUBJECT,
+    NSD_SUBJECTS,
+    NSD_SUBJECTS_MAX,
+    NSD_TRIALS_PER_SUBJECT,
+    DiskRow,
+    disk_rows,
+)
+from mindhier.memory_plan.stages import (
+    BETA_BYTES,
+    DEFAULT_VOXELS,
+    TOKEN_BYTES,
+    StageSpec,
+    block_modules,
+    count_parameters,
+    stage_specs,
+)
+from mindhier.memory_plan.teacher_cost import TeacherCost, teacher_cost
 
 DEFAULT_GPU_TFLOPS = 989.0  # H100 / H200 SXM, dense bf16
 DEFAULT_MFU = 0.35  # a typical model-FLOPs utilisation of transformer training (not measured here)
+DEFAULT_READ_GBPS = 2.0  # GB/s one node reads training data at (a local NVMe; a network file system is often less)
 RESERVE_FRACTION = 0.10  # of each GPU's memory: CUDA context, allocator fragmentation, the loss
 STRATEGIES = ("ddp", "fsdp")
 GIB = 2**30
@@ -78,11 +102,17 @@ class StageSummary:
     global_batch: int
     steps: int  # 0: the diffusion baseline's steps are matched to the generator's training FLOPs
     activations: ActivationProfile  # batch 1
+    read_bytes_per_sample: int = 0  # from disk, per sample of a step
+    target_bytes_per_sample: int = 0  # the teacher's targets held in the step (float32)
+    teacher_parameters: int = 0  # the teacher on the fly: its frozen weights on every GPU (else 0)
+    teacher_activation_bytes_per_sample: int = 0  # its inference peak per sample (bf16; an estimate)
+    teacher_flops_per_sample: int = 0  # its forward FLOPs per sample
 
     @property
     def training_flops_per_sample(self) -> int:
-        """Forward + backward ≈ 3 × the forward's matmul/convolution/attention FLOPs (backward: two products each)."""
-        return 3 * self.activations.forward_flops
+        """Forward + backward ≈ 3 × the forward's matmul/convolution/attention FLOPs (backward: two products each),
+        plus the teacher's forward when it runs in the step."""
+        return 3 * self.activations.forward_flops + self.teacher_flops_per_sample
 
 
 @dataclass(frozen=True)
@@ -115,12 +145,22 @@ class PlanRow:
 
 @dataclass(frozen=True)
 class StageTime:
-    """The expected wall-clock time of one stage's training run: an estimate from counted FLOPs, never measured."""
+    """The expected wall-clock time of one stage's training run: an estimate from counted FLOPs and bytes read,
+    never measured."""
 
     stage: str
     steps: int
-    training_flops: int  # steps × global batch × training FLOPs per sample (frozen models and optimiser not counted)
-    hours: float  # training_flops / (GPUs × peak × MFU)
+    training_flops: int  # steps × global batch × training FLOPs per sample (the teacher's forward included)
+    hours: float  # the larger of compute_hours and read_hours
+    teacher_flops: int = 0  # the teacher's share of training_flops (on the fly)
+    compute_hours: float = 0.0  # training_flops / (GPUs × peak × MFU)
+    read_bytes: int = 0  # steps × global batch × bytes read per sample
+    read_hours: float = 0.0  # read_bytes / the node's read rate
+    working_set_bytes: int = 0  # what one epoch reads: RAM to keep it in the page cache, or re-read from disk
+
+    @property
+    def bound(self) -> str:
+        return "reading" if self.read_hours > self.compute_hours else "compute"
 
 
 @dataclass(frozen=True)
@@ -136,6 +176,12 @@ class MemoryPlan:
     gpu_tflops: float = DEFAULT_GPU_TFLOPS  # peak dense bf16 TFLOP/s of one GPU
     mfu: float = DEFAULT_MFU  # the fraction of it training is assumed to reach
     times: tuple[StageTime, ...] = ()
+    teacher: TeacherCost | None = None
+    teacher_on_the_fly: bool = False  # `teacher.cache=false`
+    read_gbps: float = DEFAULT_READ_GBPS  # GB/s one node reads its training data at
+    disk: tuple[DiskRow, ...] = ()
+    subjects: int = NSD_SUBJECTS
+    chosen: tuple[tuple[str, str, bool], ...] = ()  # (stage, strategy, checkpointing) the config trains with
 
     @property
     def usable_bytes(self) -> int:
@@ -173,8 +219,10 @@ def fsdp_shard_elements(model: nn.Module, gpus: int) -> int:
     return total
 
 
-def summarize_stage(spec: StageSpec, gpus: int) -> StageSummary:
-    """Parameter counts (trainable, per block, sharded, frozen) and activations of one sample; one meta build."""
+def summarize_stage(spec: StageSpec, gpus: int, teacher: TeacherCost | None = None) -> StageSummary:
+    """Parameter counts (trainable, per block, sharded, frozen) and activations of one sample; one meta build.
+    `teacher`: the teacher's cost, counted in a stage that runs it on the fly."""
+    runs_teacher = spec.teacher_on_the_fly and teacher is not None
     with torch.device("meta"):
         model = spec.build()
         frozen = [(name, count_parameters(build())) for name, build in spec.frozen]
@@ -197,6 +245,11 @@ def summarize_stage(spec: StageSpec, gpus: int) -> StageSummary:
         global_batch=spec.global_batch,
         steps=spec.steps,
         activations=model_activations(spec, model, 1),  # last: it casts the model to bf16
+        read_bytes_per_sample=spec.read_bytes_per_sample,
+        target_bytes_per_sample=spec.target_bytes_per_sample,
+        teacher_parameters=teacher.parameters if runs_teacher else 0,
+        teacher_activation_bytes_per_sample=teacher.activation_bytes_per_image if runs_teacher else 0,
+        teacher_flops_per_sample=teacher.forward_flops_per_image if runs_teacher else 0,
     )
 
 
@@ -228,10 +281,15 @@ def stage_rows(stage: StageSummary, usable_bytes: int, strategies: tuple[str, ..
             transient = (
                 BF16 * stage.outside_block_parameters + 2 * BF16 * stage.largest_block_parameters + FP32 * largest_unit
             )
-        frozen = FP32 * stage.frozen_parameters
+        # frozen models in fp32; a teacher on the fly also gets autocast's bf16 copies of its weights
+        frozen = FP32 * stage.frozen_parameters + (FP32 + BF16) * stage.teacher_parameters
         fixed = params + grads + optim + transient + frozen
         for checkpointing in (False, True):
-            per_sample = stage.activations.bytes(checkpointing)
+            per_sample = (
+                stage.activations.bytes(checkpointing)
+                + stage.target_bytes_per_sample
+                + stage.teacher_activation_bytes_per_sample
+            )
             micro = _micro_batch(usable_bytes, fixed, per_sample)
             rows.append(
                 PlanRow(
@@ -251,16 +309,38 @@ def stage_rows(stage: StageSummary, usable_bytes: int, strategies: tuple[str, ..
     return rows
 
 
-def stage_times(stages: tuple[StageSummary, ...], gpus: int, gpu_tflops: float, mfu: float) -> tuple[StageTime, ...]:
-    """Expected hours of every stage: its training FLOPs at `mfu` of `gpus` × `gpu_tflops`. The diffusion
-    baseline with `steps` 0 is matched to the generator's training FLOPs, so it takes the generator's time."""
+def stage_times(
+    stages: tuple[StageSummary, ...],
+    gpus: int,
+    gpu_tflops: float,
+    mfu: float,
+    read_gbps: float = DEFAULT_READ_GBPS,
+    working_sets: dict[str, int] | None = None,
+) -> tuple[StageTime, ...]:
+    """Expected hours of every stage: the larger of its training FLOPs at `mfu` of `gpus` × `gpu_tflops` and its
+    bytes read at `read_gbps`. The diffusion baseline with `steps` 0 is matched to the generator's training FLOPs.
+    `working_sets`: the distinct bytes a stage reads in one epoch (recorded, not used in the hours)."""
     rate = gpus * gpu_tflops * 1e12 * mfu  # FLOP/s
     flops = {s.name: s.steps * s.global_batch * s.training_flops_per_sample for s in stages}
     times = []
     for stage in stages:
         total = flops[stage.name] if stage.steps else flops.get("generator", 0)
         steps = stage.steps or round(total / max(1, stage.global_batch * stage.training_flops_per_sample))
-        times.append(StageTime(stage.name, steps, total, total / rate / 3600))
+        read = steps * stage.global_batch * stage.read_bytes_per_sample
+        compute_hours, read_hours = total / rate / 3600, read / (read_gbps * 1e9) / 3600
+        times.append(
+            StageTime(
+                stage=stage.name,
+                steps=steps,
+                training_flops=total,
+                hours=max(compute_hours, read_hours),
+                teacher_flops=steps * stage.global_batch * stage.teacher_flops_per_sample,
+                compute_hours=compute_hours,
+                read_bytes=read,
+                read_hours=read_hours,
+                working_set_bytes=(working_sets or {}).get(stage.name, 0),
+            )
+        )
     return tuple(times)
 
 
@@ -271,9 +351,12 @@ def plan_memory(
     voxels: int = DEFAULT_VOXELS,
     gpu_tflops: float = DEFAULT_GPU_TFLOPS,
     mfu: float = DEFAULT_MFU,
+    read_gbps: float = DEFAULT_READ_GBPS,
+    subjects: int = NSD_SUBJECTS,
 ) -> MemoryPlan:
     """Per-GPU memory of every trainable stage on `gpus` GPUs of `gpu_memory_gib` GiB each (see the module doc),
-    and each stage's expected hours at `mfu` of `gpu_tflops` peak TFLOP/s per GPU."""
+    each stage's expected hours at `mfu` of `gpu_tflops` peak TFLOP/s per GPU or at `read_gbps` GB/s of reading,
+    whichever binds, and the disk each step of the recipe takes for `subjects` NSD subjects."""
     if gpus < 1:
         raise ConfigError(f"--gpus must be at least 1, got {gpus}; pass 1 or more")
     if not gpu_memory_gib > 0:
@@ -283,12 +366,27 @@ def plan_memory(
             f"--gpu-tflops must be positive and --mfu in (0, 1], got {gpu_tflops} and {mfu};"
             " pass positive, finite values"
         )
+    if not read_gbps > 0 or not 1 <= subjects <= NSD_SUBJECTS_MAX:
+        raise ConfigError(
+            f"--read-gbps must be positive and --subjects 1 to {NSD_SUBJECTS_MAX}, got {read_gbps} and {subjects};"
+            " pass a positive rate and a subject count"
+        )
     memory = int(gpu_memory_gib * GIB)
     reserve = int(memory * RESERVE_FRACTION)
+    teacher = teacher_cost(cfg.teacher)
     stages, rows = [], []
     for spec in stage_specs(cfg, voxels):
-        stages.append(summarize_stage(spec, gpus))
+        stages.append(summarize_stage(spec, gpus, teacher))
         rows += stage_rows(stages[-1], memory - reserve)
+    # one subject's epoch reads its trials' betas and, for its stimuli, the targets or images (encoder), tokens
+    betas = NSD_TRIALS_PER_SUBJECT * voxels * BETA_BYTES
+    per_image = teacher.feature_bytes_per_image if cfg.teacher.cache else teacher.image_bytes
+    n_tokens = sum(side * side for side in cfg.tokenizer.scales)
+    epoch = {
+        "encoder": betas + NSD_STIMULI_PER_SUBJECT * per_image,
+        "generator": betas + NSD_STIMULI_PER_SUBJECT * n_tokens * TOKEN_BYTES,
+        "diffusion": betas,
+    }
     return MemoryPlan(
         preset=cfg.preset,
         gpus=gpus,
@@ -300,7 +398,20 @@ def plan_memory(
         assumptions=_assumptions(gpus),
         gpu_tflops=gpu_tflops,
         mfu=mfu,
-        times=stage_times(tuple(stages), gpus, gpu_tflops, mfu),
+        times=stage_times(tuple(stages), gpus, gpu_tflops, mfu, read_gbps, epoch),
+        teacher=teacher,
+        teacher_on_the_fly=not cfg.teacher.cache,
+        read_gbps=read_gbps,
+        disk=disk_rows(cfg, tuple(stages), teacher, voxels, subjects),
+        subjects=subjects,
+        chosen=tuple(
+            (name, loop.strategy, loop.activation_checkpointing)
+            for name, loop in (
+                ("encoder", cfg.train_encoder),
+                ("generator", cfg.train_generator),
+                ("diffusion", cfg.train_diffusion),
+            )
+        ),
     )
 
 
@@ -324,7 +435,9 @@ def _assumptions(gpus: int) -> tuple[str, ...]:
         f"reserve: {RESERVE_FRACTION:.0%} of each GPU for the CUDA context, allocator fragmentation and the loss "
         "(logits, softmax: not measured)",
         *strategies,
-        "frozen models: fp32 (4 B per parameter), replicated; the encoder stage reads cached teacher features",
+        "frozen models: fp32 (4 B per parameter), replicated; the encoder stage holds the teacher's targets (fp32) "
+        "per sample, and with teacher.cache=false the teacher itself (fp32 + autocast's bf16 copies) and its "
+        "inference peak (3 × its largest bf16 intermediate, an estimate)",
         "activations: saved-for-backward bytes of one sample, measured on the meta device with bf16 matmuls and "
         "fused attention; checkpointing = one checkpoint per block (outside + block inputs + one block recomputed)",
         "all terms are counted as held together (an upper estimate of the peak); micro = the largest per-GPU batch "

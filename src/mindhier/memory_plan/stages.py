@@ -25,6 +25,9 @@ from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
 from mindhier.models.tokenizer import Tokenizer
 
 DEFAULT_VOXELS = 15724  # NSD subject 1's nsdgeneral voxels
+BETA_BYTES = 4  # per voxel: MindEye2's betas HDF5 is float32
+TOKEN_BYTES = 4  # per token: the token cache's int32
+STIMULUS_BYTES = 3 * 224 * 224 * 2  # one stimulus in MindEye2's coco_images_224_float16.hdf5
 PLAN_SUBJECT = 1  # the encoder's input layer is built for this subject (only its voxel count matters)
 
 
@@ -66,7 +69,7 @@ _VIT_L_14 = {
 }
 
 
-def _open_clip_config(name: str) -> dict | None:
+def open_clip_config(name: str) -> dict | None:
     """open_clip's architecture config `name`, read from its model_configs folder: importing open_clip takes
     seconds (it imports its CoCa and Hugging Face towers), and a config file is all the plan needs."""
     spec = importlib.util.find_spec("open_clip")
@@ -81,9 +84,7 @@ def _clip_shapes(teacher: TeacherConfig) -> TeacherShapes:
     from mindhier.teachers.base import resolve_layers
     from mindhier.teachers.clip import mappings_for_depth
 
-    model_cfg = (
-        None if "/" in teacher.clip_model or ":" in teacher.clip_model else _open_clip_config(teacher.clip_model)
-    )
+    model_cfg = None if "/" in teacher.clip_model or ":" in teacher.clip_model else open_clip_config(teacher.clip_model)
     vision = (model_cfg or {}).get("vision_cfg", {})
     text = (model_cfg or {}).get("text_cfg", {})
     # CLIPTeacher reads all 1 + grid² tokens after ln_post and proj; other towers have no such layers
@@ -123,6 +124,9 @@ class StageSpec:
     frozen: tuple[tuple[str, Callable[[], nn.Module]], ...]
     global_batch: int
     steps: int  # optimiser steps of the stage's training run (diffusion: 0 = matched to the generator's FLOPs)
+    read_bytes_per_sample: int = 0  # what one sample of a step reads from disk (betas, targets or images, tokens)
+    target_bytes_per_sample: int = 0  # the teacher's targets held in the step (float32; the encoder stage)
+    teacher_on_the_fly: bool = False  # the encoder stage with `teacher.cache=false`: the teacher runs in the step
 
 
 def block_modules(model: nn.Module) -> list[nn.Module]:
@@ -174,6 +178,10 @@ def stage_specs(cfg: MindhierConfig, voxels: int = DEFAULT_VOXELS) -> tuple[Stag
 
     frozen = (("brain encoder", encoder), ("tokenizer", lambda: Tokenizer(tc)))
     Q, Y, P, M = teacher.queries, cfg.encoder.width, teacher.level_dims[-1], cfg.encoder.depth
+    betas = BETA_BYTES * voxels  # one trial's betas (MindEye2's float32 HDF5)
+    targets = 4 * (Q * sum(teacher.level_dims) + teacher.text_tokens * teacher.text_dim)  # float32 in the step
+    # the encoder's step reads the cached targets (float16) or, with the teacher on the fly, the stimulus
+    encoder_reads = betas + (targets // 2 if cfg.teacher.cache else STIMULUS_BYTES)
     return (
         StageSpec(
             name="encoder",
@@ -188,6 +196,9 @@ def stage_specs(cfg: MindhierConfig, voxels: int = DEFAULT_VOXELS) -> tuple[Stag
             frozen=(),
             global_batch=cfg.train_encoder.batch_size,
             steps=cfg.train_encoder.steps,
+            read_bytes_per_sample=encoder_reads,
+            target_bytes_per_sample=targets,
+            teacher_on_the_fly=not cfg.teacher.cache,
         ),
         StageSpec(
             name="generator",
@@ -204,6 +215,7 @@ def stage_specs(cfg: MindhierConfig, voxels: int = DEFAULT_VOXELS) -> tuple[Stag
             frozen=frozen,
             global_batch=cfg.train_generator.batch_size,
             steps=cfg.train_generator.steps,
+            read_bytes_per_sample=betas + TOKEN_BYTES * gen_shapes.n_tokens,  # betas + the image's cached tokens
         ),
         StageSpec(
             name="diffusion",
@@ -223,5 +235,6 @@ def stage_specs(cfg: MindhierConfig, voxels: int = DEFAULT_VOXELS) -> tuple[Stag
             frozen=frozen,
             global_batch=cfg.train_diffusion.batch_size,
             steps=cfg.train_diffusion.steps,
+            read_bytes_per_sample=betas,  # the images' latents are computed once and held in memory
         ),
     )

@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mindhier.data.feature_cache import build_feature_cache
 from mindhier.data.nsd import open_dataset
 from mindhier.data.subject_items import subject_items
-from mindhier.data.target_lookup import TargetLookup
+from mindhier.data.teacher_targets import teacher_targets
 from mindhier.errors import ConfigError
 from mindhier.metrics.identification import cosine_per_item, two_way_identification
 from mindhier.metrics.probes import fit_probe
@@ -70,13 +69,13 @@ def evaluate_encoder(
     expected = {s: trained[s] for s in wanted}
     dataset = open_dataset(data_dir, cfg.data, subjects=list(wanted), expected_voxels=expected)
     teacher = build_teacher(cfg.teacher, device=device)
-    cache = build_feature_cache(data_dir, teacher, out=features, progress=progress)
-    if cache.teacher != run.features.get("teacher"):
+    lookup = teacher_targets(cfg.teacher, data_dir, dataset, teacher, features=features, progress=progress)
+    if lookup.record()["teacher"] != run.features.get("teacher"):
         raise ConfigError(
-            f"the feature cache {cache.path} was made with another teacher configuration than the run {run_dir};"
-            " rebuild the cache: mindhier features --data DATA --overwrite with the run's --preset"
+            f"the teacher features ({lookup.record()['path'] or 'on the fly'}) come from another teacher configuration"
+            f" than the run {run_dir}; rebuild the cache: mindhier features --data DATA --overwrite with the run's"
+            " --preset"
         )
-    lookup = TargetLookup(cache)
     supervised = set(range(cfg.encoder.depth)) if cfg.alignment.supervision == "cascaded" else {cfg.encoder.depth - 1}
     probe_items = max(2, PROBE_ROWS // run.shapes.queries)
 
@@ -104,7 +103,7 @@ def evaluate_encoder(
             torch.Generator().manual_seed(seed),
         )
         levels = []
-        for m, level in enumerate(cache.levels):
+        for m, level in enumerate(lookup.levels):
             probe = fit_probe(
                 out["train"].levels_BMQD[:, m], targets["train"][m], out["val"].levels_BMQD[:, m], targets["val"][m]
             )
@@ -132,7 +131,7 @@ def evaluate_encoder(
             "draws; cosine of flattened projected terminal output vs teacher terminal level",
             "identification": "exhaustive two-way, Pearson correlation of flattened level tokens, chance 50 %",
             "probe": f"token-wise ridge fitted on train (≤ {probe_items} items), ridge chosen on val",
-            "teacher": cache.teacher,
+            "teacher": lookup.record()["teacher"],
             "supervision": cfg.alignment.supervision,
             "seed": seed,
         },

@@ -2,8 +2,11 @@
 
 Architectures (torchvision / open_clip, built with random init and then loaded strictly), the pinned weights
 of each (file name, version, usual URL — text only, never fetched), the offline EfficientNet-Lite proxies,
-and the safe loaders: a weights file is read without unpickling code, its sha256 compared with the published
-prefix; a missing file gives a `LoadedNetwork` with `model=None` and `missing` naming the file and where to put it.
+and the safe loaders: a weights file is read without unpickling code and its sha256 checked — against the full
+digest where one is recorded (`PinnedNetwork.sha256`: another file is refused), else against the prefix torchvision
+puts in the file name (another file loads, flagged in the note); SwAV's has neither yet (`SWAV_SHA256`), so only
+its digest is recorded. A missing file gives a `LoadedNetwork` with
+`model=None` and `missing` naming the file and where to put it.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class PinnedNetwork:
     filename: str  # what torch.hub names it under <hub dir>/checkpoints
     url: str  # where that file normally comes from (text for the user; never fetched)
     input_px: int
+    sha256: str | None = None  # the file's full digest, where recorded; a file with another digest is refused
 
     @property
     def published_sha256(self) -> str | None:
@@ -66,6 +70,15 @@ class PinnedNetwork:
         found = re.search(r"-([a-f0-9]{6,})\.", self.filename)
         return found.group(1) if found else None
 
+
+# SwAV's file name carries no hash prefix, and no published sha256 of it was found: facebookresearch/swav's README
+# and hubconf.py (`load_state_dict_from_url` without `check_hash`), the fMRI evaluation scripts that compute the SwAV
+# metric (`torch.hub.load('facebookresearch/swav:main', 'resnet50')`), VISSL's docs and the repositories that download
+# the file (naver/cog, IC-GAN, ptfid, storch) record none; searched for the file name with sha256, md5 and Hugging Face
+# LFS pointers in public code, docs, issues and pages. Until the digest of the file served at `url` is recorded here,
+# the file is not verified: only its digest is recorded (in each evaluation's weights field and the fetch manifest).
+# With a digest recorded, loading and `mindhier fetch weights metrics` refuse any other file.
+SWAV_SHA256: str | None = None
 
 PINNED = {
     "alexnet": PinnedNetwork(
@@ -103,6 +116,7 @@ PINNED = {
         "swav_800ep_pretrain.pth.tar",
         "https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar",
         224,
+        sha256=SWAV_SHA256,
     ),
 }
 
@@ -205,6 +219,24 @@ def _explicit_path(weights: Mapping[str, Any], key: str) -> Path | None:
     return path
 
 
+def check_recorded_digest(spec: PinnedNetwork, path: Path, sha: str) -> None:
+    """Refuse a weights file whose sha256 is not the one recorded for `spec` (nothing to check without one)."""
+    if spec.sha256 is not None and sha != spec.sha256:
+        raise WeightsError(
+            f"{path} has sha256 {sha}, but {spec.filename} ({spec.url}) is recorded as {spec.sha256}: it is damaged "
+            f"or not the published file; delete it and download it again (`mindhier fetch weights metrics`), or pass "
+            f"the published file with --weights {spec.key}=PATH"
+        )
+
+
+def _prefix_note(spec: PinnedNetwork, sha: str) -> str:
+    """A file whose digest does not start with the prefix in its published name: loaded, and flagged."""
+    published = spec.published_sha256
+    if spec.sha256 is None and published and not sha.startswith(published):
+        return f"weights file sha256 {sha[:8]} differs from the published {published}: not the pinned weights"
+    return ""
+
+
 def load_pinned(spec: PinnedNetwork, weights: Mapping[str, Any], hub_dir: Path) -> LoadedNetwork:
     path = _explicit_path(weights, spec.key)
     if path is None:
@@ -215,17 +247,14 @@ def load_pinned(spec: PinnedNetwork, weights: Mapping[str, Any], hub_dir: Path) 
                 f"or pass --weights {spec.key}=PATH"
             )
             return LoadedNetwork(None, spec.version, "", missing)
-    state = _read_state(path, f"{spec.network} weights")  # before building anything: a bad file fails fast
+    sha = _sha256(path)
+    check_recorded_digest(spec, path, sha)  # before reading or building anything: another file fails fast
+    state = _read_state(path, f"{spec.network} weights")
     model = spec.build(False)
     if spec.key == "swav":
         state = _swav_backbone(state, model)
     load_state_strict(model, state, str(path))
-    sha = _sha256(path)
-    note = ""
-    published = spec.published_sha256
-    if published and not sha.startswith(published):
-        note = f"weights file sha256 {sha[:8]} differs from the published {published}: not the pinned weights"
-    return LoadedNetwork(model, f"{spec.version} ({path.name}, sha256 {sha[:12]})", note)
+    return LoadedNetwork(model, f"{spec.version} ({path.name}, sha256 {sha[:12]})", _prefix_note(spec, sha))
 
 
 def _clip_missing(cache_dir: str | os.PathLike[str] | None) -> str:

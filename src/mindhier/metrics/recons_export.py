@@ -6,9 +6,22 @@ subject and split, as `mindhier reconstruct` writes it), `export_reconstructions
     <name>_all_recons.pt         float32 [N, 3, H, W] in [0, 1]: MindEye2's `*_all_recons.pt` (what
                                  `recon_inference.ipynb` saves and `final_evaluations.ipynb` loads); a plain
                                  `torch.save` of one tensor, so `torch.load(weights_only=True)` reads it
+    <name>_all_blurryrecons.pt   float32 [N, 3, H, W]: a copy of the reconstructions; our model has no low-level
+                                 branch, and the notebook's blend recons · 0.75 + blurry · 0.25 then returns them
+    <name>_all_clipvoxels.pt     float16 NaN [N, 256, 1664] each (one value broadcast, so ~1 kB): our model predicts
+    <name>_all_backbones.pt      no CLIP ViT-bigG tokens; the notebook's retrieval (cells 10-12) and UMAP (cells
+    <name>_all_prior_out.pt      52-55) must be skipped
+    <name>_all_predcaptions.pt   numpy str [N], empty strings: no captions; caption metrics (cells 37-50) skipped
+    mindeye2_placeholders.json   per stand-in file: shape, dtype, contents, reason, the notebook cells that read it
+    README_mindeye2.md           where the folder goes, how to start the notebook, which cells to run and to skip
     <name>_image_indices.npy     int64 [N]: the 0-based NSD stimulus index of each row
     png/nsdNNNNN.png             one 8-bit RGB PNG per image, NNNNN = the 1-based NSD 73k ID (index + 1)
-    export_manifest.json         source folder, subject, split, N, H, W, sha256 of the tensor, what each file is
+    export_manifest.json         source folder, subject, split, N, H, W, sha256 of every file, what each file is
+
+The `_all_*` files are every file MindEye2's `final_evaluations.ipynb` loads for a model (its cells 5 and 52;
+`mindeye2_export.py` cites them and says why each stand-in holds what it holds). For the notebook the folder
+must sit at `MindEyeV2/src/evals/<name>/` (`--out` there, or a symlink), and the notebook runs with
+`--model_name=<name> --all_recons_path=evals/<name>/<name>_all_recons.pt`.
 
 Row order: ascending stimulus index — the order of our test split (`data/nsd/dataset.py`: `numpy.unique` of
 the trials' images) and of MindEye2's rows (`np.unique(test_images_idx)`), so row i of our tensor and of
@@ -37,6 +50,12 @@ import torch
 
 from mindhier.errors import DataError
 from mindhier.fileio import atomic_path, read_json, sha256_file, staged_directory, write_json
+from mindhier.metrics.mindeye2_export import (
+    PLACEHOLDERS_FILE,
+    README_FILE,
+    companion_names,
+    write_mindeye2_companions,
+)
 from mindhier.metrics.recons_eval import RECONS_MANIFEST, load_images
 from mindhier.progress import ProgressFn, report
 from mindhier.provenance import provenance
@@ -97,11 +116,13 @@ def export_reconstructions(
             torch.save(images_N3HW, tmp)
         with atomic_path(staging / indices_name(name)) as tmp, open(tmp, "wb") as f:
             np.save(f, indices_N)
+        mindeye2 = write_mindeye2_companions(staging, name, tensor_name(name), indices_name(name), images_N3HW)
         (staging / PNG_DIR).mkdir()
         for index, image_HW3 in zip(indices_N, images_NHW3, strict=True):
             _save_png(staging / PNG_DIR / nsd_png_name(int(index)), image_HW3)
         record = {
-            "format": "mindhier export 1: MindEye2's all_recons tensor + NSD-named PNGs",
+            "format": "mindhier export 2: MindEye2's all_recons tensor, the other files its final_evaluations.ipynb "
+            "loads, NSD-named PNGs",
             "source": str(recons_dir.resolve()),
             "source_manifest_sha256": sha256_file(recons_dir / RECONS_MANIFEST),
             "subject": int(manifest["subject"]),
@@ -119,8 +140,21 @@ def export_reconstructions(
                 indices_name(name): f"int64 [{n}]: the 0-based NSD stimulus index (73k id − 1) of each tensor row",
                 f"{PNG_DIR}/": "one 8-bit RGB PNG per image, nsdNNNNN.png with NNNNN the 1-based NSD 73k ID "
                 "(index + 1, as NSD's shared1000 file names)",
+                **{
+                    file: f"{entry['dtype']} {entry['shape']}: {entry['contents']}"
+                    for file, entry in mindeye2["files"].items()
+                },
+                PLACEHOLDERS_FILE: "per stand-in file above: shape, dtype, contents, reason, the notebook cells that "
+                "read it; the cells to skip",
+                README_FILE: "for MindEye2's final_evaluations.ipynb: where this folder goes, how to start the "
+                "notebook, which cells to run and to skip",
             },
             "tensor_sha256": sha256_file(staging / tensor_name(name)),
+            "sha256": {
+                file: sha256_file(staging / file)
+                for file in (tensor_name(name), indices_name(name), *companion_names(name))
+            },
+            "mindeye2": {key: mindeye2[key] for key in ("notebook", "folder", "all_recons_path", "skip_cells")},
             "stimulus_indices": [int(i) for i in indices_N],
             "protocol": manifest.get("protocol"),
             "provenance": provenance(),

@@ -106,6 +106,9 @@ class BrainEncoder(nn.Module):
             nn.Identity() if dim == cfg.width else nn.Linear(cfg.width, dim) for dim in shapes.level_dims
         )
         self.terminal_proj = nn.Linear(cfg.width, shapes.level_dims[-1])
+        # the heads the training loss supervises (None: all); in training mode the others run without autograd, so
+        # DDP does not wait for gradients their parameters never get (alignment.supervision=terminal_only|single)
+        self.trained_heads: tuple[int, ...] | None = None
         self.has_text = cfg.text_queries > 0 and shapes.text_tokens > 0
         if self.has_text:
             self.text_queries = nn.Parameter(torch.empty(cfg.text_queries, cfg.width))
@@ -151,6 +154,12 @@ class BrainEncoder(nn.Module):
         latent = self.trunk(torch.cat(hidden))
         return rearrange(latent, "b (x d) -> b x d", x=self.cfg.latent_tokens) + self.latent_pos
 
+    def _head(self, m: int, level_BQD: torch.Tensor) -> torch.Tensor:
+        if self.training and self.trained_heads is not None and m not in self.trained_heads:
+            with torch.no_grad():
+                return self.heads[m](level_BQD)
+        return self.heads[m](level_BQD)
+
     def forward(
         self, voxels: torch.Tensor | Sequence[tuple[int, torch.Tensor]], subject: int | None = None
     ) -> EncoderOutput:
@@ -161,7 +170,7 @@ class BrainEncoder(nn.Module):
         for block in self.blocks:
             x = block(x, memory_BXD)
             levels.append(x)
-        heads = [head(level) for head, level in zip(self.heads, levels, strict=True)]
+        heads = [self._head(m, level) for m, level in enumerate(levels)]
         text = None
         if self.has_text:
             t = self.text_queries.expand(batch, -1, -1)

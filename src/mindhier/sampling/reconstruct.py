@@ -381,13 +381,15 @@ def write_reconstructions(
 
 
 def oracle_features(reconstructor: Reconstructor, data_dir: str | Path):
-    """The teacher's features of the dataset's stimuli (the encoder's teacher, from the feature cache)."""
-    from mindhier.data.feature_cache import build_feature_cache
-    from mindhier.data.target_lookup import TargetLookup
+    """The teacher's features of the dataset's stimuli (the encoder's teacher: from the feature cache, or computed
+    on the fly when its config says `teacher.cache=false`)."""
+    from mindhier.data.nsd import open_dataset
+    from mindhier.data.teacher_targets import teacher_targets
     from mindhier.run_layout import load_run_config
 
     cfg = load_run_config(reconstructor.runs["encoder"])
-    return TargetLookup(build_feature_cache(data_dir, build_teacher(cfg.teacher, device=reconstructor.device)))
+    teacher = build_teacher(cfg.teacher, device=reconstructor.device)
+    return teacher_targets(cfg.teacher, data_dir, open_dataset(data_dir, cfg.data), teacher)
 
 
 def _save_png(path: Path, image_HW3: np.ndarray) -> None:

@@ -28,9 +28,10 @@ from typing_extensions import Unpack
 from mindhier import run_layout
 from mindhier.checkpoint import config_differences, unwrap
 from mindhier.config import AdaptConfig, MindhierConfig, to_dict
-from mindhier.data.feature_cache import build_feature_cache
 from mindhier.data.nsd import open_dataset
+from mindhier.data.teacher_targets import teacher_targets
 from mindhier.errors import ConfigError, DataError
+from mindhier.losses import supervised_levels
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes, subject_key
 from mindhier.runs import load_encoder
 from mindhier.teachers import build_teacher
@@ -154,15 +155,15 @@ def adapt_encoder(
 
     dataset = open_dataset(data_dir, cfg.data, subjects=[subject])
     teacher = build_teacher(cfg.teacher, device=world.device)
-    if world.is_main:
-        cache = build_feature_cache(data_dir, teacher, out=features, progress=progress)
+    if world.is_main:  # rank 0 builds the cache (if one is used); the others then read it
+        targets = teacher_targets(cfg.teacher, data_dir, dataset, teacher, features=features, progress=progress)
     world.barrier()
     if not world.is_main:
-        cache = build_feature_cache(data_dir, teacher, out=features)
-    if cache.teacher != shared.features.get("teacher"):
+        targets = teacher_targets(cfg.teacher, data_dir, dataset, teacher, features=features)
+    if targets.record()["teacher"] != shared.features.get("teacher"):
         raise ConfigError(
-            f"the feature cache {cache.path} was made with another teacher than the shared run's;"
-            " rebuild it: mindhier features --data DATA --overwrite with the shared run's --preset"
+            f"the teacher features ({targets.record()['path'] or 'on the fly'}) come from another teacher than the"
+            " shared run's; rebuild the cache (mindhier features --data DATA --overwrite) with its --preset"
         )
     shapes = adapted_shapes(shared.shapes, subject, dataset.recording(subject).n_voxels)
     saved = run.saved_json(run_layout.shapes_file(KIND), "encoder shapes", EncoderShapes.from_json)
@@ -171,14 +172,14 @@ def adapt_encoder(
             f"cannot resume {run.run_dir}: the data changed the adapted encoder's shapes;"
             " rerun with the original data, or start a new --out"
         )
-    data = load_encoder_data(dataset, (subject,), cache)
+    data = load_encoder_data(dataset, (subject,), targets)
     if data.n_train < ac.batch_size:
         raise DataError(
             f"subject {subject} has {data.n_train} training trials in sessions {cfg.data.describe_sessions()}, fewer "
             f"than adapt.batch_size {ac.batch_size}; use more sessions or a smaller batch"
         )
     run.write_json(run_layout.shapes_file(KIND), shapes.to_json())
-    run.write_json(run_layout.FEATURES, {"path": str(cache.path), "key": cache.key, "teacher": cache.teacher})
+    run.write_json(run_layout.FEATURES, targets.record())
     run.write_json(
         run_layout.INPUTS,
         {
@@ -191,6 +192,7 @@ def adapt_encoder(
 
     torch.manual_seed(ac.seed)  # the same new layer on every process
     model = BrainEncoder(cfg.encoder, shapes)
+    model.trained_heads = supervised_levels(cfg.alignment.supervision, cfg.encoder.depth)
     adapted_start(model, shared.model, subject)
     if ac.shared_lr == 0:
         for name, param in model.named_parameters():

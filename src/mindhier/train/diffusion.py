@@ -203,8 +203,8 @@ def train_diffusion(
         latents = tokenizer_latents(dataset, tokenizer, seen)
     if tc.condition == "brain":
         source: ConditionSource = BrainSource(condition, train_items, val_items)
-    else:  # the oracle: the teacher's features of the seen images, from the dataset's feature cache
-        source = oracle_source(data_dir, frozen, train_items, val_items, world)
+    else:  # the oracle: the teacher's features of the seen images (feature cache or on the fly)
+        source = oracle_source(data_dir, dataset, frozen, train_items, val_items, world)
     inputs = frozen.inputs_record(run.run_dir, cfg.data.sessions)
     run.check_inputs(inputs)
     return fit_diffusion(run, cfg, source, latents, tokenizer, {**inputs, "routing": "static_terminal"})

@@ -4,7 +4,8 @@ One explicit loop: deterministic global batches split across processes → encod
 (SoftCLIP negatives gathered from every process) → AdamW + OneCycle with gradient clipping. Every
 `eval_every` steps, brain→image / image→brain retrieval on `val` picks the best weights
 (`encoder.safetensors`, used by later stages); every `checkpoint_every` steps a resume point is written.
-The teacher's features are computed once, on the training device, into the feature cache. Written for
+The teacher's features come from the feature cache (computed once, on the training device) or, with
+`teacher.cache=false`, from the teacher run inside each step (`data/teacher_targets.py`). Written for
 `torchrun`: the caller starts the process group and passes device, rank and world size.
 
 Run folder (`run_layout`): config.json, encoder_shapes.json, features.json, encoder.safetensors,
@@ -21,10 +22,10 @@ from typing_extensions import Unpack
 
 from mindhier import run_layout
 from mindhier.config import AlignmentConfig, MindhierConfig
-from mindhier.data.feature_cache import FeatureCache, build_feature_cache
 from mindhier.data.nsd import open_dataset
+from mindhier.data.teacher_targets import TeacherTargets, teacher_targets
 from mindhier.errors import ConfigError
-from mindhier.losses import stage1_loss
+from mindhier.losses import stage1_loss, supervised_levels
 from mindhier.metrics.retrieval import retrieval_top1
 from mindhier.models.brain_encoder import BrainEncoder, EncoderShapes, encode_in_batches
 from mindhier.teachers import build_teacher
@@ -39,16 +40,16 @@ KIND = "encoder"
 RUN_SECTIONS = ("data", "teacher", "encoder", "alignment", "train_encoder")  # what a resumed run must share
 
 
-def encoder_shapes(dataset, subjects: tuple[int, ...], cache: FeatureCache, cfg: MindhierConfig) -> EncoderShapes:
-    tokens = {level.tokens for level in cache.levels}
+def encoder_shapes(dataset, subjects: tuple[int, ...], targets: TeacherTargets, cfg: MindhierConfig) -> EncoderShapes:
+    tokens = {level.tokens for level in targets.levels}
     if len(tokens) != 1:
         raise ConfigError(f"teacher levels have different token counts {sorted(tokens)}; the encoder needs one Q")
     text_tokens = text_dim = 0
-    if cfg.encoder.text_queries > 0 and cache.has_text:
-        text_tokens, text_dim = cache.text_shape
+    if cfg.encoder.text_queries > 0 and targets.has_text:
+        text_tokens, text_dim = targets.text_shape
     return EncoderShapes(
         subject_voxels=tuple((s, dataset.recording(s).n_voxels) for s in subjects),
-        level_dims=tuple(level.dim for level in cache.levels),
+        level_dims=tuple(level.dim for level in targets.levels),
         queries=tokens.pop(),
         text_tokens=text_tokens,
         text_dim=text_dim,
@@ -104,13 +105,13 @@ def train_encoder(
     dataset = open_dataset(data_dir, cfg.data, subjects=list(subjects) if subjects else None)
     subjects = tuple(dataset.subjects)
     teacher = build_teacher(cfg.teacher, device=world.device)
-    if world.is_main:  # rank 0 builds the cache; the others then read it
-        cache = build_feature_cache(data_dir, teacher, out=features, progress=progress)
+    if world.is_main:  # rank 0 builds the cache (if one is used); the others then read it
+        targets = teacher_targets(cfg.teacher, data_dir, dataset, teacher, features=features, progress=progress)
     world.barrier()
     if not world.is_main:
-        cache = build_feature_cache(data_dir, teacher, out=features)
-    data = load_encoder_data(dataset, subjects, cache)
-    shapes = encoder_shapes(dataset, subjects, cache, cfg)
+        targets = teacher_targets(cfg.teacher, data_dir, dataset, teacher, features=features)
+    data = load_encoder_data(dataset, subjects, targets)
+    shapes = encoder_shapes(dataset, subjects, targets, cfg)
     saved = run.saved_json(run_layout.shapes_file(KIND), "encoder shapes", EncoderShapes.from_json)
     if saved is not None and saved != shapes:
         raise ConfigError(
@@ -118,10 +119,11 @@ def train_encoder(
             " rerun with the original data and config, or start a new --out"
         )
     run.write_json(run_layout.shapes_file(KIND), shapes.to_json())
-    run.write_json(run_layout.FEATURES, {"path": str(cache.path), "key": cache.key, "teacher": cache.teacher})
+    run.write_json(run_layout.FEATURES, targets.record())
 
     torch.manual_seed(tc.seed)  # the same initial weights on every process
     model = BrainEncoder(cfg.encoder, shapes)
+    model.trained_heads = supervised_levels(cfg.alignment.supervision, cfg.encoder.depth)
     units = [*model.blocks, *(model.text_blocks if model.has_text else [])]
     wrapped = run.attach(
         model,

@@ -35,9 +35,8 @@ from typing_extensions import Unpack
 from mindhier import run_layout
 from mindhier.checkpoint import load_state_strict, unwrap
 from mindhier.config import MindhierConfig
-from mindhier.data.feature_cache import build_feature_cache
 from mindhier.data.subject_items import subject_items
-from mindhier.data.target_lookup import TargetLookup
+from mindhier.data.teacher_targets import teacher_targets
 from mindhier.data.token_cache import build_token_cache
 from mindhier.errors import ConfigError
 from mindhier.models.scale_ar import GeneratorShapes, ScaleAR
@@ -123,7 +122,7 @@ def train_generator(
     if tc.condition == "brain":
         source: ConditionSource = BrainSource(frozen.condition, train_items, val_items)
     else:
-        source = oracle_source(data_dir, frozen, train_items, val_items, world)
+        source = oracle_source(data_dir, dataset, frozen, train_items, val_items, world)
     frozen_inputs = frozen.inputs_record(run.run_dir, cfg.data.sessions)
     run.check_inputs(frozen_inputs)  # a resumed run is given the encoder and tokenizer it started with
     record = {
@@ -134,24 +133,28 @@ def train_generator(
     return fit_generator(run, cfg, source, tokens, frozen.tokenizer, record)
 
 
-def oracle_source(data_dir, frozen: FrozenStage1, train_items, val_items, world: World) -> TeacherSource:
-    """The teacher's features of the dataset's train/val images, from its feature cache (the encoder's teacher)."""
-    teacher = build_teacher(frozen.encoder_cfg.teacher, device=world.device)
-    if world.is_main:
-        build_feature_cache(data_dir, teacher)
+def oracle_source(data_dir, dataset, frozen: FrozenStage1, train_items, val_items, world: World) -> TeacherSource:
+    """The teacher's features of the dataset's train/val images (the encoder's teacher), from its feature cache
+    or, with `teacher.cache=false`, computed on the fly."""
+    teacher_cfg = frozen.encoder_cfg.teacher
+    teacher = build_teacher(teacher_cfg, device=world.device)
+    if world.is_main:  # rank 0 builds the cache (if one is used); the others then read it
+        targets = teacher_targets(teacher_cfg, data_dir, dataset, teacher)
     world.barrier()
-    cache = build_feature_cache(data_dir, teacher)
-    level_dims = tuple(level.dim for level in cache.levels)
+    if not world.is_main:
+        targets = teacher_targets(teacher_cfg, data_dir, dataset, teacher)
+    level_dims = tuple(level.dim for level in targets.levels)
     if level_dims != tuple(frozen.encoder.shapes.level_dims):
         raise ConfigError(
-            f"the feature cache {cache.path} has levels {level_dims}, the encoder's teacher another;"
-            " rebuild it: mindhier features --data DATA --overwrite with the encoder's --preset"
+            f"the teacher features ({targets.record()['path'] or 'on the fly'}) have levels {level_dims}, the"
+            " encoder's teacher another; rebuild the cache: mindhier features --data DATA --overwrite with the"
+            " encoder's --preset"
         )
     unique = lambda items: np.unique(np.concatenate([x.images_N for x in items]))  # noqa: E731 - once per split
     return teacher_source(
-        TargetLookup(cache),
+        targets,
         level_dims,
-        cache.levels[0].tokens,
+        targets.levels[0].tokens,
         unique(train_items),
         unique(val_items),
         f"teacher features of {data_dir}",
