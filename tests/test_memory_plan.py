@@ -284,6 +284,12 @@ def test_cli_prints_the_table_and_writes_json(tmp_path, monkeypatch, capsys):
     record = json.loads(out_json.read_text())
     assert record["gpus"] == 2 and record["voxels"] == 300 and len(record["rows"]) == 12
     assert all(row["fits"] and row["micro_batch"] > 0 for row in record["rows"])
+    # a second plan into the same file is refused (the first one kept), and replaces it with --overwrite
+    before = out_json.read_text()
+    code, _, err = run_plan(monkeypatch, capsys, *argv, "--gpus", 4, "--json", out_json)
+    assert code == 2 and "--overwrite" in err and out_json.read_text() == before
+    code, _, _ = run_plan(monkeypatch, capsys, *argv, "--gpus", 4, "--json", out_json, "--overwrite")
+    assert code == 0 and json.loads(out_json.read_text())["gpus"] == 4
 
 
 def test_cli_user_errors_exit_2(monkeypatch, capsys):

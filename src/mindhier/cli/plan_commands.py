@@ -72,6 +72,7 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
         help="NSD subjects the recipe trains, for the disk table (default 4: subjects 1, 2, 5, 7)",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the plan as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json or --record file")
     p.add_argument(
         "--record",
         type=Path,
@@ -86,11 +87,13 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from mindhier.cli.record import ResultRecorder
-    from mindhier.fileio import write_json
+    from mindhier.fileio import refuse_existing, write_json
     from mindhier.memory_plan import format_plan, plan_memory, plan_record
     from mindhier.result_numbers import plan_numbers
 
     recorder = ResultRecorder(args, "plan")
+    if args.json:
+        refuse_existing(args.json, args.overwrite, "plan file")
     cfg = resolve_config(args)
     plan = plan_memory(
         cfg,
