@@ -1,9 +1,10 @@
 """docs/reproduce-nsd.md's command list, run as written at the `tiny` preset, so the recipe cannot go stale.
 
-Only the settings block is replaced (one subject, four sessions, one process, the tiny preset, only the
-weights the stand-in caches hold). The data come from a local Hugging Face cache laid out as MindEye2's
-repository, written from a simulation; Switti and its VQ-VAE are random stand-ins of the tiny sizes in their
-published files' layouts. Everything runs offline (HF_HUB_OFFLINE=1), in subprocesses, as a user would.
+Only the settings block is replaced (one subject, four sessions, one process, the tiny preset, only the weights the
+stand-in caches hold, the GPU check on the CPU, reconstruction batched but not compiled). The data come from a local
+Hugging Face cache laid out as MindEye2's repository, written from a simulation; Switti and its VQ-VAE are random
+stand-ins of the tiny sizes in their published files' layouts. Everything runs offline (HF_HUB_OFFLINE=1), in
+subprocesses, as a user would.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ SMOKE_SETTINGS = {
     "NSD_FLAGS": f'"--sessions {TINY_SESSIONS}"',
     "MINDHIER_REPO": str(Path(__file__).resolve().parents[1]),
     "GPU_CHECK_FLAGS": '"--allow-cpu --modes eager --batches 1 --repeats 1"',  # no GPU here: the same code on the CPU
+    # batched, not compiled: compiling six samplers on 2 CPU cores would cost 1.5 min of `make test`; the compiled
+    # path gives the eager tokens (tests/sampling/test_single_pass.py, test_scale_loop.py)
+    "RECONSTRUCT_FLAGS": '"--batch-size 32"',
 }
 
 

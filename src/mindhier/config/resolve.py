@@ -46,7 +46,8 @@ def from_dict(cls: type, data: Mapping[str, Any], base: Any | None = None, where
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
     if unknown:
-        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        shown = unknown[0] if str(unknown[0]).isprintable() else repr(unknown[0])  # one line, whatever was typed
+        key = f"{where}.{shown}" if where else shown
         scope = f" of {where}" if where else ""
         raise ConfigError(f"unknown config key {key}; valid keys{scope}: {', '.join(names)}")
     base = base if base is not None else cls()
