@@ -186,7 +186,9 @@ in cell 5; our images are not refined.
 
 Under the notebook's pinned torch 2.1 every file loads as it is. From torch 2.6 on, `torch.load` defaults to
 `weights_only=True`: the tensors still load, but cell 5's load of the predcaptions file, a numpy array like
-MindEye2's own, fails; make that one `torch.load(path, weights_only=False)`.
+MindEye2's own, fails; load that one inside `torch.serialization.safe_globals([...])` naming numpy's
+`_reconstruct`, `ndarray`, `dtype` and `dtypes.StrDType`, which admits a numpy string array and nothing else
+(`weights_only=False` would unpickle anything: use it only on a file you made).
 
 `{PLACEHOLDERS_FILE}` records, per file, its shape, dtype, contents and the reason.
 """
