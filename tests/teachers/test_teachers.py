@@ -417,3 +417,23 @@ def test_full_size_vit_l14_geometry_matches_the_paper():
         embedding = model.encode_image(teacher.preprocess(images))
     torch.testing.assert_close(levels[-1][:, 0], embedding, rtol=1e-4, atol=1e-5)
     assert teacher.encode_text(["a photograph of a dog"]).shape == (1, 77, 768)
+
+
+def test_clip_targets_on_the_fly_equal_its_cache_levels_and_text(tiny_clip_model, tiny_dataset, tmp_path):
+    # teacher.cache=false with a text tower: the captions' features too are the cache's, bit for bit
+    from mindhier.data.feature_cache import build_feature_cache
+    from mindhier.data.nsd import open_dataset
+    from mindhier.data.online_targets import OnlineTargets
+    from mindhier.data.target_lookup import TargetLookup
+
+    _, result = tiny_dataset
+    teacher = CLIPTeacher(_clip_cfg(text=True), model=tiny_clip_model)
+    cached = TargetLookup(build_feature_cache(result.root, teacher, out=tmp_path / "features", batch_size=7))
+    assert cached.has_text
+    with open_dataset(result.root) as dataset:
+        online = OnlineTargets(dataset, teacher, batch_size=4)
+        wanted = cached.cache.indices[[9, 2, 2, 30, 0]]
+        assert online.text_shape == cached.text_shape
+        assert torch.equal(online.get_text(wanted), cached.get_text(wanted))
+        for a, b in zip(online.get(wanted), cached.get(wanted), strict=True):
+            assert torch.equal(a, b)

@@ -43,9 +43,11 @@ class OnlineTargets:
         self.levels: tuple[TeacherLevel, ...] = tuple(teacher.levels)
         self.identity = json.loads(canonical_json(teacher.describe()))  # as the cache's meta.json records it
         self._text_shape: tuple[int, int] | None = None
-        if teacher.has_text and any(dataset.captions(referenced_stimuli(dataset))):  # as the cache decides
-            probe_1UD = teacher.encode_text(dataset.captions(referenced_stimuli(dataset)[:1]))
-            self._text_shape = (int(probe_1UD.shape[1]), int(probe_1UD.shape[2]))
+        if teacher.has_text:
+            captions = dataset.captions(referenced_stimuli(dataset))
+            if any(captions):  # as the cache decides: no caption file, no text
+                probe_1UD = teacher.encode_text(captions[:1])
+                self._text_shape = (int(probe_1UD.shape[1]), int(probe_1UD.shape[2]))
 
     @property
     def has_text(self) -> bool:
