@@ -302,8 +302,11 @@ def test_cli_defaults():
     assert CLI_DEFAULT_VOXELS == DEFAULT_VOXELS == 15724
     assert plan_commands.DEFAULT_GPU_TFLOPS == plan_module.DEFAULT_GPU_TFLOPS
     assert plan_commands.DEFAULT_MFU == plan_module.DEFAULT_MFU
+    assert plan_commands.DEFAULT_READ_GBPS == plan_module.DEFAULT_READ_GBPS
+    assert plan_commands.DEFAULT_SUBJECTS == plan_module.NSD_SUBJECTS
     args = _parser_with_plan().parse_args(["plan", "--gpus", "8", "--gpu-memory", "80"])
     assert (args.preset, args.voxels, args.json) == ("nsd-paper", 15724, None)
+    assert (args.read_gbps, args.subjects) == (plan_module.DEFAULT_READ_GBPS, plan_module.NSD_SUBJECTS)
 
 
 def test_expected_hours_follow_the_counted_flops(paper_plan):

@@ -14,6 +14,7 @@ DEFAULT_VOXELS = 15724  # NSD subject 1; kept equal to memory_plan.DEFAULT_VOXEL
 DEFAULT_GPU_TFLOPS = 989.0  # H100 / H200 SXM, dense bf16
 DEFAULT_MFU = 0.35
 DEFAULT_READ_GBPS = 2.0
+DEFAULT_SUBJECTS = 4  # NSD subjects 1, 2, 5, 7
 
 
 def add_plan_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -68,8 +69,8 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument(
         "--subjects",
         type=bounded_int(1, 8, "NSD subjects"),
-        default=4,
-        help="NSD subjects the recipe trains, for the disk table (default 4: subjects 1, 2, 5, 7)",
+        default=DEFAULT_SUBJECTS,
+        help=f"NSD subjects the recipe trains, for the disk table (default {DEFAULT_SUBJECTS}: subjects 1, 2, 5, 7)",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the plan as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json or --record file")
