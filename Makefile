@@ -10,7 +10,7 @@ PYTEST_FLAGS ?=
 # e.g. make demo DEMO_FLAGS="--record results/demo.json" (how the README's demo figures are measured)
 DEMO_FLAGS ?=
 
-.PHONY: install demo demo-tiny test test-slow lint format bench clean
+.PHONY: install browser demo demo-tiny test test-slow lint format bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "mindhier needs Python 3.10+ (found " + sys.version.split()[0] + ")")'
@@ -24,6 +24,17 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP)
 
+# the live page's browser test drives the system's Chromium (Playwright, no downloaded browser): Debian's package,
+# installed as root with apt-get; elsewhere install Chromium yourself (any `chromium` or `chromium-browser` on PATH)
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		echo "Chromium: $$(command -v chromium || command -v chromium-browser)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y -q chromium >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null); \
+	else \
+		echo "make browser: no Chromium on PATH and no root apt-get here; install chromium, or the browser test skips"; \
+	fi
+
 demo: install
 	$(BIN)/mindhier demo $(DEMO_FLAGS)
 
@@ -33,7 +44,7 @@ demo-tiny: install
 test: install
 	$(BIN)/python -m pytest -q -m "not slow and not gpu" $(PYTEST_FLAGS)
 
-test-slow: install
+test-slow: install browser
 	$(BIN)/python -m pytest -q -m "slow" $(PYTEST_FLAGS)
 
 lint: install

@@ -484,10 +484,86 @@ def plan_disk(record: dict[str, Any]) -> str:
     return table(["step", "per", "GB", "what"], rows) + "\n\n" + provenance_line(record)
 
 
+REALTIME_METRICS = {
+    "retrieval_top1": "retrieval top-1",
+    "pixcorr": "PixCorr",
+    "ssim": "SSIM",
+    "lite0_late.two_way": "Lite0 late two-way (proxy, teacher-coupled)",
+    "lite2_late.two_way": "Lite2 late two-way (proxy, simulator-coupled)",
+}
+
+
+def realtime_table(record: dict[str, Any]) -> str:
+    """README: `bench realtime` — latency per replay speed, the betas' agreement, decoding real-time vs offline."""
+    numbers = record["numbers"]
+    tr = numbers["tr_s"]
+    rows = []
+    for speed, row in numbers["latency"].items():
+        parts = row["median_parts_s"]
+        rows.append(
+            [
+                speed,
+                f"{row['median_s'] * 1e3:.0f}",
+                f"{row['p99_s'] * 1e3:.0f}",
+                f"{row['max_s'] * 1e3:.0f}",
+                f"{row['share_within_tr']:.0%}",
+                " / ".join(f"{parts[k] * 1e3:.0f}" for k in ("motion_correction", "beta", "decode", "write")),
+            ]
+        )
+    latency = table(
+        [
+            "replay",
+            "median, ms",
+            "p99, ms",
+            "max, ms",
+            f"within one TR ({tr * 1e3:.0f} ms)",
+            "median parts, ms: motion correction / beta / decode / write",
+        ],
+        rows,
+    )
+    betas = numbers["betas"]
+    agreement = table(
+        ["betas", "median r, visual ROIs (V1–LO)", "median r, V1–V3"],
+        [
+            [label, num(betas[key]["median_visual"]), num(betas[key]["median_v1_v3"])]
+            for key, label in (
+                ("realtime_vs_offline", "real-time vs offline"),
+                ("offline_vs_truth", "offline vs the simulator's"),
+                ("realtime_vs_truth", "real-time vs the simulator's"),
+            )
+        ],
+    )
+    decoding_rows = []
+    for key, label in REALTIME_METRICS.items():
+        entry = numbers["decoding"].get(key)
+        if entry is None:
+            continue
+        difference = entry["difference"]
+        extra = f" (ratio {entry['ratio']:.2f}, chance {entry['chance']:.3f})" if "ratio" in entry else ""
+        decoding_rows.append(
+            [
+                label,
+                score(entry["realtime"], with_ci=True),
+                score(entry["offline"], with_ci=True),
+                f"{signed(difference['mean'])} [{signed(difference['ci95'][0])}, {signed(difference['ci95'][1])}], "
+                f"p {difference['p_bootstrap']:.2f}{extra}",
+            ]
+        )
+    decoding = table(
+        ["metric (same trials, same seeds)", "real-time betas", "offline betas", "difference"], decoding_rows
+    )
+    caption = (
+        f"{numbers['run']}: {numbers['trials']} trials, TR {tr:g} s; latency from the arrival of a trial's last needed "
+        "volume to its image on disk."
+    )
+    return "\n\n".join([caption, latency, agreement, decoding, provenance_line(record)])
+
+
 VIEWS: dict[str, Callable[[Any], str]] = {
     "demo-rows": demo_rows,
     "demo-summary": demo_summary,
     "sampler-table": sampler_table,
+    "realtime-table": realtime_table,
     "decoders-table": decoders_table,
     "routing-table": routing_table,
     "adaptation-table": adaptation_table,

@@ -62,6 +62,18 @@ def tiny_stage_runs(tiny_dataset, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_bold(tmp_path_factory):
+    """The tiny world's dataset (the tiny demo's own, by seed) with its 72 test presentations as BOLD runs of 16
+    trials (`simulate --bold`)."""
+    from mindhier.data.bold.simulate_bold import BoldSimConfig
+    from mindhier.data.simulator import simulate
+
+    out = tmp_path_factory.mktemp("bold") / "data"
+    simulate(tiny(), out, bold=BoldSimConfig(run_trials=16))
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory):
     """`mindhier demo --preset tiny --no-judge`, run once per session: (its folder, what it printed, exit code).
     Tests that change the folder work on a copy (`shutil.copytree`)."""

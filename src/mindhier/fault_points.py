@@ -20,6 +20,7 @@ POINTS = (
     "resume-point.after-rename",  # the new resume point visible, the older ones not yet pruned
     "log.after-write",  # a log record appended, the step's resume point not yet written
     "best-weights.after-write",  # new best-on-val weights written, the resume point not yet
+    "realtime.after-image",  # a real-time trial's beta and image written, its event-log line not yet
 )
 _arrivals: Counter[str] = Counter()
 

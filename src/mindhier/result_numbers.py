@@ -150,6 +150,33 @@ def sampler_numbers(record: dict[str, Any]) -> dict[str, Any]:
 DECODER_METRICS = ("pixcorr", "ssim", "lite0_late.two_way", "lite2_early.two_way")
 
 
+def realtime_numbers(record: dict[str, Any]) -> dict[str, Any]:
+    """`bench realtime`'s figures: latency per replay speed, betas' agreement, and decoding real-time vs offline."""
+    decoding = record["decoding"]["metrics"]
+    return {
+        "run": record["run"],
+        "trials": record["trials"],
+        "tr_s": record["tr_s"],
+        "latency": {
+            speed: {k: row[k] for k in ("median_s", "p99_s", "max_s", "share_within_tr", "median_parts_s", "errors")}
+            for speed, row in record["latency"].items()
+        },
+        "betas": {
+            name: record["betas"][name] for name in ("realtime_vs_offline", "realtime_vs_truth", "offline_vs_truth")
+        },
+        "decoding": {
+            name: {
+                "realtime": _score(entry["realtime"]),
+                "offline": _score(entry["offline"]),
+                "difference": {**_score(entry["difference"]), "p_bootstrap": entry["difference"]["p_bootstrap"]},
+                **({"ratio": entry["ratio"], "chance": entry["chance"]} if "ratio" in entry else {}),
+                **({"note": entry["note"]} if entry.get("note") else {}),
+            }
+            for name, entry in decoding.items()
+        },
+    }
+
+
 def decoders_numbers(record: dict[str, Any]) -> dict[str, Any]:
     """`bench decoders`' figures: every timed variant's ms/image and quality, the speed ratios, the baseline's
     quality against DDIM steps, speed at matched quality, where batch 1's time goes, and both models' sizes,

@@ -13,6 +13,7 @@ from mindhier.cli.options import (
     resolve_config,
     simulator_flags,
 )
+from mindhier.cli.realtime_commands import replay_speed
 from mindhier.cli.record import ResultRecorder
 from mindhier.fileio import refuse_existing
 from mindhier.result_numbers import decoders_numbers, sampler_numbers
@@ -92,6 +93,32 @@ def cmd_bench_decoders(args: argparse.Namespace) -> int:
     for line in summary_lines(record):
         print(line)
     print(f"wrote {args.out} (reconstructions and their metrics in {recons_dir})")
+    return 0
+
+
+def cmd_bench_realtime(args: argparse.Namespace) -> int:
+    from mindhier.bench.realtime import bench_realtime, summary_lines
+    from mindhier.fileio import write_json
+    from mindhier.result_numbers import realtime_numbers
+
+    refuse_existing(args.out, args.overwrite, "benchmark result")
+    recorder = ResultRecorder(args, "bench-realtime")
+    apply_threads(args)
+    for speed in args.speeds:
+        if speed != "max":
+            replay_speed(speed)
+    progress = progress_bar(args)
+    try:
+        record = bench_realtime(
+            args.model, args.data, args.offline, args.run, tuple(args.speeds), args.workdir, progress=progress
+        )
+    finally:
+        progress.close()
+    write_json(args.out, record)
+    recorder.finish(lambda: realtime_numbers(record))
+    for line in summary_lines(record):
+        print(line)
+    print(f"wrote {args.out}")
     return 0
 
 

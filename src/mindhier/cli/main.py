@@ -22,6 +22,7 @@ from mindhier.cli.parsers import (
 )
 from mindhier.cli.plan_commands import add_plan_parser
 from mindhier.cli.pretrain_commands import add_pretrain_parser
+from mindhier.cli.realtime_commands import add_realtime_parsers
 from mindhier.errors import ConfigError, DataError, MindhierError, WeightsError
 from mindhier.output_lock import hold_output
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_commands(commands)
     add_plan_parser(commands)
     add_pretrain_parser(commands)
+    add_realtime_parsers(commands)
     add_export_parser(commands)
     add_fetch_parser(commands)
     add_config_commands(commands)

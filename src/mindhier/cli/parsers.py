@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mindhier.cli.bench_commands import cmd_bench_decoders, cmd_bench_sampler, cmd_bench_simulate
+from mindhier.cli.bench_commands import cmd_bench_decoders, cmd_bench_realtime, cmd_bench_sampler, cmd_bench_simulate
 from mindhier.cli.eval_commands import (
     cmd_ceiling,
     cmd_eval_adaptation,
@@ -62,6 +62,28 @@ def add_record_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_bold_flags(parser: argparse.ArgumentParser) -> None:
+    """`simulate --bold`: the scanner runs behind the betas, as a BIDS folder `bold/` in the dataset."""
+    parser.add_argument(
+        "--bold",
+        nargs="?",
+        const="test",
+        default=None,
+        metavar="TRIALS",
+        help="also write the BOLD runs that would have produced the betas (BIDS, bold/): 'test' (default: every "
+        "test-image presentation, in runs of --bold-run-trials) or 'session:N[,M]' (those sessions' 12 runs each)",
+    )
+    parser.add_argument("--bold-run-trials", type=positive_int, default=63, help="trials per run of --bold test")
+    parser.add_argument("--tr", type=float, default=1.5, help="repetition time of the BOLD runs, seconds")
+    parser.add_argument(
+        "--bold-motion",
+        choices=["none", "small", "large"],
+        default="small",
+        help="head motion: none, small (a slow wander of sd 0.3 mm and one brief 1 mm jump per run; default) or "
+        "large (sd 0.8 mm and 3 jumps of 2 mm per run)",
+    )
+
+
 def add_run_commands(commands: argparse._SubParsersAction) -> None:
     """Make and inspect data, and run the whole pipeline: simulate, data info, demo, features."""
     p = commands.add_parser("simulate", help="simulate subjects viewing images; write a MindEye2-layout dataset")
@@ -69,6 +91,7 @@ def add_run_commands(commands: argparse._SubParsersAction) -> None:
     add_simulator_flags(p)
     p.add_argument("--image-store", choices=["png", "hdf5"], help="stimuli as PNG files or one HDF5 array")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out once the new one is complete")
+    add_bold_flags(p)
     add_config_options(p)
     add_runtime_options(p)
     p.set_defaults(func=cmd_simulate)
@@ -157,6 +180,21 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     add_record_option(p)
     add_runtime_options(p)
     p.set_defaults(func=cmd_bench_decoders)
+
+    p = bench.add_parser(
+        "realtime", help="a simulated session through `realtime`: latency vs the TR, betas and decoding vs offline"
+    )
+    p.add_argument("--model", type=Path, required=True, help="generator run, or a `mindhier demo` output folder")
+    p.add_argument("--data", type=Path, required=True, help="a dataset simulated with --bold (its bold/ runs)")
+    p.add_argument("--offline", type=Path, required=True, help="`mindhier betas --bold DATA/bold` output")
+    p.add_argument("--run", type=positive_int, default=1, help="which BOLD run to replay (default 1)")
+    p.add_argument("--speeds", nargs="+", default=["1x", "max"], help="replay speeds (default: 1x max)")
+    p.add_argument("--workdir", type=Path, help="where the replays write (default: a temporary folder)")
+    p.add_argument("--out", type=Path, required=True, help="result file (.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
+    add_record_option(p)
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_bench_realtime)
 
     p = bench.add_parser("sampler", help="time scale-wise sampling against one teacher-forced forward")
     p.add_argument("--out", type=Path, required=True, help="result file (.json)")

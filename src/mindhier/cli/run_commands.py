@@ -20,16 +20,34 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from mindhier.data.simulator import simulate
 
     cfg = resolve_config(args, simulator_flags(args))
+    bold = bold_config(args)
     apply_threads(args)
     progress = progress_bar(args)
     try:
-        result = simulate(cfg, args.out, overwrite=args.overwrite, progress=progress)
+        result = simulate(cfg, args.out, overwrite=args.overwrite, progress=progress, bold=bold)
     finally:
         progress.close()
     print(format_summary(describe_dataset(result.root, cfg.data, verify_images=False)))
     seconds = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
     print(f"wrote {result.root} ({seconds})")
     return 0
+
+
+MOTION_LEVELS = {
+    "none": {"motion_mm": 0.0, "jumps": 0},
+    "small": {},
+    "large": {"motion_mm": 0.8, "jumps": 3, "jump_mm": 2.0},
+}
+
+
+def bold_config(args: argparse.Namespace):
+    """The BOLD simulation asked for by `--bold` (None without it)."""
+    if getattr(args, "bold", None) is None:
+        return None
+    from mindhier.data.bold.simulate_bold import BoldSimConfig
+
+    motion = MOTION_LEVELS[args.bold_motion]
+    return BoldSimConfig(trials=args.bold, run_trials=args.bold_run_trials, tr=args.tr, **motion)
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:

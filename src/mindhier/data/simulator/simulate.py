@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,10 +30,14 @@ from mindhier.data.stimuli import StimulusSet, make_source
 from mindhier.fileio import staged_directory, write_json
 from mindhier.progress import ProgressFn
 
+if TYPE_CHECKING:  # data.bold reads the simulator's design: imported where used, not at load (no import cycle)
+    from mindhier.data.bold.simulate_bold import BoldSimConfig
+
 NOISE_CEILING_DEFINITION = "NC = 100 * ncsnr^2 / (ncsnr^2 + 1/n), n = test_repeats (NSD, Allen et al. 2022)"
 
 # independent random streams, keyed by purpose
-_STREAM_INDEX, _STREAM_MODEL, _STREAM_DESIGN, _STREAM_NOISE, _STREAM_TRAITS = 1, 2, 3, 4, 5
+_STREAM_INDEX, _STREAM_MODEL, _STREAM_DESIGN, _STREAM_NOISE, _STREAM_TRAITS, _STREAM_BOLD = 1, 2, 3, 4, 5, 6
+BOLD_DIR = "bold"  # the scanner runs of `--bold`, a BIDS folder inside the dataset
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,12 @@ def simulate(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
     semantic_fn: SemanticFn | None = None,
+    bold: BoldSimConfig | None = None,
 ) -> SimulationResult:
     """Simulate `cfg.simulator.subjects` viewing `cfg.stimuli` and write the dataset to `out`.
 
-    `semantic_fn` replaces EfficientNet-Lite2 for the semantic voxels (tests use it for speed).
+    `semantic_fn` replaces EfficientNet-Lite2 for the semantic voxels (tests use it for speed). `bold`: also
+    write the scanner runs that would have produced the betas, as a BIDS folder `bold/` (`data/bold`).
     The folder appears at `out` only when complete; an existing non-empty `out` is kept unless
     `overwrite`.
     """
@@ -118,7 +124,7 @@ def simulate(
         subject_entries = {}
         for subject in sim.subjects:
             result, entry = _simulate_subject(
-                staging, subject, cfg, features, train_images, test_images, seconds, progress
+                staging, subject, cfg, features, train_images, test_images, seconds, progress, bold
             )
             subjects[subject] = result
             subject_entries[str(subject)] = entry
@@ -139,6 +145,7 @@ def simulate(
             "roi_names": list(ROI_NAMES),
             "noise_ceiling_definition": NOISE_CEILING_DEFINITION,
             "subjects": subject_entries,
+            **({"bold": BOLD_DIR + "/"} if bold is not None else {}),
             "config": to_dict(cfg),
         }
         write_json(staging / layout.MANIFEST, manifest)
@@ -184,6 +191,7 @@ def _simulate_subject(
     test_images: np.ndarray,
     seconds: dict[str, float],
     progress: ProgressFn | None,
+    bold: BoldSimConfig | None = None,
 ) -> tuple[SubjectResult, dict[str, Any]]:
     sim = cfg.simulator
     clock = time.perf_counter()
@@ -244,6 +252,15 @@ def _simulate_subject(
     encoding_model = save_encoding_model(root, model, sim)
     seconds["write"] = seconds.get("write", 0.0) + time.perf_counter() - clock
 
+    bold_summary = None
+    if bold is not None:
+        from mindhier.data.bold.simulate_bold import write_subject_bold
+
+        clock = time.perf_counter()
+        bold_rng = stream(sim.seed, subject, _STREAM_BOLD)
+        bold_summary = write_subject_bold(root / BOLD_DIR, subject, model.roi_V, design, betas_TV, bold, bold_rng)
+        seconds["bold"] = seconds.get("bold", 0.0) + time.perf_counter() - clock
+
     result = SubjectResult(subject, model, design, measured, traits)
     entry = {
         **result.summary(),
@@ -255,6 +272,7 @@ def _simulate_subject(
         "noise_ceiling_measured": _rounded(measured),
         "median_noise_ceiling": round(float(np.median(configured)), 2),
         "median_noise_ceiling_measured": round(float(np.median(measured)), 2),
+        **({"bold": bold_summary} if bold_summary is not None else {}),
     }
     return result, entry
 
