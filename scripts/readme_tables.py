@@ -552,11 +552,31 @@ def realtime_table(record: dict[str, Any]) -> str:
     decoding = table(
         ["metric (same trials, same seeds)", "real-time betas", "offline betas", "difference"], decoding_rows
     )
-    caption = (
-        f"{numbers['run']}: {numbers['trials']} trials, TR {tr:g} s; latency from the arrival of a trial's last needed "
-        "volume to its image on disk."
+    windows = table(
+        [
+            "decoded once this much after onset",
+            "retrieval top-1, real-time",
+            "÷ offline",
+            "betas r vs offline (visual)",
+            "p99 latency, max speed, ms",
+        ],
+        [
+            [
+                f"{float(w):g} s" + (" (default)" if float(w) == numbers["window_s"] else ""),
+                num(row["retrieval_top1"]),
+                num(row["ratio_to_offline"], 2),
+                num(row["betas_vs_offline_median_visual"]),
+                f"{row['latency_p99_s_max_speed'] * 1e3:.0f}",
+            ]
+            for w, row in sorted(numbers["windows"].items(), key=lambda item: float(item[0]))
+        ],
     )
-    return "\n\n".join([caption, latency, agreement, decoding, provenance_line(record)])
+    caption = (
+        f"{numbers['run']}: {numbers['trials']} trials, TR {tr:g} s, each decoded once the volume "
+        f"{numbers['window_s']:g} s after its onset is in; latency from the arrival of that volume to the image on "
+        "disk."
+    )
+    return "\n\n".join([caption, latency, agreement, decoding, windows, provenance_line(record)])
 
 
 VIEWS: dict[str, Callable[[Any], str]] = {

@@ -156,6 +156,8 @@ def realtime_numbers(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "run": record["run"],
         "trials": record["trials"],
+        "window_s": record["window_s"],
+        "windows": record["windows"],
         "tr_s": record["tr_s"],
         "latency": {
             speed: {k: row[k] for k in ("median_s", "p99_s", "max_s", "share_within_tr", "median_parts_s", "errors")}

@@ -66,7 +66,11 @@ def test_lss_with_separate_neighbours_recovers_single_trial_betas_at_nsd_timing(
         assert _median_r(separate, true_KV) > _median_r(plain, true_KV) + 0.03
         if noise > 0:
             assert _median_r(separate, true_KV) > _median_r(all_at_once, true_KV) + 0.1
-    assert last_needed_frame(6.0, 1.5) == 14  # 6 s onset + 14 s window = 20 s: frame 14 (21 s) is the first at/after
+    assert last_needed_frame(6.0, 1.5, 14.0) == 14  # 6 s onset + 14 s = 20 s: frame 14 (21 s) is the first at/after
+    from mindhier.cli import realtime_commands
+    from mindhier.data.bold import timing
+
+    assert realtime_commands.RESPONSE_WINDOW_S == timing.RESPONSE_WINDOW_S
 
 
 def _events(path: Path, header: str, rows: list[str]) -> Path:

@@ -23,7 +23,7 @@ def test_the_online_beta_is_the_offline_fit_on_the_frames_so_far():
     Y = 500 + X @ rng.normal(size=(12, 9)) + rng.normal(0, 0.2, (n_frames, 9))
     online = OnlineRun(9, onsets, np.full(12, 3.0))
     k = 4
-    upto = last_needed_frame(onsets[k], timing.tr)
+    upto = last_needed_frame(onsets[k], timing.tr, 14.0)
     for f in range(upto + 1):
         online.add(times[f], Y[f])
     started = np.flatnonzero(onsets <= times[upto])

@@ -74,8 +74,8 @@ def test_a_replay_decodes_every_trial_with_its_files_and_timings(tiny_bold, tiny
         assert len(record["retrieval"]) == 5 and {c["stimulus"] for c in record["retrieval"]} <= test_images
         assert record["retrieval_correct"] == (record["retrieval"][0]["stimulus"] == record["stimulus"])
         assert -1 <= record["quality"]["pixcorr"] <= 1 and (out / record["stimulus_image"]).is_file()
-        # a trial is decoded once the volume 14 s after its onset is in, not before
-        assert record["last_volume"] == min(int(np.ceil((record["onset"] + 14.0) / 1.5 - 1e-9)), n_frames - 1) + 1
+        # a trial is decoded once the volume `--window` s after its onset is in, not before
+        assert record["last_volume"] == min(int(np.ceil((record["onset"] + 22.0) / 1.5 - 1e-9)), n_frames - 1) + 1
     # the real-time betas follow the simulator's betas of these trials (its tiny volumes: a loose bound)
     from mindhier.data.nsd.betas import BetasFile
 

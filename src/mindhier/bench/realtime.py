@@ -3,6 +3,8 @@
 1. Latency: the run replayed at each speed (1× real time, and max = each volume as soon as the last is done); per
    trial, the time from its last needed volume's arrival to its image on disk (median, p99, max), against the TR,
    with the parts (motion correction of that volume, beta, decoding, writing).
+   The response window (how long after a trial's onset its beta is estimated) trades delay for accuracy: the
+   default and shorter ones are replayed at maximum speed on the same trials.
 2. Real-time betas against the offline ones (`mindhier betas` on the same runs, which sees each run whole):
    per-voxel correlation over the run's trials, median over the visual ROIs (V1–LO) and per ROI; both also
    against the simulator's true betas.
@@ -25,6 +27,7 @@ import numpy as np
 
 from mindhier.config import ROI_NAMES
 from mindhier.data import layout
+from mindhier.data.bold.timing import RESPONSE_WINDOW_S
 from mindhier.errors import DataError
 from mindhier.progress import ProgressFn, report
 
@@ -32,13 +35,16 @@ VISUAL_ROIS = ("V1", "V2", "V3", "hV4", "LO")
 PROXIES = ("lite0_late", "lite2_late")
 
 
-def _session(model: Path, run: Path, data: Path, out: Path, speed: float | None) -> list[dict[str, Any]]:
+def _session(
+    model: Path, run: Path, data: Path, out: Path, speed: float | None, window_s: float = RESPONSE_WINDOW_S
+) -> list[dict[str, Any]]:
     """Replay `run` through a fresh real-time session into `out`; its event log's records."""
     from mindhier.realtime.session_setup import SessionRequest, open_session
 
-    session, source = open_session(
-        SessionRequest(model=model, out=out, replay=run, speed=speed, data=data, overwrite=True)
+    request = SessionRequest(
+        model=model, out=out, replay=run, speed=speed, data=data, overwrite=True, window_s=window_s
     )
+    session, source = open_session(request)
     session.run(source)
     return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
 
@@ -85,6 +91,7 @@ def bench_realtime(
     offline: Path,
     run_index: int = 1,
     speeds: tuple[str, ...] = ("1x", "max"),
+    windows: tuple[float, ...] = (14.0, 18.0),
     workdir: Path | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
@@ -104,6 +111,7 @@ def bench_realtime(
     events = bids.read_events(run.events)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="mindhier-bench-realtime-"))
     record: dict[str, Any] = {
+        "window_s": RESPONSE_WINDOW_S,
         "run": run.stem,
         "trials": len(events),
         "tr_s": tr,
@@ -129,7 +137,7 @@ def bench_realtime(
 
     # offline betas of the same trials: `mindhier betas` wrote this run's trials in run order
     table = np.genfromtxt(
-        offline / "bold_trials_subj%02d.tsv" % run.subject, delimiter="\t", names=True, dtype=None, encoding="utf-8"
+        offline / f"bold_trials_subj{run.subject:02d}.tsv", delimiter="\t", names=True, dtype=None, encoding="utf-8"
     )
     rows = np.flatnonzero(
         (table["run"] == run.run) & (np.char.strip(table["session"].astype(str)) == (run.session or "-"))
@@ -193,6 +201,28 @@ def bench_realtime(
             "kind": summary.get("kind", ""),
             "note": summary.get("note", ""),
         }
+    # the response window's trade-off: shorter windows decode sooner (max-speed replays, same trials)
+    offline_top1 = float(np.mean(offline_correct))
+    record["windows"] = {}
+    for window in sorted({*windows, RESPONSE_WINDOW_S}):
+        if window == RESPONSE_WINDOW_S:
+            records_w, folder_w = reference, folder
+        else:
+            folder_w = workdir / f"replay_max_window{window:g}"
+            records_w = _session(model, run.bold, data, folder_w, None, window)
+        trials_w = sorted((r for r in records_w if r.get("type") == "trial"), key=lambda r: r["trial"])
+        betas_w = np.stack([np.load(folder_w / r["beta"])["z"] for r in trials_w])
+        top1 = float(np.mean([bool(r["retrieval_correct"]) for r in trials_w]))
+        record["windows"][f"{window:g}"] = {
+            "decoded_after_onset_s": window,
+            "retrieval_top1": round(top1, 4),
+            "ratio_to_offline": round(top1 / max(offline_top1, 1e-12), 4),
+            "betas_vs_offline_median_visual": _by_roi(_voxel_correlations(betas_w, offline_KV), labels)[
+                "median_visual"
+            ],
+            "latency_p99_s_max_speed": _latency(records_w, tr)["p99_s"],
+        }
+        report(progress, "window sweep", len(record["windows"]), len({*windows, RESPONSE_WINDOW_S}))
     record["decoding"] = {
         "metrics": metrics,
         "protocol": (

@@ -110,7 +110,14 @@ def cmd_bench_realtime(args: argparse.Namespace) -> int:
     progress = progress_bar(args)
     try:
         record = bench_realtime(
-            args.model, args.data, args.offline, args.run, tuple(args.speeds), args.workdir, progress=progress
+            args.model,
+            args.data,
+            args.offline,
+            args.run,
+            tuple(args.speeds),
+            tuple(args.windows),
+            args.workdir,
+            progress=progress,
         )
     finally:
         progress.close()

@@ -189,6 +189,13 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--offline", type=Path, required=True, help="`mindhier betas --bold DATA/bold` output")
     p.add_argument("--run", type=positive_int, default=1, help="which BOLD run to replay (default 1)")
     p.add_argument("--speeds", nargs="+", default=["1x", "max"], help="replay speeds (default: 1x max)")
+    p.add_argument(
+        "--windows",
+        nargs="+",
+        type=float,
+        default=[14.0, 18.0],
+        help="shorter response windows (s) also replayed at maximum speed, for the trade-off (default: 14 18)",
+    )
     p.add_argument("--workdir", type=Path, help="where the replays write (default: a temporary folder)")
     p.add_argument("--out", type=Path, required=True, help="result file (.json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result file")

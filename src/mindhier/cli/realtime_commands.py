@@ -12,6 +12,7 @@ from mindhier.cli.options import add_runtime_options, apply_threads, non_negativ
 from mindhier.errors import ConfigError
 
 CANDIDATE_SETS = ("test", "run", "none")  # kept equal to realtime.session_setup's (importing it loads torch)
+RESPONSE_WINDOW_S = 22.0  # kept equal to data.bold.timing's (a test checks)
 
 
 def add_realtime_parsers(commands: argparse._SubParsersAction) -> None:
@@ -53,6 +54,14 @@ def add_realtime_parsers(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--seed", type=non_negative_int, default=0, help="sampling seed (each trial draws from (seed, trial))"
+    )
+    p.add_argument(
+        "--window",
+        type=float,
+        default=RESPONSE_WINDOW_S,
+        metavar="S",
+        help=f"decode a trial once the volume S seconds after its onset is in (default {RESPONSE_WINDOW_S:g}; shorter "
+        "is sooner and less accurate: `bench realtime` measures the trade-off)",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder: events.jsonl, trials/, stimuli/")
     p.add_argument("--overwrite", action="store_true", help="start afresh, removing this command's earlier outputs")
@@ -121,6 +130,7 @@ def cmd_realtime(args: argparse.Namespace) -> int:
         candidates=args.candidates,
         seed=args.seed,
         overwrite=args.overwrite,
+        window_s=args.window,
     )
     session, source = open_session(request)
     page = None

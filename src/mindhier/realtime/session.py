@@ -1,10 +1,10 @@
 """A real-time session: volumes in, one reconstruction per trial out, as soon as the trial's response is in.
 
-Per volume (`Arrival`): motion correction to the session's reference volume (its first), the visual voxels, the
-motion estimate and framewise displacement logged. Per trial, once the volume `RESPONSE_WINDOW_S` after its onset
-has been processed (`timing.last_needed_frame`): its LSS beta from the data so far, z-scored with the earlier
-trials' statistics (`online_betas`), the encoder and a single-shot reconstruction, retrieval over the candidate
-set, the image, beta and timings written (atomically) and then the trial's line appended to `events.jsonl`.
+Per volume (`Arrival`): motion correction to the session's reference volume (its first), the visual voxels, the motion
+estimate and framewise displacement logged. Per trial, once the volume `window_s` after its onset (default
+`timing.RESPONSE_WINDOW_S`) has been processed (`timing.last_needed_frame`): its LSS beta from the data so far, z-scored
+with the earlier trials' statistics (`online_betas`), the encoder and a single-shot reconstruction, retrieval over the
+candidate set, the image, beta and timings written (atomically) and then the trial's line appended to `events.jsonl`.
 
 Latency is measured from the arrival of the trial's last needed volume (the moment the file was complete and
 read) to the image's rename on disk, and split into motion correction (of that volume), beta, decoding and
@@ -33,7 +33,7 @@ from mindhier import fault_points
 from mindhier.data.bold import bids
 from mindhier.data.bold.head_motion import framewise_displacement_F
 from mindhier.data.bold.motion_correction import MotionCorrector
-from mindhier.data.bold.timing import last_needed_frame
+from mindhier.data.bold.timing import RESPONSE_WINDOW_S, last_needed_frame
 from mindhier.data.bold.voxel_selection import VoxelSelection
 from mindhier.errors import DataError
 from mindhier.fileio import atomic_path, remove_stale_temporaries
@@ -56,6 +56,7 @@ class SessionPlan:
     voxel_mm: tuple[float, float, float]
     stimulus_images: Any = None  # an ImageStore of the dataset the events index (quality and the page), or None
     candidates: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    window_s: float = RESPONSE_WINDOW_S  # a trial is decoded once the volume this long after its onset is in
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class SessionPlan:
             "subject": self.subject,
             "tr": self.tr,
             "n_frames": self.n_frames,
+            "window_s": self.window_s,
             "n_trials": len(self.events),
             "n_voxels": self.selection.n_voxels,
             "stimuli": [int(s) for s in self.events.stimulus_K],
@@ -88,7 +90,9 @@ def _write_beta(path: Path, raw_V: np.ndarray, z_V: np.ndarray) -> None:
 
 
 class RealtimeSession:
-    def __init__(self, out: Path, plan: SessionPlan, decoder: TrialDecoder, registration_threads: int = 1) -> None:
+    def __init__(
+        self, out: Path, plan: SessionPlan, decoder: TrialDecoder, registration_threads: int | None = None
+    ) -> None:
         self.out, self.plan, self.decoder = out, plan, decoder
         if decoder.n_voxels != plan.selection.n_voxels:
             raise DataError(
@@ -107,7 +111,8 @@ class RealtimeSession:
         for k in sorted(self.done):
             self.stats.add(np.load(out / self.done[k]["beta"])["raw"])
         onsets = plan.events.onset_K
-        self.last_needed_K = np.minimum([last_needed_frame(o, plan.tr) for o in onsets], plan.n_frames - 1)
+        last = [last_needed_frame(o, plan.tr, plan.window_s) for o in onsets]
+        self.last_needed_K = np.minimum(last, plan.n_frames - 1)
         self.online = OnlineRun(plan.selection.n_voxels, onsets, plan.events.duration_K)
         self.corrector: MotionCorrector | None = None
         self._logged_volumes = {int(r["volume"]) for r in self.log.records if r.get("type") == "volume"}

@@ -14,7 +14,7 @@ import numpy as np
 
 from mindhier.data import layout
 from mindhier.data.bold import bids
-from mindhier.data.bold.timing import RESPONSE_WINDOW_S
+from mindhier.data.bold.timing import RESPONSE_WINDOW_S, check_window
 from mindhier.data.bold.voxel_selection import load_selection
 from mindhier.errors import ConfigError, DataError
 from mindhier.realtime.session import RealtimeSession, SessionPlan, write_png
@@ -44,6 +44,7 @@ class SessionRequest:
     candidates: str = "test"
     seed: int = 0
     overwrite: bool = False
+    window_s: float = RESPONSE_WINDOW_S
 
 
 def bids_root_of(path: Path) -> Path:
@@ -83,7 +84,7 @@ def open_session(request: SessionRequest):
         voxel_mm = zooms(r.replay)
     else:
         events = bids.read_events(events_path, n_images=n_images)
-        n_frames = r.frames or math.ceil((events.onset_K[-1] + RESPONSE_WINDOW_S) / tr) + 1
+        n_frames = r.frames or math.ceil((events.onset_K[-1] + r.window_s) / tr) + 1
         if events.onset_K[-1] >= n_frames * tr:
             raise DataError(
                 f"{events_path}: a trial starts at {events.onset_K[-1]:.1f} s, after the run's {n_frames} "
@@ -103,7 +104,16 @@ def open_session(request: SessionRequest):
                 target.unlink()
     r.out.mkdir(parents=True, exist_ok=True)
     plan = SessionPlan(
-        name, subject, tr, n_frames, events, selection, voxel_mm, images, np.asarray(candidates, dtype=np.int64)
+        name,
+        subject,
+        tr,
+        n_frames,
+        events,
+        selection,
+        voxel_mm,
+        images,
+        np.asarray(candidates, dtype=np.int64),
+        check_window(r.window_s),
     )
     decoder = TrialDecoder(r.model, subject, seed=r.seed)
     if len(candidates):
