@@ -117,6 +117,7 @@ class RealtimeSession:
         self.corrector: MotionCorrector | None = None
         self._logged_volumes = {int(r["volume"]) for r in self.log.records if r.get("type") == "volume"}
         self._motion: list[np.ndarray] = []
+        self._mc_seconds = 0.0
         self._next_trial = 0
 
     def _check_resume(self) -> None:
@@ -162,6 +163,11 @@ class RealtimeSession:
             return
         clock = time.perf_counter()
         try:
+            if tuple(arrival.volume_ABC.shape) != self.plan.selection.shape:  # before it could become the reference
+                raise DataError(
+                    f"volume {frame + 1} has shape {tuple(arrival.volume_ABC.shape)}, the voxel mask "
+                    f"{self.plan.selection.shape}; it is skipped: check the scanner export's grid"
+                )
             if self.corrector is None:
                 self.corrector = MotionCorrector(arrival.volume_ABC, self.plan.voxel_mm, self.registration_threads)
             corrected = self.corrector.correct(arrival.volume_ABC)
