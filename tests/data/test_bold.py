@@ -71,6 +71,9 @@ def test_lss_with_separate_neighbours_recovers_single_trial_betas_at_nsd_timing(
     from mindhier.data.bold import timing
 
     assert realtime_commands.RESPONSE_WINDOW_S == timing.RESPONSE_WINDOW_S
+    from mindhier.realtime import session_setup
+
+    assert realtime_commands.CANDIDATE_SETS == session_setup.CANDIDATE_SETS
 
 
 def _events(path: Path, header: str, rows: list[str]) -> Path:

@@ -34,7 +34,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-EVENTS_FILE = "events.jsonl"
+from mindhier.realtime.event_log import EVENTS_FILE  # the log the page follows
+
 POLL_SECONDS = 0.1  # how often /events looks for new lines
 RECONNECT_MS = 1000  # what the stream asks a browser to wait before it reconnects
 CONTENT_TYPES = {".png": "image/png", ".json": "application/json", ".jsonl": "application/jsonl"}
