@@ -28,6 +28,7 @@ import numpy as np
 from mindhier.config import ROI_NAMES
 from mindhier.data import layout
 from mindhier.data.bold.timing import RESPONSE_WINDOW_S
+from mindhier.data.image_decode import read_rgb
 from mindhier.errors import DataError
 from mindhier.progress import ProgressFn, report
 
@@ -168,7 +169,7 @@ def bench_realtime(
     splits = stimulus_splits(data, int(manifest["n_images"]))
     candidates = np.flatnonzero(splits == "test")
     decoder.set_candidates(candidates, store.load(candidates))
-    realtime_images = np.stack([np.asarray(_png(folder / r["image"])) for r in trials])
+    realtime_images = np.stack([read_rgb(folder / r["image"]) for r in trials])
     offline_images, offline_correct = [], []
     for k in range(len(trials)):
         decoded = decoder.decode(offline_KV[k], key=k + 1)
@@ -236,13 +237,6 @@ def bench_realtime(
     record["machine"] = machine()
     record["provenance"] = provenance()
     return record
-
-
-def _png(path: Path):
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.convert("RGB").copy()
 
 
 def summary_lines(record: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mindhier.data.image_tensors import uint8_to_unit
 from mindhier.errors import ConfigError
 
 RETRIEVAL_TOP = 5
@@ -53,8 +54,7 @@ class TrialDecoder:
         rows = []
         with torch.no_grad():
             for start in range(0, len(images_NHW3), batch):
-                chunk = torch.from_numpy(np.ascontiguousarray(images_NHW3[start : start + batch]))
-                pixels = (chunk.permute(0, 3, 1, 2).float() / 255.0).to(self.reconstructor.device)  # teacher: [0, 1]
+                pixels = uint8_to_unit(images_NHW3[start : start + batch], self.reconstructor.device)
                 rows.append(F.normalize(teacher(pixels)[-1].flatten(1).float(), dim=-1).cpu())
         self.candidates_N = np.asarray(indices_N, dtype=np.int64)
         self._candidate_NF = torch.cat(rows) if rows else None
